@@ -1,0 +1,47 @@
+// Package redact masks personal data and secrets before they reach logs,
+// metrics or error text.
+package redact
+
+import (
+	"log/slog"
+	"strings"
+)
+
+// Recipient masks a phone number or an email address for logs: a phone
+// number keeps its first three and last three characters
+// ("+86*******000"), an email address the first character of its local part
+// and its domain ("j***@example.com"). Anything shorter is masked whole.
+func Recipient(s string) string {
+	if at := strings.LastIndexByte(s, '@'); at >= 0 {
+		local, domain := s[:at], s[at:]
+		if local == "" {
+			return "***" + domain
+		}
+		return local[:1] + "***" + domain
+	}
+	if len(s) <= 6 {
+		return strings.Repeat("*", len(s))
+	}
+	return s[:3] + strings.Repeat("*", len(s)-6) + s[len(s)-3:]
+}
+
+// Secret is a string that never prints: fmt, slog and encoders see
+// "<redacted>". Use Reveal to get the value.
+type Secret string
+
+const redacted = "<redacted>"
+
+// String returns a placeholder, never the secret.
+func (Secret) String() string { return redacted }
+
+// GoString returns a placeholder, never the secret.
+func (Secret) GoString() string { return redacted }
+
+// LogValue returns a placeholder, never the secret.
+func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText returns a placeholder, never the secret.
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Reveal returns the secret itself.
+func (s Secret) Reveal() string { return string(s) }
