@@ -1,0 +1,76 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/templates"
+)
+
+// checkConfig builds everything a running otpd would except the store
+// connection, and renders one message per provider × usage type with a
+// sample code, so that a configuration that cannot serve a usage type fails
+// here rather than at send time. Secrets never print.
+func checkConfig(cfg *config, w io.Writer) error {
+	renderer, err := templates.New(templates.Options{
+		Dir: cfg.Templates.Dir, DefaultLocale: cfg.Templates.DefaultLocale, AppName: cfg.Templates.AppName,
+	})
+	if err != nil {
+		return fmt.Errorf("templates: %w", err)
+	}
+	routes, err := buildRoutes(cfg, buildEnv{console: io.Discard, log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	if _, err := providers.NewRouter(routes, providers.RouterOptions{}); err != nil {
+		return fmt.Errorf("providers: %w", err)
+	}
+	mode := "redis"
+	if cfg.dev {
+		mode = "dev (in-memory store)"
+	}
+	fmt.Fprintf(w, "otpd configuration OK: store %s, grpc %s, http %s, locales %s (default %s)\n",
+		mode, cfg.Listen.GRPC, orNone(cfg.Listen.HTTP), strings.Join(renderer.Locales(), ", "), renderer.DefaultLocale())
+	var errs []error
+	for _, r := range routes {
+		match := "every recipient"
+		if len(r.Match) > 0 {
+			match = strings.Join(r.Match, ", ")
+		}
+		fmt.Fprintf(w, "\nprovider %s (%s, %s):\n", r.Name, r.Channel, match)
+		for _, u := range providers.UsageTypes {
+			if uc, ok := r.Sender.(providers.UsageChecker); ok {
+				if err := uc.CanServe(u); err != nil {
+					errs = append(errs, fmt.Errorf("provider %s cannot serve %s: %w", r.Name, u, err))
+					continue
+				}
+			}
+			content, err := renderer.Render(r.Channel, renderer.DefaultLocale(), u, templates.Data{Code: "123456", TTL: cfg.Code.TTL.std()})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("provider %s, %s: %w", r.Name, u, err))
+				continue
+			}
+			fmt.Fprintf(w, "  %-15s %s\n", u+":", preview(content))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func preview(c providers.Content) string {
+	text := strings.Join(strings.Fields(c.Text), " ")
+	if c.Subject != "" {
+		return fmt.Sprintf("subject %q, text %q, html %d bytes", c.Subject, text, len(c.HTML))
+	}
+	return fmt.Sprintf("%q", text)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(off)"
+	}
+	return s
+}

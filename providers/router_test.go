@@ -1,0 +1,615 @@
+package providers_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/providers/fake"
+)
+
+// senderFunc adapts a function to providers.Sender.
+type senderFunc func(context.Context, providers.Message) (providers.Receipt, error)
+
+func (f senderFunc) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+	return f(ctx, msg)
+}
+
+// fakeRoute describes a route through a fake provider.
+type fakeRoute struct {
+	name    string
+	channel providers.Channel // SMS if empty
+	match   []string
+	timeout time.Duration
+	cfg     fake.Config
+}
+
+// newFakes builds a fake provider per spec and the routes through them.
+func newFakes(tb testing.TB, specs []fakeRoute) ([]providers.Route, map[string]*fake.Provider) {
+	tb.Helper()
+	routes := make([]providers.Route, 0, len(specs))
+	fakes := make(map[string]*fake.Provider, len(specs))
+	for _, s := range specs {
+		p, err := fake.New(s.name, s.cfg)
+		if err != nil {
+			tb.Fatalf("fake.New(%q): %v", s.name, err)
+		}
+		ch := s.channel
+		if ch == "" {
+			ch = providers.SMS
+		}
+		fakes[s.name] = p
+		routes = append(routes, providers.Route{Name: s.name, Channel: ch, Match: s.match, Timeout: s.timeout, Sender: p})
+	}
+	return routes, fakes
+}
+
+func newRouter(tb testing.TB, routes []providers.Route, opts providers.RouterOptions) *providers.Router {
+	tb.Helper()
+	if opts.Backoff == 0 {
+		opts.Backoff = time.Millisecond
+	}
+	r, err := providers.NewRouter(routes, opts)
+	if err != nil {
+		tb.Fatalf("NewRouter: %v", err)
+	}
+	return r
+}
+
+func smsTo(to string) providers.Message {
+	return providers.Message{
+		Channel:        providers.SMS,
+		To:             to,
+		UsageType:      providers.SignIn,
+		Locale:         "en",
+		Code:           "482915",
+		Content:        providers.Content{Text: "Your Acme code is 482915."},
+		VerificationID: "vid-1",
+	}
+}
+
+func emailTo(to string) providers.Message {
+	return providers.Message{
+		Channel:        providers.Email,
+		To:             to,
+		UsageType:      providers.Register,
+		Locale:         "en",
+		Code:           "482915",
+		Content:        providers.Content{Subject: "Your code", Text: "Your code is 482915.", HTML: "<p>482915</p>"},
+		VerificationID: "vid-2",
+	}
+}
+
+func TestRouterCandidates(t *testing.T) {
+	t.Parallel()
+	routes, _ := newFakes(t, []fakeRoute{
+		{name: "tencent-cn", match: []string{"+86"}},
+		{name: "twilio-sf", match: []string{"+1415", "+1628"}},
+		{name: "twilio"},
+		{name: "mailgun-acme", channel: providers.Email, match: []string{"@Acme.COM"}},
+		{name: "mailgun", channel: providers.Email},
+		{name: "aliyun-cn", channel: providers.Email, match: []string{"example.cn"}},
+	})
+	r := newRouter(t, routes, providers.RouterOptions{})
+	for _, tc := range []struct {
+		name string
+		ch   providers.Channel
+		to   string
+		want []string
+	}{
+		{"china prefix first", providers.SMS, "+8613800138000", []string{"tencent-cn", "twilio"}},
+		{"longer prefix", providers.SMS, "+14155550123", []string{"twilio-sf", "twilio"}},
+		{"second prefix of a route", providers.SMS, "+16285550123", []string{"twilio-sf", "twilio"}},
+		{"unmatched number goes to catch-all", providers.SMS, "+12125550123", []string{"twilio"}},
+		{"domain", providers.Email, "john@acme.com", []string{"mailgun-acme", "mailgun"}},
+		{"subdomain", providers.Email, "john@eu.mail.acme.com", []string{"mailgun-acme", "mailgun"}},
+		{"domain case", providers.Email, "john@ACME.Com", []string{"mailgun-acme", "mailgun"}},
+		{"suffix is not a subdomain", providers.Email, "john@notacme.com", []string{"mailgun"}},
+		{"catch-all before later match", providers.Email, "li@example.cn", []string{"mailgun", "aliyun-cn"}},
+		{"unknown channel", providers.Channel("fax"), "+14155550123", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			for _, rt := range r.Candidates(tc.ch, tc.to) {
+				got = append(got, rt.Name)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Candidates(%s, %s) = %v, want %v", tc.ch, tc.to, got, tc.want)
+			}
+		})
+	}
+	var names []string
+	for _, rt := range r.Routes() {
+		names = append(names, rt.Name)
+	}
+	if want := []string{"tencent-cn", "twilio-sf", "twilio", "mailgun-acme", "mailgun", "aliyun-cn"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("Routes() = %v, want %v", names, want)
+	}
+}
+
+func TestMatchRecipient(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		ch      providers.Channel
+		pattern string
+		to      string
+		want    bool
+	}{
+		{"sms prefix", providers.SMS, "+86", "+8613800138000", true},
+		{"sms other country", providers.SMS, "+86", "+14155550123", false},
+		{"sms empty pattern", providers.SMS, "", "+14155550123", false},
+		{"email domain", providers.Email, "example.com", "a@example.com", true},
+		{"email at domain", providers.Email, "@example.com", "a@example.com", true},
+		{"email subdomain", providers.Email, "example.com", "a@mail.example.com", true},
+		{"email case", providers.Email, "Example.COM", "a@EXAMPLE.com", true},
+		{"email lookalike", providers.Email, "example.com", "a@badexample.com", false},
+		{"email parent domain", providers.Email, "mail.example.com", "a@example.com", false},
+		{"email no at", providers.Email, "example.com", "example.com", false},
+		{"wrong channel", providers.Channel("fax"), "+86", "+8613800138000", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := providers.MatchRecipient(tc.ch, tc.pattern, tc.to); got != tc.want {
+				t.Errorf("MatchRecipient(%s, %q, %q) = %v, want %v", tc.ch, tc.pattern, tc.to, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRouterSend(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		routes   []fakeRoute
+		attempts int
+		backoff  time.Duration
+		deadline time.Duration // of the caller's ctx; 0 for 10s
+		msg      providers.Message
+
+		wantProvider  string // on success
+		wantReason    string // on failure
+		wantRetryable bool
+		wantIs        []error
+		wantNotIs     []error
+		wantCalls     map[string]int
+	}{
+		{
+			name:         "first candidate delivers",
+			routes:       []fakeRoute{{name: "a"}, {name: "b"}},
+			msg:          smsTo("+14155550123"),
+			wantProvider: "a",
+			wantCalls:    map[string]int{"a": 1, "b": 0},
+		},
+		{
+			name:         "non-matching routes are skipped",
+			routes:       []fakeRoute{{name: "cn", match: []string{"+86"}}, {name: "us"}},
+			msg:          smsTo("+14155550123"),
+			wantProvider: "us",
+			wantCalls:    map[string]int{"cn": 0, "us": 1},
+		},
+		{
+			name:         "email by domain",
+			routes:       []fakeRoute{{name: "sms"}, {name: "other", channel: providers.Email, match: []string{"other.com"}}, {name: "acme", channel: providers.Email, match: []string{"acme.com"}}},
+			msg:          emailTo("john@mx.acme.com"),
+			wantProvider: "acme",
+			wantCalls:    map[string]int{"sms": 0, "other": 0, "acme": 1},
+		},
+		{
+			name:         "transient primary fails over to secondary",
+			routes:       []fakeRoute{{name: "a", cfg: fake.Config{Mode: fake.ModeTransient, Reason: "http_503"}}, {name: "b"}},
+			msg:          smsTo("+14155550123"),
+			wantProvider: "b",
+			wantCalls:    map[string]int{"a": 1, "b": 1},
+		},
+		{
+			name:         "second round retries a provider that failed once",
+			routes:       []fakeRoute{{name: "a", cfg: fake.Config{FailFirst: 1}}},
+			msg:          smsTo("+14155550123"),
+			wantProvider: "a",
+			wantCalls:    map[string]int{"a": 2},
+		},
+		{
+			name:          "permanent primary stops the send",
+			routes:        []fakeRoute{{name: "a", cfg: fake.Config{Mode: fake.ModePermanent, Reason: "21211"}}, {name: "b"}},
+			msg:           smsTo("+14155550123"),
+			wantReason:    "21211",
+			wantRetryable: false,
+			wantCalls:     map[string]int{"a": 1, "b": 0},
+		},
+		{
+			name: "all transient tries every provider every round",
+			routes: []fakeRoute{
+				{name: "a", cfg: fake.Config{Mode: fake.ModeTransient, Reason: "throttled"}},
+				{name: "b", cfg: fake.Config{Mode: fake.ModeTransient, Reason: "http_502"}},
+			},
+			attempts:      3,
+			msg:           smsTo("+14155550123"),
+			wantReason:    "http_502",
+			wantRetryable: true,
+			wantNotIs:     []error{context.DeadlineExceeded},
+			wantCalls:     map[string]int{"a": 3, "b": 3},
+		},
+		{
+			name:          "no provider for the channel",
+			routes:        []fakeRoute{{name: "mail", channel: providers.Email}},
+			msg:           smsTo("+14155550123"),
+			wantReason:    "no_provider",
+			wantRetryable: false,
+			wantIs:        []error{providers.ErrNoProvider},
+			wantCalls:     map[string]int{"mail": 0},
+		},
+		{
+			name:          "no provider for the recipient",
+			routes:        []fakeRoute{{name: "cn", match: []string{"+86"}}},
+			msg:           smsTo("+14155550123"),
+			wantReason:    "no_provider",
+			wantRetryable: false,
+			wantIs:        []error{providers.ErrNoProvider},
+			wantCalls:     map[string]int{"cn": 0},
+		},
+		{
+			name:         "slow primary times out and fails over",
+			routes:       []fakeRoute{{name: "slow", timeout: 50 * time.Millisecond, cfg: fake.Config{Delay: time.Minute}}, {name: "fast"}},
+			msg:          smsTo("+14155550123"),
+			wantProvider: "fast",
+			wantCalls:    map[string]int{"slow": 1, "fast": 1},
+		},
+		{
+			name: "caller deadline bounds everything",
+			routes: []fakeRoute{
+				{name: "a", cfg: fake.Config{Delay: time.Minute}},
+				{name: "b", cfg: fake.Config{Delay: time.Minute}},
+			},
+			deadline:      100 * time.Millisecond,
+			msg:           smsTo("+14155550123"),
+			wantReason:    "timeout",
+			wantRetryable: true,
+			wantIs:        []error{context.DeadlineExceeded},
+			wantCalls:     map[string]int{"a": 1, "b": 0},
+		},
+		{
+			name:          "no pause past the deadline",
+			routes:        []fakeRoute{{name: "a", cfg: fake.Config{Mode: fake.ModeTransient}}},
+			attempts:      5,
+			backoff:       time.Minute,
+			deadline:      200 * time.Millisecond,
+			msg:           smsTo("+14155550123"),
+			wantReason:    "fake_transient",
+			wantRetryable: true,
+			wantNotIs:     []error{context.DeadlineExceeded},
+			wantCalls:     map[string]int{"a": 1},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			routes, fakes := newFakes(t, tc.routes)
+			r := newRouter(t, routes, providers.RouterOptions{Attempts: tc.attempts, Backoff: tc.backoff})
+			deadline := tc.deadline
+			if deadline == 0 {
+				deadline = 10 * time.Second
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), deadline)
+			defer cancel()
+
+			rc, err := r.Send(ctx, tc.msg)
+
+			if tc.wantProvider != "" {
+				if err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+				if rc.Provider != tc.wantProvider || rc.MessageID == "" {
+					t.Errorf("Send receipt = %+v, want provider %q and a message ID", rc, tc.wantProvider)
+				}
+			} else {
+				perr, ok := providers.AsError(err)
+				if !ok {
+					t.Fatalf("Send error %v has no *providers.Error", err)
+				}
+				if perr.Reason != tc.wantReason || perr.Retryable != tc.wantRetryable {
+					t.Errorf("Send error = {%q, retryable %v}, want {%q, retryable %v}", perr.Reason, perr.Retryable, tc.wantReason, tc.wantRetryable)
+				}
+				for _, target := range tc.wantIs {
+					if !errors.Is(err, target) {
+						t.Errorf("Send error %v is not %v", err, target)
+					}
+				}
+				for _, target := range tc.wantNotIs {
+					if errors.Is(err, target) {
+						t.Errorf("Send error %v is %v", err, target)
+					}
+				}
+			}
+			for name, want := range tc.wantCalls {
+				if got := fakes[name].Calls(); got != want {
+					t.Errorf("provider %s called %d times, want %d", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestRouterSendCanceled(t *testing.T) {
+	t.Parallel()
+	routes, fakes := newFakes(t, []fakeRoute{{name: "a"}})
+	r := newRouter(t, routes, providers.RouterOptions{})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := r.Send(ctx, smsTo("+14155550123"))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Send on a canceled context = %v, want context.Canceled", err)
+	}
+	if got := fakes["a"].Calls(); got != 0 {
+		t.Errorf("provider called %d times on a canceled context, want 0", got)
+	}
+}
+
+func TestRouterClassifiesBareErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		sender     senderFunc
+		wantReason string
+		wantRetry  bool
+	}{
+		{
+			name: "plain error is transient unclassified",
+			sender: func(context.Context, providers.Message) (providers.Receipt, error) {
+				return providers.Receipt{}, errors.New("boom")
+			},
+			wantReason: "unclassified",
+			wantRetry:  true,
+		},
+		{
+			name: "context error after the attempt timeout is a timeout",
+			sender: func(ctx context.Context, _ providers.Message) (providers.Receipt, error) {
+				<-ctx.Done()
+				return providers.Receipt{}, ctx.Err()
+			},
+			wantReason: "timeout",
+			wantRetry:  true,
+		},
+		{
+			name: "error without a provider name gets the route's",
+			sender: func(context.Context, providers.Message) (providers.Receipt, error) {
+				return providers.Receipt{}, providers.Permanent("", "21614", nil)
+			},
+			wantReason: "21614",
+			wantRetry:  false,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRouter(t, []providers.Route{{Name: "custom", Channel: providers.SMS, Timeout: 50 * time.Millisecond, Sender: tc.sender}},
+				providers.RouterOptions{Attempts: 1})
+			_, err := r.Send(t.Context(), smsTo("+14155550123"))
+			perr, ok := providers.AsError(err)
+			if !ok {
+				t.Fatalf("Send error %v has no *providers.Error", err)
+			}
+			if perr.Provider != "custom" || perr.Reason != tc.wantReason || perr.Retryable != tc.wantRetry {
+				t.Errorf("Send error = {%q, %q, retryable %v}, want {custom, %q, retryable %v}",
+					perr.Provider, perr.Reason, perr.Retryable, tc.wantReason, tc.wantRetry)
+			}
+		})
+	}
+}
+
+func TestRouterPassesAttemptDeadline(t *testing.T) {
+	t.Parallel()
+	var left time.Duration
+	sender := senderFunc(func(ctx context.Context, _ providers.Message) (providers.Receipt, error) {
+		if d, ok := ctx.Deadline(); ok {
+			left = time.Until(d)
+		}
+		return providers.Receipt{MessageID: "m1"}, nil
+	})
+	r := newRouter(t, []providers.Route{{Name: "s", Channel: providers.SMS, Timeout: time.Hour, Sender: sender}}, providers.RouterOptions{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	rc, err := r.Send(ctx, smsTo("+14155550123"))
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if rc != (providers.Receipt{Provider: "s", MessageID: "m1"}) {
+		t.Errorf("Send receipt = %+v, want provider s and the sender's message ID", rc)
+	}
+	if left <= 0 || left > time.Minute {
+		t.Errorf("attempt deadline %v away, want the caller's minute, not the route's hour", left)
+	}
+}
+
+// metricValue returns the value of a counter, or the sample count of a
+// histogram, with the given name and labels; 0 if there is none.
+func metricValue(tb testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	tb.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		tb.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue metrics
+				}
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+func TestRouterMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	routes, fakes := newFakes(t, []fakeRoute{
+		{name: "twilio", cfg: fake.Config{Mode: fake.ModeTransient, Reason: "20429"}},
+		{name: "tencent"},
+		{name: "mailgun", channel: providers.Email, cfg: fake.Config{Mode: fake.ModePermanent, Reason: "auth"}},
+	})
+	r := newRouter(t, routes, providers.RouterOptions{Registerer: reg})
+
+	for range 2 {
+		if _, err := r.Send(t.Context(), smsTo("+14155550123")); err != nil {
+			t.Fatalf("Send sms: %v", err)
+		}
+	}
+	if _, err := r.Send(t.Context(), emailTo("john@example.com")); err == nil {
+		t.Fatal("Send email through a permanently failing provider succeeded")
+	}
+	fakes["twilio"].SetMode(fake.ModeOK)
+	if _, err := r.Send(t.Context(), smsTo("+14155550123")); err != nil {
+		t.Fatalf("Send sms: %v", err)
+	}
+
+	const duration, errorsTotal = "otpd_provider_request_duration_seconds", "otpd_provider_errors_total"
+	for _, tc := range []struct {
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{duration, map[string]string{"provider": "twilio", "result": "transient_error"}, 2},
+		{duration, map[string]string{"provider": "twilio", "result": "ok"}, 1},
+		{duration, map[string]string{"provider": "tencent", "result": "ok"}, 2},
+		{duration, map[string]string{"provider": "tencent", "result": "transient_error"}, 0},
+		{duration, map[string]string{"provider": "mailgun", "result": "permanent_error"}, 1},
+		{errorsTotal, map[string]string{"provider": "twilio", "reason": "20429"}, 2},
+		{errorsTotal, map[string]string{"provider": "mailgun", "reason": "auth"}, 1},
+		{errorsTotal, map[string]string{"provider": "tencent"}, 0},
+	} {
+		if got := metricValue(t, reg, tc.metric, tc.labels); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.metric, tc.labels, got, tc.want)
+		}
+	}
+
+	// Every provider has its duration series from the start, so that
+	// dashboards and alerts see zeros rather than gaps.
+	if n, err := testutil.GatherAndCount(reg, duration); err != nil || n != 9 {
+		t.Errorf("%s has %d series (%v), want 9: 3 providers x 3 results", duration, n, err)
+	}
+}
+
+func TestRouterLogsFailuresWithoutSecrets(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	leaky := senderFunc(func(_ context.Context, msg providers.Message) (providers.Receipt, error) {
+		// A careless sender that puts the code and the number in its error.
+		return providers.Receipt{}, providers.Transient("leaky", "http_500", errors.New("rejected "+msg.To+" code "+msg.Code))
+	})
+	p, err := fake.New("backup", fake.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRouter(t, []providers.Route{
+		{Name: "leaky", Channel: providers.SMS, Sender: leaky},
+		{Name: "backup", Channel: providers.SMS, Sender: p},
+	}, providers.RouterOptions{Logger: log})
+	msg := smsTo("+14155550123")
+	if _, err := r.Send(t.Context(), msg); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	out := buf.String()
+	for _, want := range []string{`"level":"WARN"`, `"provider":"leaky"`, `"reason":"http_500"`, `"retryable":true`, `"attempt":1`, `"recipient":"+14******123"`, `"verification_id":"vid-1"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log %s lacks %s", out, want)
+		}
+	}
+	for _, leak := range []string{msg.To, msg.Code, msg.Content.Text} {
+		if strings.Contains(out, leak) {
+			t.Errorf("log %s leaks %q", out, leak)
+		}
+	}
+}
+
+func TestNewRouterValidation(t *testing.T) {
+	t.Parallel()
+	ok := senderFunc(func(context.Context, providers.Message) (providers.Receipt, error) { return providers.Receipt{}, nil })
+	for _, tc := range []struct {
+		name   string
+		routes []providers.Route
+		opts   providers.RouterOptions
+		want   []string // substrings of the error; none for a valid config
+	}{
+		{"valid", []providers.Route{
+			{Name: "a", Channel: providers.SMS, Match: []string{"+86", "+1415", "+123456789012345"}, Sender: ok},
+			{Name: "b", Channel: providers.Email, Match: []string{"example.com", "@Mail.Example.org", "xn--fiqs8s.cn"}, Sender: ok},
+		}, providers.RouterOptions{}, nil},
+		{"no routes", nil, providers.RouterOptions{}, nil},
+		{"empty name", []providers.Route{{Channel: providers.SMS, Sender: ok}}, providers.RouterOptions{}, []string{"route #1: name is empty"}},
+		{"duplicate name", []providers.Route{{Name: "a", Channel: providers.SMS, Sender: ok}, {Name: "a", Channel: providers.SMS, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": name is used`}},
+		{"bad channel", []providers.Route{{Name: "a", Channel: "fax", Sender: ok}}, providers.RouterOptions{}, []string{`route "a": channel "fax"`}},
+		{"nil sender", []providers.Route{{Name: "a", Channel: providers.SMS}}, providers.RouterOptions{}, []string{`route "a": sender is nil`}},
+		{"negative timeout", []providers.Route{{Name: "a", Channel: providers.SMS, Timeout: -time.Second, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": timeout`}},
+		{"prefix without plus", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"86"}, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": match "86"`}},
+		{"prefix with letters", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"+86x"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+86x"`}},
+		{"bare plus", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"+"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+"`}},
+		{"prefix too long", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"+1234567890123456"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+1234567890123456"`}},
+		{"domain on sms", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"example.com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "example.com"`}},
+		{"prefix on email", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"+86"}, Sender: ok}}, providers.RouterOptions{}, []string{`route "m": match "+86"`}},
+		{"address on email", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"john@example.com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "john@example.com"`}},
+		{"empty domain", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"@"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "@"`}},
+		{"empty label", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"example..com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "example..com"`}},
+		{"every problem at once", []providers.Route{
+			{Name: "a", Channel: "fax"},
+			{Name: "b", Channel: providers.SMS, Match: []string{"+1", "1"}, Sender: ok},
+		}, providers.RouterOptions{Attempts: -1, Backoff: -time.Second}, []string{"attempts", "backoff", `route "a": channel`, `route "a": sender`, `route "b": match "1"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.opts.Registerer = prometheus.NewRegistry()
+			_, err := providers.NewRouter(tc.routes, tc.opts)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Errorf("NewRouter: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("NewRouter accepted an invalid config, want an error with %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("NewRouter error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkRouterSend(b *testing.B) {
+	routes, _ := newFakes(b, []fakeRoute{{name: "cn", match: []string{"+86"}}, {name: "us", match: []string{"+1"}}})
+	r := newRouter(b, routes, providers.RouterOptions{Registerer: prometheus.NewRegistry()})
+	ctx := context.Background()
+	msg := smsTo("+14155550123")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := r.Send(ctx, msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

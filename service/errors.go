@@ -1,0 +1,137 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/otpd/otpd/providers"
+)
+
+// errorDomain is the google.rpc.ErrorInfo domain of otpd's errors.
+const errorDomain = "otpd"
+
+// The limits, as named in configuration, errors and metrics.
+const (
+	limitResend             = "resend_interval"
+	limitPerRecipient       = "per_recipient"
+	limitPerIP              = "per_ip"
+	limitPerCountry         = "per_country"
+	limitVerifyPerRecipient = "verify_per_recipient"
+)
+
+// violations collects bad-input findings for a BadRequest.
+type violations struct{ list []*errdetails.BadRequest_FieldViolation }
+
+func (v *violations) add(field, desc string) {
+	v.list = append(v.list, &errdetails.BadRequest_FieldViolation{Field: field, Description: desc})
+}
+
+func (v *violations) err() error {
+	if len(v.list) == 0 {
+		return nil
+	}
+	return &invalidError{v.list}
+}
+
+type invalidError struct{ list []*errdetails.BadRequest_FieldViolation }
+
+func (e *invalidError) Error() string {
+	s := "invalid request: " + e.list[0].Field + " " + e.list[0].Description
+	if len(e.list) > 1 {
+		s += " (and " + strconv.Itoa(len(e.list)-1) + " more)"
+	}
+	return s
+}
+
+// rateLimitError is a limit that refused a call.
+type rateLimitError struct {
+	limit      string
+	retryAfter time.Duration
+}
+
+func (e *rateLimitError) Error() string {
+	return "rate limited by " + e.limit + ", retry after " + e.retryAfter.Round(time.Millisecond).String()
+}
+
+// Errors with a fixed answer.
+var (
+	errInProgress = errors.New("a send with this idempotency key is still in progress")
+	errNoTemplate = errors.New("no template can render this message")
+)
+
+// toStatus is the one place where a domain error becomes a gRPC status. It
+// never lets provider text or personal data through to the client.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		inv  *invalidError
+		rl   *rateLimitError
+		perr *providers.Error
+	)
+	switch {
+	case errors.As(err, &inv):
+		return withDetails(codes.InvalidArgument, inv.Error(), &errdetails.BadRequest{FieldViolations: inv.list})
+	case errors.As(err, &rl):
+		return withDetails(codes.ResourceExhausted, rl.Error(),
+			&errdetails.ErrorInfo{Reason: "RATE_LIMITED", Domain: errorDomain, Metadata: map[string]string{"limit": rl.limit}},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(roundUp(rl.retryAfter))},
+			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: rl.limit, Description: "limit " + rl.limit + " reached"}}},
+		)
+	case errors.Is(err, errInProgress):
+		return withDetails(codes.Aborted, err.Error(),
+			&errdetails.ErrorInfo{Reason: "IDEMPOTENT_SEND_IN_PROGRESS", Domain: errorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the code was delivered")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "call canceled")
+	case errors.Is(err, errNoTemplate):
+		return withDetails(codes.FailedPrecondition, err.Error(),
+			&errdetails.ErrorInfo{Reason: "NO_TEMPLATE", Domain: errorDomain})
+	case errors.As(err, &perr):
+		if errors.Is(perr, providers.ErrNoProvider) {
+			return withDetails(codes.FailedPrecondition, "no provider is configured for this recipient",
+				&errdetails.ErrorInfo{Reason: "NO_PROVIDER", Domain: errorDomain})
+		}
+		info := &errdetails.ErrorInfo{Domain: errorDomain, Metadata: map[string]string{"provider": perr.Provider, "provider_reason": perr.Reason}}
+		if perr.Retryable {
+			info.Reason = "PROVIDERS_UNAVAILABLE"
+			return withDetails(codes.Unavailable, "every provider for the channel failed; try again later", info,
+				&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+		}
+		info.Reason = "PROVIDER_REJECTED"
+		return withDetails(codes.FailedPrecondition, "provider "+perr.Provider+" rejected the message permanently ("+perr.Reason+")", info)
+	case errors.Is(err, ErrStoreUnavailable):
+		return withDetails(codes.Unavailable, "store unavailable; try again later",
+			&errdetails.ErrorInfo{Reason: "STORE_UNAVAILABLE", Domain: errorDomain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
+	}
+	return status.Error(codes.Internal, "internal error")
+}
+
+func withDetails(c codes.Code, msg string, details ...protoadapt.MessageV1) error {
+	st := status.New(c, msg)
+	if withD, err := st.WithDetails(details...); err == nil {
+		st = withD
+	}
+	return st.Err()
+}
+
+// roundUp rounds a retry delay up to whole milliseconds, at least 1 ms, so
+// that a client waiting that long is never early.
+func roundUp(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Millisecond
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
+}

@@ -1,0 +1,39 @@
+package service
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// metrics are the service's Prometheus metrics, registered on an injected
+// registry.
+type metrics struct {
+	sent        *prometheus.CounterVec
+	verified    *prometheus.CounterVec
+	rateLimited *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	f := promauto.With(reg)
+	m := &metrics{
+		sent: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_codes_sent_total",
+			Help: "SendCode outcomes. result: ok, replayed, rate_limited, transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled.",
+		}, []string{"channel", "provider", "usage_type", "result"}),
+		verified: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_verifications_total",
+			Help: "VerifyCode outcomes. result: ok, mismatch, expired, too_many_attempts, rate_limited, store_error.",
+		}, []string{"usage_type", "result"}),
+		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_rate_limited_total",
+			Help: "Calls refused by a rate limit, by limit: resend_interval, per_recipient, per_ip, per_country, verify_per_recipient.",
+		}, []string{"limit"}),
+	}
+	for _, l := range []string{limitResend, limitPerRecipient, limitPerIP, limitPerCountry, limitVerifyPerRecipient} {
+		m.rateLimited.WithLabelValues(l)
+	}
+	return m
+}

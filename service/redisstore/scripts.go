@@ -1,0 +1,142 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// Every script touches only keys of one hash tag, so each runs unchanged on
+// Redis Cluster. Times are milliseconds from the caller's clock, passed in
+// ARGV: replicas of otpd agree on time through NTP, and tests can move the
+// clock without waiting.
+
+// slotScript takes one event in a sliding-window log.
+//
+// KEYS[1] the window (sorted set, scored by time)
+// ARGV now_ms, window_ms, limit, member
+// Returns {1, 0} when taken, {0, retry_after_ms} when the window is full.
+var slotScript = redis.NewScript(`
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, 0}
+`)
+
+// sendScript checks the idempotency key, the cooldown and the per-recipient
+// window, then stores the code.
+//
+// KEYS[1] code (hash: h=code hash, id=verification id, exp=expiry ms,
+//         a=attempts used, m=max attempts)
+// KEYS[2] cooldown (string: "<until ms>:<verification id>")
+// KEYS[3] per-recipient send window (sorted set)
+// KEYS[4] idempotency record (hash: fp=fingerprint, resp=answer)
+// ARGV now_ms, ttl_ms, max_attempts, cooldown_ms, per_count, per_window_ms,
+//      verification_id, code_hash, use_idempotency (0/1), fingerprint,
+//      pending_ttl_ms
+// Returns {status, retry_after_ms[, answer]}; status as service.SendStatus.
+var sendScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+if ARGV[9] == '1' then
+  local rec = redis.call('HMGET', KEYS[4], 'fp', 'resp')
+  if rec[1] then
+    if rec[1] ~= ARGV[10] then return {5, 0} end
+    if rec[2] then return {3, 0, rec[2]} end
+    return {4, 0}
+  end
+end
+local cooldown = tonumber(ARGV[4])
+if cooldown > 0 then
+  local cd = redis.call('GET', KEYS[2])
+  if cd then
+    local until_ms = tonumber(string.match(cd, '^(%d+)'))
+    if until_ms > now then return {1, until_ms - now} end
+  end
+end
+local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[3]) >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    return {2, tonumber(oldest[2]) + window - now}
+  end
+  redis.call('ZADD', KEYS[3], now, ARGV[7])
+  redis.call('PEXPIRE', KEYS[3], window)
+end
+if cooldown > 0 then
+  redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
+end
+local ttl = tonumber(ARGV[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ttl)
+if ARGV[9] == '1' then
+  redis.call('HSET', KEYS[4], 'fp', ARGV[10])
+  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[11]))
+end
+return {0, 0}
+`)
+
+// completeScript stores the answer of an idempotent send.
+//
+// KEYS[1] idempotency record
+// ARGV answer, ttl_ms
+var completeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'resp', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+`)
+
+// abortScript undoes a send whose delivery failed: the code and the
+// cooldown only while they are still this send's, and a pending
+// idempotency record.
+//
+// KEYS[1] code, KEYS[2] cooldown, KEYS[3] idempotency record
+// ARGV verification_id, use_idempotency (0/1)
+var abortScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local cd = redis.call('GET', KEYS[2])
+if cd and string.match(cd, ':(.*)$') == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if ARGV[2] == '1' and not redis.call('HGET', KEYS[3], 'resp') then redis.call('DEL', KEYS[3]) end
+return 1
+`)
+
+// verifyScript checks a code.
+//
+// KEYS[1] code, KEYS[2] per-recipient verify window (sorted set)
+// ARGV now_ms, code_hash, per_count, per_window_ms, attempt_id
+// Returns {status, attempts_remaining, retry_after_ms}; status as
+// service.VerifyStatus.
+var verifyScript = redis.NewScript(`
+local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+  if redis.call('ZCARD', KEYS[2]) >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    return {4, 0, tonumber(oldest[2]) + window - now}
+  end
+end
+local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm')
+if not c[1] or tonumber(c[2]) <= now then return {2, 0, 0} end
+local used, max = tonumber(c[3]), tonumber(c[4])
+if used >= max then return {3, 0, 0} end
+-- Constant-time comparison: every byte is looked at whatever differs.
+local a, b = c[1], ARGV[2]
+local diff = 0
+if #a ~= #b then diff = 1 end
+for i = 1, math.min(#a, #b) do
+  diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i)))
+end
+if diff == 0 then
+  redis.call('DEL', KEYS[1])
+  return {0, 0, 0}
+end
+used = redis.call('HINCRBY', KEYS[1], 'a', 1)
+if limit > 0 then
+  redis.call('ZADD', KEYS[2], now, ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+return {1, max - used, 0}
+`)

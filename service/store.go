@@ -1,0 +1,169 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrStoreUnavailable marks a store failure that is worth retrying later:
+// the store cannot be reached, timed out, or is loading, failing over or
+// read-only. Stores wrap such errors with it; the service answers them with
+// UNAVAILABLE. Other store errors are internal errors.
+var ErrStoreUnavailable = errors.New("store unavailable")
+
+// Window is a sliding-window rate limit: at most Count events within any
+// Window. A Count of 0 disables the limit.
+type Window struct {
+	Count  int
+	Window time.Duration
+}
+
+// Enabled reports whether the limit applies.
+func (w Window) Enabled() bool { return w.Count > 0 && w.Window > 0 }
+
+// Slot is one event to count against a shared sliding-window limit, such as
+// the per-IP or per-country send limit.
+type Slot struct {
+	// Limit names the limit for errors and metrics ("per_ip").
+	Limit string
+	// Key identifies the counted subject, already hashed where it is
+	// personal data ("ip:3kT..."). Stores derive their own key from it.
+	Key string
+	// Window is the limit.
+	Window Window
+}
+
+// SlotDenial says which slot was full and when it frees up.
+type SlotDenial struct {
+	Limit      string
+	RetryAfter time.Duration
+}
+
+// SendStatus is the outcome of BeginSend.
+type SendStatus int
+
+// The outcomes of BeginSend.
+const (
+	// SendAccepted: the code is stored, the cooldown and the per-recipient
+	// count are taken.
+	SendAccepted SendStatus = iota
+	// SendCooldown: the resend interval has not passed; nothing changed.
+	SendCooldown
+	// SendRecipientLimited: the per-recipient window is full; nothing changed.
+	SendRecipientLimited
+	// SendReplay: the idempotency key already has an answer, in Replay.
+	SendReplay
+	// SendInProgress: another call with the same idempotency key is still
+	// delivering.
+	SendInProgress
+	// SendIdempotencyMismatch: the idempotency key was used for a different
+	// usage type.
+	SendIdempotencyMismatch
+)
+
+// SendParams is everything BeginSend checks and stores, in one atomic step.
+type SendParams struct {
+	// Recipient is the recipient's keyed hash; every key of one recipient
+	// shares it as a hash tag.
+	Recipient string
+	// Usage is the usage type's key ("sign_in").
+	Usage string
+	// CodeHash is the keyed hash of the new code.
+	CodeHash []byte
+	// VerificationID identifies this code; it is also the member counted in
+	// windows, so that a release removes exactly this send.
+	VerificationID string
+	Now            time.Time
+	TTL            time.Duration
+	MaxAttempts    int
+	// Cooldown is the resend interval; 0 disables it.
+	Cooldown     time.Duration
+	PerRecipient Window
+	// IdempotencyKey is the keyed hash of the caller's idempotency key, or
+	// empty.
+	IdempotencyKey string
+	// Fingerprint identifies the request for an idempotency key, so that a
+	// key reused for another request is caught.
+	Fingerprint string
+	// PendingTTL bounds how long an unfinished idempotent send blocks
+	// retries with the same key.
+	PendingTTL time.Duration
+}
+
+// SendResult is what BeginSend decided.
+type SendResult struct {
+	Status SendStatus
+	// RetryAfter is set for SendCooldown and SendRecipientLimited.
+	RetryAfter time.Duration
+	// Replay is the stored answer for SendReplay.
+	Replay []byte
+}
+
+// AbortParams identifies a send whose delivery failed everywhere.
+type AbortParams struct {
+	Recipient      string
+	Usage          string
+	VerificationID string
+	IdempotencyKey string
+}
+
+// VerifyStatus is the outcome of Verify.
+type VerifyStatus int
+
+// The outcomes of Verify.
+const (
+	VerifyOK VerifyStatus = iota
+	VerifyMismatch
+	VerifyExpired
+	VerifyTooManyAttempts
+	// VerifyRateLimited: the recipient's verify window is full; nothing
+	// changed.
+	VerifyRateLimited
+)
+
+// VerifyParams is everything Verify checks, in one atomic step.
+type VerifyParams struct {
+	Recipient string
+	Usage     string
+	CodeHash  []byte
+	Now       time.Time
+	// PerRecipient limits wrong attempts per recipient across codes.
+	PerRecipient Window
+	// AttemptID is a unique member for the per-recipient window.
+	AttemptID string
+}
+
+// VerifyResult is what Verify decided.
+type VerifyResult struct {
+	Status            VerifyStatus
+	AttemptsRemaining int
+	// RetryAfter is set for VerifyRateLimited.
+	RetryAfter time.Duration
+}
+
+// Store keeps codes and rate-limit state. Every method is one atomic
+// check-and-update: concurrent calls behave as if run one after another.
+// Stores never see a plaintext code or recipient.
+type Store interface {
+	// TakeSlots counts member against every slot, all or nothing: when one
+	// slot is full none is taken and the denial says which.
+	TakeSlots(ctx context.Context, now time.Time, member string, slots []Slot) (*SlotDenial, error)
+	// ReleaseSlots removes member from the slots again.
+	ReleaseSlots(ctx context.Context, member string, slots []Slot) error
+	// BeginSend checks the idempotency key, the cooldown and the
+	// per-recipient window, and when all pass stores the new code
+	// (replacing the old one), takes the cooldown and counts the send.
+	BeginSend(ctx context.Context, p SendParams) (SendResult, error)
+	// CompleteSend stores the answer of an idempotent send for ttl.
+	CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error
+	// AbortSend undoes what BeginSend stored for a send whose delivery
+	// failed: the code and the cooldown (when they are still this send's)
+	// and a pending idempotency key. The send still counts in its windows.
+	AbortSend(ctx context.Context, p AbortParams) error
+	// Verify checks a code: rate limit, no live code → expired, attempts used
+	// up → too many attempts, wrong code → count it, right code → consume it.
+	Verify(ctx context.Context, p VerifyParams) (VerifyResult, error)
+	// Ping reports whether the store is reachable.
+	Ping(ctx context.Context) error
+}

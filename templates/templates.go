@@ -1,0 +1,474 @@
+// Package templates holds otpd's default message templates and renders them.
+//
+// Templates are files laid out as <channel>/<locale>/<UsageType>.<part>:
+// channel is "sms" or "email"; locale is a BCP 47 tag such as "en" or
+// "zh-CN"; UsageType is one of providers.UsageTypes; part is "txt" (the SMS
+// body or the plain-text part of an email) and, for email only, "subject"
+// and "html". The defaults are embedded in the binary (directory default/ of
+// this package) for the locales en, zh-CN and fr; an operator can replace
+// any default file, or add locales, through an override directory with the
+// same layout.
+//
+// A template is literal text with placeholders: {{code}}, {{app_name}} and
+// {{ttl_minutes}}, with optional blanks inside the braces. This package
+// compiles them itself rather than with text/template, so that template
+// files cannot run logic. HTML parts escape every value they insert.
+//
+// Render picks, for a channel, locale and usage type, the first of these
+// that has a template: the locale's usage type, the locale's Generic, the
+// default locale's usage type, the default locale's Generic. New checks
+// that the default locale covers every channel and usage type, so a bad
+// configuration fails at start-up rather than at send time.
+package templates
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/language"
+
+	"github.com/otpd/otpd/providers"
+)
+
+// defaultFS holds the default templates, under default/.
+//
+//go:embed default
+var defaultFS embed.FS
+
+// ErrBadLocale is wrapped by the error MatchLocale (and Render) returns for a
+// malformed BCP 47 tag or one with an unknown subtag.
+var ErrBadLocale = errors.New("templates: bad locale")
+
+// Options configure a Renderer.
+type Options struct {
+	// Dir is an optional override directory with the same layout as the
+	// embedded defaults. A file there replaces the default file of the same
+	// path, and new locales may be added. Names starting with "." are
+	// ignored; any other file or directory that does not fit the layout is
+	// an error. An empty email txt or html file removes that part of the
+	// default.
+	Dir string
+	// DefaultLocale is the BCP 47 tag of the locale used when no other
+	// matches; it must be a locale that has templates for every channel and
+	// usage type (directly or through Generic). The default is "en".
+	DefaultLocale string
+	// AppName is inserted as {{app_name}} when Data.AppName is empty. The
+	// default is "otpd".
+	AppName string
+}
+
+// Part file names.
+const (
+	partText    = "txt"
+	partSubject = "subject"
+	partHTML    = "html"
+)
+
+// channelParts lists the channels and the parts each one may have.
+var channelParts = map[providers.Channel][]string{
+	providers.SMS:   {partText},
+	providers.Email: {partSubject, partText, partHTML},
+}
+
+// channels lists the channels in a fixed order, for deterministic checks.
+var channels = []providers.Channel{providers.SMS, providers.Email}
+
+// setKey names one template set: a channel, canonical locale and usage type.
+type setKey struct {
+	ch  providers.Channel
+	loc string
+	u   providers.UsageType
+}
+
+func (k setKey) String() string { return string(k.ch) + "/" + k.loc + "/" + string(k.u) }
+
+// fileKey names one template file.
+type fileKey struct {
+	setKey
+	part string
+}
+
+// file is one loaded template file. t is nil for an email body part that an
+// empty override file removed.
+type file struct {
+	name string
+	t    *Template
+}
+
+// set is the templates of one (channel, locale, usage type).
+type set struct {
+	subject, text, html *Template
+}
+
+// Renderer renders messages from the loaded templates. It is immutable
+// after New and safe for concurrent use.
+type Renderer struct {
+	appName  string
+	def      string
+	locales  []string         // canonical names, sorted
+	known    map[string]bool  // canonical locale names
+	matcher  language.Matcher // over locales, in order
+	resolved map[setKey]*set  // every channel × locale × usage type
+}
+
+// New loads and compiles the embedded templates and those of opts.Dir,
+// checks them, and returns a Renderer. Errors about a template name its
+// file.
+func New(opts Options) (*Renderer, error) {
+	if opts.AppName == "" {
+		opts.AppName = "otpd"
+	}
+	if opts.DefaultLocale == "" {
+		opts.DefaultLocale = "en"
+	}
+
+	files := make(map[fileKey]file)
+	sub, err := fs.Sub(defaultFS, "default")
+	if err != nil {
+		return nil, fmt.Errorf("templates: embedded defaults: %w", err)
+	}
+	if err := load(files, sub, func(p string) string { return "default/" + p }); err != nil {
+		return nil, err
+	}
+	if opts.Dir != "" {
+		fi, err := os.Stat(opts.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("templates: override directory: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("templates: override directory %s is not a directory", opts.Dir)
+		}
+		dir := opts.Dir
+		overrides := make(map[fileKey]file)
+		if err := load(overrides, os.DirFS(dir), func(p string) string {
+			return filepath.Join(dir, filepath.FromSlash(p))
+		}); err != nil {
+			return nil, err
+		}
+		for k, f := range overrides {
+			files[k] = f
+		}
+	}
+
+	sets, err := buildSets(files)
+	if err != nil {
+		return nil, err
+	}
+
+	r := &Renderer{
+		appName:  opts.AppName,
+		known:    make(map[string]bool),
+		resolved: make(map[setKey]*set),
+	}
+	for k := range sets {
+		if !r.known[k.loc] {
+			r.known[k.loc] = true
+			r.locales = append(r.locales, k.loc)
+		}
+	}
+	slices.Sort(r.locales)
+
+	def, err := canonicalLocale(opts.DefaultLocale)
+	if err != nil {
+		return nil, fmt.Errorf("%w (default locale)", err)
+	}
+	if !r.known[def] {
+		return nil, fmt.Errorf("templates: default locale %q has no templates (have %s)",
+			def, strings.Join(r.locales, ", "))
+	}
+	r.def = def
+
+	for _, ch := range channels {
+		for _, u := range providers.UsageTypes {
+			if sets[setKey{ch, def, u}] == nil && sets[setKey{ch, def, providers.Generic}] == nil {
+				return nil, fmt.Errorf("templates: default locale %q has no %s template for %s: want %s/%s/%s.* or %s/%s/%s.*",
+					def, ch, u, ch, def, u, ch, def, providers.Generic)
+			}
+		}
+	}
+
+	tags := make([]language.Tag, len(r.locales))
+	for i, loc := range r.locales {
+		tags[i] = language.Make(loc) // canonical names parse without error
+		for _, ch := range channels {
+			for _, u := range providers.UsageTypes {
+				r.resolved[setKey{ch, loc, u}] = firstSet(sets,
+					setKey{ch, loc, u}, setKey{ch, loc, providers.Generic},
+					setKey{ch, def, u}, setKey{ch, def, providers.Generic})
+			}
+		}
+	}
+	r.matcher = language.NewMatcher(tags)
+	return r, nil
+}
+
+// firstSet returns the first of keys that has a set in sets, or nil.
+func firstSet(sets map[setKey]*set, keys ...setKey) *set {
+	for _, k := range keys {
+		if s := sets[k]; s != nil {
+			return s
+		}
+	}
+	return nil
+}
+
+// load walks fsys, which has the template layout, and adds its files to
+// files. name turns a slash-separated path in fsys into the name used in
+// errors and as the template name.
+func load(files map[fileKey]file, fsys fs.FS, name func(p string) string) error {
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("templates: %s: %w", name(p), err)
+		}
+		if p == "." {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		isDir := d.IsDir()
+		if d.Type()&fs.ModeSymlink != 0 {
+			fi, err := fs.Stat(fsys, p)
+			if err != nil {
+				return fmt.Errorf("templates: %s: %w", name(p), err)
+			}
+			if fi.IsDir() {
+				return fmt.Errorf("templates: %s: symlinked directories are not supported", name(p))
+			}
+		}
+		elems := strings.Split(p, "/")
+		switch len(elems) {
+		case 1:
+			if !isDir {
+				return fmt.Errorf("templates: %s: unexpected file: want <channel>/<locale>/<UsageType>.<part>", name(p))
+			}
+			if _, ok := channelParts[providers.Channel(elems[0])]; !ok {
+				return fmt.Errorf("templates: %s: unknown channel %q (want sms or email)", name(p), elems[0])
+			}
+			return nil
+		case 2:
+			if !isDir {
+				return fmt.Errorf("templates: %s: unexpected file: want <channel>/<locale>/<UsageType>.<part>", name(p))
+			}
+			if _, err := canonicalLocale(elems[1]); err != nil {
+				return fmt.Errorf("templates: %s: locale directory: %w", name(p), err)
+			}
+			return nil
+		}
+		if isDir {
+			return fmt.Errorf("templates: %s: unexpected directory: want <channel>/<locale>/<UsageType>.<part>", name(p))
+		}
+		return loadFile(files, fsys, p, elems, name(p))
+	})
+}
+
+// loadFile reads and compiles the template file at p (split into elems,
+// which are already checked), and adds it to files.
+func loadFile(files map[fileKey]file, fsys fs.FS, p string, elems []string, name string) error {
+	ch := providers.Channel(elems[0])
+	loc, err := canonicalLocale(elems[1])
+	if err != nil {
+		return fmt.Errorf("templates: %s: locale directory: %w", name, err)
+	}
+	usage, part, _ := strings.Cut(elems[2], ".")
+	u := providers.UsageType(usage)
+	if !slices.Contains(providers.UsageTypes, u) {
+		return fmt.Errorf("templates: %s: unknown usage type %q (want Register, SignIn, ForgotPassword or Generic)", name, usage)
+	}
+	if !slices.Contains(channelParts[ch], part) {
+		return fmt.Errorf("templates: %s: unknown %s part %q (want %s)", name, ch, part, strings.Join(channelParts[ch], ", "))
+	}
+	k := fileKey{setKey{ch, loc, u}, part}
+	if prev, ok := files[k]; ok {
+		return fmt.Errorf("templates: %s: same template as %s", name, prev.name)
+	}
+
+	b, err := fs.ReadFile(fsys, p)
+	if err != nil {
+		return fmt.Errorf("templates: %s: %w", name, err)
+	}
+	text := string(b)
+	if !utf8.ValidString(text) {
+		return fmt.Errorf("templates: %s: not valid UTF-8", name)
+	}
+	text = strings.TrimPrefix(text, "\uFEFF") // byte order mark some editors write
+	if t, ok := strings.CutSuffix(text, "\n"); ok {
+		text = strings.TrimSuffix(t, "\r")
+	}
+	switch {
+	case part == partSubject && strings.ContainsAny(text, "\r\n"):
+		return fmt.Errorf("templates: %s: subject must be a single line", name)
+	case text == "" && (part == partSubject || ch == providers.SMS):
+		return fmt.Errorf("templates: %s: empty template", name)
+	case text == "":
+		// An empty email body part removes that part.
+		files[k] = file{name: name}
+		return nil
+	}
+	t, err := Compile(name, text, part == partHTML)
+	if err != nil {
+		return err
+	}
+	files[k] = file{name: name, t: t}
+	return nil
+}
+
+// buildSets groups files into template sets and checks that every email set
+// has a subject and a body.
+func buildSets(files map[fileKey]file) (map[setKey]*set, error) {
+	keys := make([]fileKey, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	// Sort so that errors do not depend on map order.
+	slices.SortFunc(keys, func(a, b fileKey) int {
+		return strings.Compare(a.String()+"."+a.part, b.String()+"."+b.part)
+	})
+
+	sets := make(map[setKey]*set)
+	for _, k := range keys {
+		s := sets[k.setKey]
+		if s == nil {
+			s = &set{}
+			sets[k.setKey] = s
+		}
+		t := files[k].t
+		switch k.part {
+		case partSubject:
+			s.subject = t
+		case partText:
+			s.text = t
+		case partHTML:
+			s.html = t
+		}
+	}
+	for _, k := range keys {
+		s := sets[k.setKey]
+		if k.ch != providers.Email || (s.subject != nil && (s.text != nil || s.html != nil)) {
+			continue
+		}
+		return nil, fmt.Errorf("templates: %s: email template %s needs a %s and a %s or %s part",
+			files[k].name, k.setKey, partSubject, partText, partHTML)
+	}
+	return sets, nil
+}
+
+// canonicalLocale parses tag as BCP 47 and returns its canonical form. The
+// error wraps ErrBadLocale.
+func canonicalLocale(tag string) (string, error) {
+	t, err := language.Parse(tag)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrBadLocale, shorten(tag), err)
+	}
+	if t == language.Und {
+		return "", fmt.Errorf("%w %q: undetermined language", ErrBadLocale, shorten(tag))
+	}
+	return t.String(), nil
+}
+
+// shorten cuts s for use in an error message, as s may come from a client.
+func shorten(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "..."
+}
+
+// MatchLocale returns the name of the locale directory (such as "zh-CN")
+// that Render uses for the BCP 47 tag. An empty tag gives the default
+// locale. A tag that matches an available locale with high confidence
+// ("fr-CA" for "fr", "zh" or "zh-Hans" for "zh-CN", "en-GB" for "en") gives
+// that locale; any other well-formed tag gives the default locale. A
+// malformed tag, or one with an unknown subtag, is an error wrapping
+// ErrBadLocale.
+func (r *Renderer) MatchLocale(tag string) (string, error) {
+	tag = strings.TrimSpace(tag)
+	if tag == "" {
+		return r.def, nil
+	}
+	t, err := language.Parse(tag)
+	if err != nil {
+		return "", fmt.Errorf("%w %q: %v", ErrBadLocale, shorten(tag), err)
+	}
+	if s := t.String(); r.known[s] {
+		return s, nil
+	}
+	if _, i, conf := r.matcher.Match(t); conf >= language.High {
+		return r.locales[i], nil
+	}
+	return r.def, nil
+}
+
+// Render renders the message for channel ch, usage type u and the BCP 47
+// locale tag (matched with MatchLocale) with d. When d.AppName is empty it
+// uses Options.AppName. For SMS only Content.Text is set. For email,
+// Content.Subject is set and at least one of Text and HTML; line breaks
+// that inserted values bring into the subject become spaces.
+func (r *Renderer) Render(ch providers.Channel, locale string, u providers.UsageType, d Data) (providers.Content, error) {
+	if _, ok := channelParts[ch]; !ok {
+		return providers.Content{}, fmt.Errorf("templates: unknown channel %q", ch)
+	}
+	if !slices.Contains(providers.UsageTypes, u) {
+		return providers.Content{}, fmt.Errorf("templates: unknown usage type %q", u)
+	}
+	loc, err := r.MatchLocale(locale)
+	if err != nil {
+		return providers.Content{}, err
+	}
+	s := r.resolved[setKey{ch, loc, u}]
+	if s == nil {
+		// New makes sure the default locale covers every channel and usage
+		// type, so this does not happen.
+		return providers.Content{}, fmt.Errorf("templates: no %s template for %s in %s or %s", ch, u, loc, r.def)
+	}
+	if d.AppName == "" {
+		d.AppName = r.appName
+	}
+	v := valuesOf(d)
+	var c providers.Content
+	if s.text != nil {
+		c.Text = s.text.execute(v)
+	}
+	if ch == providers.Email {
+		c.Subject = singleLine(s.subject.execute(v))
+		if s.html != nil {
+			c.HTML = s.html.execute(v)
+		}
+	}
+	return c, nil
+}
+
+// singleLine replaces line breaks in s with spaces.
+func singleLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", " ")
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// Locales returns the names of the locales that have templates, sorted.
+func (r *Renderer) Locales() []string {
+	return slices.Clone(r.locales)
+}
+
+// DefaultLocale returns the name of the default locale.
+func (r *Renderer) DefaultLocale() string {
+	return r.def
+}
