@@ -28,7 +28,9 @@ const (
 )
 
 // violations collects bad-input findings for a BadRequest.
-type violations struct{ list []*errdetails.BadRequest_FieldViolation }
+type violations struct {
+	list []*errdetails.BadRequest_FieldViolation
+}
 
 func (v *violations) add(field, desc string) {
 	v.list = append(v.list, &errdetails.BadRequest_FieldViolation{Field: field, Description: desc})
@@ -41,7 +43,9 @@ func (v *violations) err() error {
 	return &invalidError{v.list}
 }
 
-type invalidError struct{ list []*errdetails.BadRequest_FieldViolation }
+type invalidError struct {
+	list []*errdetails.BadRequest_FieldViolation
+}
 
 func (e *invalidError) Error() string {
 	s := "invalid request: " + e.list[0].Field + " " + e.list[0].Description

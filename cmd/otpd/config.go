@@ -139,7 +139,9 @@ func defaultConfig() *config {
 	c.Redis.Prefix = "otpd:"
 	c.Redis.Timeout = duration(time.Second)
 	c.Code = codeConfig{Length: def.CodeLength, TTL: duration(def.CodeTTL), MaxAttempts: def.MaxAttempts}
-	w := func(sw service.Window) windowConfig { return windowConfig{Count: sw.Count, Window: duration(sw.Window)} }
+	w := func(sw service.Window) windowConfig {
+		return windowConfig{Count: sw.Count, Window: duration(sw.Window)}
+	}
 	c.Limits = limitsConfig{
 		ResendInterval:     duration(def.ResendInterval),
 		PerRecipient:       w(def.PerRecipient),

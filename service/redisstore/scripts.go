@@ -28,13 +28,17 @@ return {1, 0}
 // window, then stores the code.
 //
 // KEYS[1] code (hash: h=code hash, id=verification id, exp=expiry ms,
-//         a=attempts used, m=max attempts)
+//
+//	a=attempts used, m=max attempts)
+//
 // KEYS[2] cooldown (string: "<until ms>:<verification id>")
 // KEYS[3] per-recipient send window (sorted set)
 // KEYS[4] idempotency record (hash: fp=fingerprint, resp=answer)
 // ARGV now_ms, ttl_ms, max_attempts, cooldown_ms, per_count, per_window_ms,
-//      verification_id, code_hash, use_idempotency (0/1), fingerprint,
-//      pending_ttl_ms
+//
+//	verification_id, code_hash, use_idempotency (0/1), fingerprint,
+//	pending_ttl_ms
+//
 // Returns {status, retry_after_ms[, answer]}; status as service.SendStatus.
 var sendScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
