@@ -27,17 +27,14 @@ return {1, 0}
 // sendScript checks the idempotency key, the cooldown and the per-recipient
 // window, then stores the code.
 //
-// KEYS[1] code (hash: h=code hash, id=verification id, exp=expiry ms,
-//
-//	a=attempts used, m=max attempts)
-//
-// KEYS[2] cooldown (string: "<until ms>:<verification id>")
-// KEYS[3] per-recipient send window (sorted set)
-// KEYS[4] idempotency record (hash: fp=fingerprint, resp=answer)
-// ARGV now_ms, ttl_ms, max_attempts, cooldown_ms, per_count, per_window_ms,
-//
-//	verification_id, code_hash, use_idempotency (0/1), fingerprint,
-//	pending_ttl_ms
+//   - KEYS[1] code: hash of h (code hash), id (verification id), exp
+//     (expiry, ms), a (attempts used), m (max attempts)
+//   - KEYS[2] cooldown: string "<until ms>:<verification id>"
+//   - KEYS[3] per-recipient send window: sorted set
+//   - KEYS[4] idempotency record: hash of fp (fingerprint), resp (answer)
+//   - ARGV now_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
+//     per_window_ms, verification_id, code_hash, use_idempotency (0/1),
+//     fingerprint, pending_ttl_ms
 //
 // Returns {status, retry_after_ms[, answer]}; status as service.SendStatus.
 var sendScript = redis.NewScript(`
