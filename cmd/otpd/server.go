@@ -59,6 +59,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 	if cfg.dev {
 		store, closeStore = memstore.New(), func() error { return nil }
 	} else {
+		redis.SetLogger(redisLogger{log})
 		rdb, err := newRedis(cfg.Redis)
 		if err != nil {
 			return fmt.Errorf("connect redis: %w", err)
@@ -307,4 +308,12 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		return resp, err
 	}
+}
+
+// redisLogger sends go-redis's own messages (reconnects, dial failures) to
+// the JSON log instead of plain text on stderr.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
