@@ -111,9 +111,15 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	s := redisstore.New(rdb, "")
 	ctx := context.Background()
 	for name, err := range map[string]error{
-		"ping":   s.Ping(ctx),
-		"verify": func() error { _, err := s.Verify(ctx, service.VerifyParams{Recipient: "r", Usage: "sign_in"}); return err }(),
-		"send":   func() error { _, err := s.BeginSend(ctx, service.SendParams{Recipient: "r", Usage: "sign_in"}); return err }(),
+		"ping": s.Ping(ctx),
+		"verify": func() error {
+			_, err := s.Verify(ctx, service.VerifyParams{Recipient: "r", Usage: "sign_in"})
+			return err
+		}(),
+		"send": func() error {
+			_, err := s.BeginSend(ctx, service.SendParams{Recipient: "r", Usage: "sign_in"})
+			return err
+		}(),
 		"slots": func() error {
 			_, err := s.TakeSlots(ctx, time.Now(), "m", []service.Slot{{Limit: "per_ip", Key: "ip:x", Window: service.Window{Count: 1, Window: time.Second}}})
 			return err
