@@ -72,15 +72,25 @@ func New() *Store {
 // take adds member to the window unless it is full; it returns the time
 // until the oldest event leaves a full window.
 func (s *Store) take(key string, now int64, w service.Window, member string) (bool, time.Duration) {
-	win := s.prune(key, now, w.Window.Milliseconds())
-	if len(win.events) >= w.Count {
-		return false, time.Duration(win.events[0].at+w.Window.Milliseconds()-now) * time.Millisecond
+	win, retry := s.full(key, now, w)
+	if retry > 0 {
+		return false, retry
 	}
 	i := sort.Search(len(win.events), func(i int) bool { return win.events[i].at > now })
 	win.events = append(win.events, event{})
 	copy(win.events[i+1:], win.events[i:])
 	win.events[i] = event{at: now, member: member}
 	return true, 0
+}
+
+// full drops events older than the window and, when the window is full,
+// returns the time until its oldest event leaves it.
+func (s *Store) full(key string, now int64, w service.Window) (*window, time.Duration) {
+	win := s.prune(key, now, w.Window.Milliseconds())
+	if len(win.events) >= w.Count {
+		return win, time.Duration(win.events[0].at+w.Window.Milliseconds()-now) * time.Millisecond
+	}
+	return win, 0
 }
 
 func (s *Store) prune(key string, now, windowMS int64) *window {
@@ -234,12 +244,8 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	s.sweep(p.Now)
 	vk := verifiesKey(p.Recipient)
 	if p.PerRecipient.Enabled() {
-		win := s.prune(vk, now, p.PerRecipient.Window.Milliseconds())
-		if len(win.events) >= p.PerRecipient.Count {
-			return service.VerifyResult{
-				Status:     service.VerifyRateLimited,
-				RetryAfter: time.Duration(win.events[0].at+p.PerRecipient.Window.Milliseconds()-now) * time.Millisecond,
-			}, nil
+		if _, retry := s.full(vk, now, p.PerRecipient); retry > 0 {
+			return service.VerifyResult{Status: service.VerifyRateLimited, RetryAfter: retry}, nil
 		}
 	}
 	ck := codeKey(p.Recipient, p.Usage)

@@ -7,20 +7,35 @@ import "github.com/redis/go-redis/v9"
 // ARGV: replicas of otpd agree on time through NTP, and tests can move the
 // clock without waiting.
 
+// windowLua is the sliding-window log every limit uses: a sorted set of
+// events scored by time. Scripts that need it start with it.
+const windowLua = `
+-- Drops events older than the window; when the window is full, returns the
+-- milliseconds until its oldest event leaves it, else nil.
+local function window_full(key, now, window, limit)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return tonumber(oldest[2]) + window - now
+  end
+  return nil
+end
+local function window_add(key, now, window, member)
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, window)
+end
+`
+
 // slotScript takes one event in a sliding-window log.
 //
 // KEYS[1] the window (sorted set, scored by time)
 // ARGV now_ms, window_ms, limit, member
 // Returns {1, 0} when taken, {0, retry_after_ms} when the window is full.
-var slotScript = redis.NewScript(`
+var slotScript = redis.NewScript(windowLua + `
 local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tonumber(oldest[2]) + window - now}
-end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
+local retry = window_full(KEYS[1], now, window, limit)
+if retry then return {0, retry} end
+window_add(KEYS[1], now, window, ARGV[4])
 return {1, 0}
 `)
 
@@ -37,7 +52,7 @@ return {1, 0}
 //     fingerprint, pending_ttl_ms
 //
 // Returns {status, retry_after_ms[, answer]}; status as service.SendStatus.
-var sendScript = redis.NewScript(`
+var sendScript = redis.NewScript(windowLua + `
 local now = tonumber(ARGV[1])
 if ARGV[9] == '1' then
   local rec = redis.call('HMGET', KEYS[4], 'fp', 'resp')
@@ -57,13 +72,9 @@ if cooldown > 0 then
 end
 local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 if limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[3]) >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-    return {2, tonumber(oldest[2]) + window - now}
-  end
-  redis.call('ZADD', KEYS[3], now, ARGV[7])
-  redis.call('PEXPIRE', KEYS[3], window)
+  local retry = window_full(KEYS[3], now, window, limit)
+  if retry then return {2, retry} end
+  window_add(KEYS[3], now, window, ARGV[7])
 end
 if cooldown > 0 then
   redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
@@ -110,14 +121,11 @@ return 1
 // ARGV now_ms, code_hash, per_count, per_window_ms, attempt_id
 // Returns {status, attempts_remaining, retry_after_ms}; status as
 // service.VerifyStatus.
-var verifyScript = redis.NewScript(`
+var verifyScript = redis.NewScript(windowLua + `
 local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[2]) >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    return {4, 0, tonumber(oldest[2]) + window - now}
-  end
+  local retry = window_full(KEYS[2], now, window, limit)
+  if retry then return {4, 0, retry} end
 end
 local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm')
 if not c[1] or tonumber(c[2]) <= now then return {2, 0, 0} end
@@ -135,9 +143,6 @@ if diff == 0 then
   return {0, 0, 0}
 end
 used = redis.call('HINCRBY', KEYS[1], 'a', 1)
-if limit > 0 then
-  redis.call('ZADD', KEYS[2], now, ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], window)
-end
+if limit > 0 then window_add(KEYS[2], now, window, ARGV[5]) end
 return {1, max - used, 0}
 `)
