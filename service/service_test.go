@@ -789,3 +789,73 @@ func counter(tb testing.TB, reg *prometheus.Registry, name string, labels map[st
 	tb.Fatalf("no series %s%v", name, labels)
 	return 0
 }
+
+func TestConcurrentIdempotentSendsDeliverOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.primary.SetDelay(100 * time.Millisecond) // keep the first send in flight
+	const n = 20
+	var wg sync.WaitGroup
+	ids := make(chan string, n)
+	var aborted atomic.Int64
+	for range n {
+		wg.Go(func() {
+			resp, err := h.client.SendCode(context.Background(), &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn, IdempotencyKey: "retry-me"})
+			switch status.Code(err) {
+			case codes.OK:
+				ids <- resp.GetVerificationId()
+			case codes.Aborted:
+				detail[*errdetails.RetryInfo](t, status.Convert(err).Details())
+				aborted.Add(1)
+			default:
+				t.Errorf("SendCode: %v, want OK or ABORTED", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	if c := h.primary.Calls(); c != 1 {
+		t.Fatalf("%d concurrent sends with one idempotency key delivered %d messages, want 1", n, c)
+	}
+	var first string
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		if id != first {
+			t.Fatalf("answers name verification ids %s and %s, want one", first, id)
+		}
+	}
+	if first == "" {
+		t.Fatal("no call succeeded")
+	}
+	// Once the first send finished, a retry gets its answer.
+	resp, err := h.client.SendCode(context.Background(), &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn, IdempotencyKey: "retry-me"})
+	if err != nil || resp.GetVerificationId() != first {
+		t.Fatalf("retry after completion: %v %v, want verification id %s", resp, err, first)
+	}
+}
+
+func TestConcurrentSendsCooldownOneAccepted(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	const n = 30
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := h.client.SendCode(context.Background(), &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn})
+			switch status.Code(err) {
+			case codes.OK:
+				ok.Add(1)
+			case codes.ResourceExhausted:
+			default:
+				t.Errorf("SendCode: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 1 || h.primary.Calls() != 1 {
+		t.Fatalf("%d concurrent sends within the resend interval: %d accepted, %d delivered; want 1", n, ok.Load(), h.primary.Calls())
+	}
+}
