@@ -295,6 +295,17 @@ func (r *Router) Candidates(ch Channel, to string) []Route {
 	return out
 }
 
+// Serves reports whether some route serves recipient to on channel ch, so
+// that a caller can refuse a recipient before doing any work for it.
+func (r *Router) Serves(ch Channel, to string) bool {
+	for _, rt := range r.byChannel[ch] {
+		if rt.serves(ch, to) {
+			return true
+		}
+	}
+	return false
+}
+
 // Routes returns every configured route, in configuration order.
 func (r *Router) Routes() []Route { return cloneRoutes(r.routes) }
 

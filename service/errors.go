@@ -69,6 +69,7 @@ func (e *rateLimitError) Error() string {
 var (
 	errInProgress = errors.New("a send with this idempotency key is still in progress")
 	errNoTemplate = errors.New("no template can render this message")
+	errNoProvider = providers.Permanent("", "no_provider", providers.ErrNoProvider)
 )
 
 // toStatus is the one place where a domain error becomes a gRPC status. It

@@ -133,6 +133,21 @@ func parseClientIP(raw string, v *violations) (string, bool) {
 	return p.String(), true
 }
 
+// clientNet is what logs show of a client IP: its /24 (IPv4) or /64 (IPv6)
+// network, enough to see an attack's source without logging a person's
+// address.
+func clientNet(ip string) string {
+	if p, err := netip.ParsePrefix(ip); err == nil {
+		return p.String()
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	p, _ := a.Prefix(24)
+	return p.String()
+}
+
 func usageKey(u otpv1.UsageType) (providers.UsageType, string, bool) {
 	switch u {
 	case otpv1.UsageType_USAGE_TYPE_REGISTER:

@@ -28,6 +28,9 @@ import (
 // Sender delivers a message through the configured providers, failing over
 // between them (providers.Router).
 type Sender interface {
+	// Serves reports whether any provider serves the recipient, so that a
+	// send nobody can deliver is refused before it counts anywhere.
+	Serves(ch providers.Channel, to string) bool
 	Send(ctx context.Context, msg providers.Message) (providers.Receipt, error)
 }
 
@@ -223,6 +226,10 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	if err != nil {
 		return nil, err
 	}
+	if !s.sender.Serves(r.rcpt.channel, r.rcpt.addr) {
+		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error").Inc()
+		return nil, errNoProvider
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 	defer cancel()
 
@@ -240,6 +247,17 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	if err != nil {
 		log.Error("render template", "locale", r.locale, "error", err)
 		return nil, fmt.Errorf("%w: %v", errNoTemplate, err)
+	}
+
+	var idemID string
+	fingerprint := string(r.rcpt.channel) + "/" + r.usageKey
+	if r.idemKey != "" {
+		// A retry is answered before any limit is looked at: the first
+		// call already counted, and a full window must not refuse it.
+		idemID = s.keys.idempotencyID(r.idemKey)
+		if resp, err, done := s.replay(ctx, log, count, rid, idemID, fingerprint); done {
+			return resp, err
+		}
 	}
 
 	slots := s.sendSlots(r)
@@ -265,10 +283,6 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		}
 	}
 
-	var idemID string
-	if r.idemKey != "" {
-		idemID = s.keys.idempotencyID(r.idemKey)
-	}
 	res, err := s.store.BeginSend(ctx, SendParams{
 		Recipient:      rid,
 		Usage:          r.usageKey,
@@ -280,7 +294,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		Cooldown:       s.cfg.ResendInterval,
 		PerRecipient:   s.cfg.PerRecipient,
 		IdempotencyKey: idemID,
-		Fingerprint:    string(r.rcpt.channel) + "/" + r.usageKey,
+		Fingerprint:    fingerprint,
 		PendingTTL:     s.cfg.SendTimeout + 5*time.Second,
 	})
 	if err != nil {
@@ -297,26 +311,10 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	case SendRecipientLimited:
 		releaseSlots()
 		return nil, s.limited(count, log, limitPerRecipient, res.RetryAfter)
-	case SendReplay:
-		releaseSlots()
-		var resp otpv1.SendCodeResponse
-		if err := proto.Unmarshal(res.Replay, &resp); err != nil {
-			return nil, fmt.Errorf("decode stored answer: %w", err)
-		}
-		count(resp.GetProvider(), "replayed")
-		log.Info("idempotent send replayed", "provider", resp.GetProvider())
-		return &resp, nil
-	case SendInProgress:
-		releaseSlots()
-		return nil, errInProgress
-	case SendIdempotencyMismatch:
-		releaseSlots()
-		var v violations
-		v.add("idempotency_key", "was already used for a different request to this recipient")
-		return nil, v.err()
 	default:
+		// An idempotent retry that raced the pre-check.
 		releaseSlots()
-		return nil, fmt.Errorf("unknown send status %d", res.Status)
+		return s.idempotentAnswer(log, count, res)
 	}
 
 	start := time.Now()
@@ -345,7 +343,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 			result = "canceled"
 		}
 		count(provider, result)
-		log.Warn("delivery failed", "result", result, "elapsed", time.Since(start), "error", err)
+		log.Warn("delivery failed", "result", result, "elapsed_ms", ms(time.Since(start)), "error", err)
 		return nil, err
 	}
 
@@ -360,8 +358,46 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		s.completeIdempotent(ctx, log, rid, idemID, resp)
 	}
 	count(receipt.Provider, "ok")
-	log.Info("code sent", "provider", receipt.Provider, "message_id", receipt.MessageID, "locale", r.locale, "elapsed", time.Since(start))
+	log.Info("code sent", "provider", receipt.Provider, "message_id", receipt.MessageID, "locale", r.locale, "elapsed_ms", ms(time.Since(start)))
 	return resp, nil
+}
+
+// replay answers a retry of an idempotent send from the stored record,
+// with done false when there is none and the send should go ahead.
+func (s *Service) replay(ctx context.Context, log *slog.Logger, count func(provider, result string), rid, idemID, fingerprint string) (*otpv1.SendCodeResponse, error, bool) {
+	res, err := s.store.LookupSend(ctx, rid, idemID, fingerprint)
+	if err != nil {
+		count("", "store_error")
+		log.Error("look up idempotency key", "error", err)
+		return nil, err, true
+	}
+	if res.Status == SendAccepted {
+		return nil, nil, false
+	}
+	resp, err := s.idempotentAnswer(log, count, res)
+	return resp, err, true
+}
+
+// idempotentAnswer turns what the store knows of an idempotency key into
+// the call's answer.
+func (s *Service) idempotentAnswer(log *slog.Logger, count func(provider, result string), res SendResult) (*otpv1.SendCodeResponse, error) {
+	switch res.Status {
+	case SendReplay:
+		var resp otpv1.SendCodeResponse
+		if err := proto.Unmarshal(res.Replay, &resp); err != nil {
+			return nil, fmt.Errorf("decode stored answer: %w", err)
+		}
+		count(resp.GetProvider(), "replayed")
+		log.Info("idempotent send replayed", "provider", resp.GetProvider())
+		return &resp, nil
+	case SendInProgress:
+		return nil, errInProgress
+	case SendIdempotencyMismatch:
+		var v violations
+		v.add("idempotency_key", "was already used for a different request to this recipient")
+		return nil, v.err()
+	}
+	return nil, fmt.Errorf("unexpected send status %d", res.Status)
 }
 
 // sendSlots lists the shared limits a send counts against.
@@ -379,7 +415,7 @@ func (s *Service) sendSlots(r sendRequest) []Slot {
 func (s *Service) limited(count func(provider, result string), log *slog.Logger, limit string, retryAfter time.Duration) error {
 	count("", "rate_limited")
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
-	log.Info("send rate limited", "limit", limit, "retry_after", retryAfter)
+	log.Info("send rate limited", "limit", limit, "retry_after", retryAfter.String())
 	return &rateLimitError{limit: limit, retryAfter: retryAfter}
 }
 
@@ -422,7 +458,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	case len(code) > maxCodeInputLen || len(code) < 4 || len(code) > 10 || !digits(code):
 		v.add("code", "must be 4 to 10 digits")
 	}
-	parseClientIP(req.GetClientIp(), &v)
+	ip, _ := parseClientIP(req.GetClientIp(), &v)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -437,6 +473,9 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		AttemptID:    newID(),
 	})
 	log := s.log.With("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
+	if ip != "" {
+		log = log.With("client_net", clientNet(ip))
+	}
 	if err != nil {
 		s.metrics.verified.WithLabelValues(usageKey, "store_error").Inc()
 		log.Error("verify code", "error", err)
@@ -456,7 +495,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	case VerifyRateLimited:
 		s.metrics.verified.WithLabelValues(usageKey, "rate_limited").Inc()
 		s.metrics.rateLimited.WithLabelValues(limitVerifyPerRecipient).Inc()
-		log.Info("verify rate limited", "limit", limitVerifyPerRecipient, "retry_after", res.RetryAfter)
+		log.Info("verify rate limited", "limit", limitVerifyPerRecipient, "retry_after", res.RetryAfter.String())
 		return nil, &rateLimitError{limit: limitVerifyPerRecipient, retryAfter: res.RetryAfter}
 	default:
 		return nil, fmt.Errorf("unknown verify status %d", res.Status)
@@ -474,3 +513,6 @@ func digits(s string) bool {
 	}
 	return true
 }
+
+// ms is a duration in milliseconds, for logs.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

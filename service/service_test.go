@@ -81,7 +81,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-func newHarness(tb testing.TB, mutate func(*service.Config)) *harness {
+func newHarness(tb testing.TB, mutate func(*service.Config), routeOpts ...func([]providers.Route)) *harness {
 	tb.Helper()
 	h := &harness{
 		redis: redistest.Start(tb),
@@ -104,6 +104,9 @@ func newHarness(tb testing.TB, mutate func(*service.Config)) *harness {
 		routes = append(routes,
 			providers.Route{Name: "primary", Channel: ch, Sender: h.primary},
 			providers.Route{Name: "secondary", Channel: ch, Sender: h.secondary})
+	}
+	for _, o := range routeOpts {
+		o(routes)
 	}
 	router, err := providers.NewRouter(routes, providers.RouterOptions{Attempts: 1, Registerer: h.reg})
 	if err != nil {
@@ -857,5 +860,45 @@ func TestConcurrentSendsCooldownOneAccepted(t *testing.T) {
 	wg.Wait()
 	if ok.Load() != 1 || h.primary.Calls() != 1 {
 		t.Fatalf("%d concurrent sends within the resend interval: %d accepted, %d delivered; want 1", n, ok.Load(), h.primary.Calls())
+	}
+}
+
+func TestIdempotentRetryIgnoresFullWindows(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *service.Config) { c.PerIP = service.Window{Count: 1, Window: time.Hour} })
+	req := &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn, ClientIp: "198.51.100.7", IdempotencyKey: "k1"}
+	first, err := h.client.SendCode(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The IP's window is now full; a retry of the first call must still get
+	// its answer rather than RESOURCE_EXHAUSTED.
+	again, err := h.client.SendCode(context.Background(), req)
+	if err != nil || again.GetVerificationId() != first.GetVerificationId() {
+		t.Fatalf("retry with a full per-IP window: %v %v, want the first answer", again, err)
+	}
+	_, err = h.client.SendCode(context.Background(), &otpv1.SendCodeRequest{Recipient: "+14155550124", UsageType: signIn, ClientIp: "198.51.100.7"})
+	wantStatus(t, err, codes.ResourceExhausted)
+}
+
+func TestNoProviderRefusedBeforeCounting(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, func(routes []providers.Route) {
+		for i := range routes {
+			if routes[i].Channel == providers.SMS {
+				routes[i].Match = []string{"+86"}
+			}
+		}
+	})
+	_, err := h.client.SendCode(context.Background(), &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn, ClientIp: "198.51.100.7"})
+	info := detail[*errdetails.ErrorInfo](t, wantStatus(t, err, codes.FailedPrecondition))
+	if info.GetReason() != "NO_PROVIDER" {
+		t.Fatalf("ErrorInfo = %v, want NO_PROVIDER", info)
+	}
+	if n := h.rdb.DBSize(context.Background()).Val(); n != 0 {
+		t.Fatalf("a send no provider serves left %d keys in Redis", n)
+	}
+	if _, code := h.send(t, "+8613800138000", signIn); code == "" {
+		t.Fatal("no code for a served number")
 	}
 }

@@ -155,6 +155,10 @@ type Store interface {
 	// per-recipient window, and when all pass stores the new code
 	// (replacing the old one), takes the cooldown and counts the send.
 	BeginSend(ctx context.Context, p SendParams) (SendResult, error)
+	// LookupSend reads an idempotency record without changing anything:
+	// SendReplay with the answer, SendInProgress, SendIdempotencyMismatch,
+	// or SendAccepted when there is no record.
+	LookupSend(ctx context.Context, recipient, idempotencyKey, fingerprint string) (SendResult, error)
 	// CompleteSend stores the answer of an idempotent send for ttl.
 	CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error
 	// AbortSend undoes what BeginSend stored for a send whose delivery

@@ -57,7 +57,31 @@ func checkConfig(cfg *config, w io.Writer) error {
 			fmt.Fprintf(w, "  %-15s %s\n", u+":", preview(content))
 		}
 	}
+	for _, ch := range []providers.Channel{providers.SMS, providers.Email} {
+		if gap := coverage(routes, ch); gap != "" {
+			fmt.Fprintf(w, "\nnote: %s\n", gap)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// coverage describes which recipients of ch no provider serves, if any: a
+// send to them fails with FAILED_PRECONDITION.
+func coverage(routes []providers.Route, ch providers.Channel) string {
+	var matches []string
+	for _, r := range routes {
+		if r.Channel != ch {
+			continue
+		}
+		if len(r.Match) == 0 {
+			return ""
+		}
+		matches = append(matches, r.Match...)
+	}
+	if len(matches) == 0 {
+		return fmt.Sprintf("no provider sends %s: every %s request fails with FAILED_PRECONDITION", ch, ch)
+	}
+	return fmt.Sprintf("%s providers serve only %s: other recipients fail with FAILED_PRECONDITION", ch, strings.Join(matches, ", "))
 }
 
 func preview(c providers.Content) string {

@@ -369,6 +369,18 @@ func (c *config) validate() error {
 		case r.MasterName != "" && r.Cluster:
 			bad("redis.cluster", "cannot be combined with master_name")
 		}
+		if r.URL != "" {
+			// A URL carries these itself; a second place to set them would
+			// be silently ignored.
+			for key, set := range map[string]bool{
+				"username": r.Username != "", "db": r.DB != 0, "tls": r.TLS,
+				"master_name": r.MasterName != "", "cluster": r.Cluster,
+			} {
+				if set {
+					bad("redis."+key, "cannot be combined with redis.url: put it in the URL (redis[s]://user:password@host:port/db) or use addrs")
+				}
+			}
+		}
 		if r.Timeout.std() < 10*time.Millisecond {
 			bad("redis.timeout", "must be at least 10ms")
 		}
@@ -389,8 +401,8 @@ func (c *config) validate() error {
 	if c.Delivery.Attempts < 1 || c.Delivery.Attempts > 10 {
 		bad("delivery.attempts", "must be between 1 and 10")
 	}
-	if c.Delivery.Backoff < 0 {
-		bad("delivery.backoff", "must not be negative")
+	if c.Delivery.Backoff.std() < time.Millisecond {
+		bad("delivery.backoff", "must be at least 1ms")
 	}
 	if c.Shutdown.Timeout.std() < time.Second {
 		bad("shutdown.timeout", "must be at least 1s")

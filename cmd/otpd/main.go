@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,10 +24,10 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
 // run is otpd without process globals: it returns the exit code.
-func run(args []string, getenv func(string) string, stderr io.Writer) int {
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("otpd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("OTPD_CONFIG"), "configuration file (env OTPD_CONFIG); none starts dev mode")
@@ -35,6 +36,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	listenGRPC := fs.String("listen-grpc", "", "override listen.grpc (host:port or unix:///path)")
 	listenHTTP := fs.String("listen-http", "", "override listen.http")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -42,7 +46,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 2
 	}
 	if *showVersion {
-		fmt.Fprintln(stderr, "otpd", version)
+		fmt.Fprintln(stdout, "otpd", version)
 		return 0
 	}
 
@@ -72,7 +76,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	if *check {
-		if err := checkConfig(cfg, stderr); err != nil {
+		if err := checkConfig(cfg, stdout); err != nil {
 			fmt.Fprintf(stderr, "otpd: invalid configuration:\n%s\n", indent(err))
 			return 2
 		}

@@ -116,8 +116,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 		ready.Store(st == healthpb.HealthCheckResponse_SERVING)
 	}
 
-	// Health follows the store: NOT_SERVING while Redis is unreachable,
-	// SERVING again as soon as it answers.
+	// Health follows the store: NOT_SERVING until Redis first answers and
+	// while it is unreachable, SERVING again as soon as it answers.
+	setServing(false)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	var wg sync.WaitGroup

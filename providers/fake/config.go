@@ -42,6 +42,9 @@ type wireConfig struct {
 	Reason    string `json:"reason"`
 	Delay     string `json:"delay"` // a Go duration such as "2s"
 	FailFirst int    `json:"failFirst"`
+	// Endpoint is accepted, as every provider takes one, and unused: the
+	// fake provider does no I/O.
+	Endpoint string `json:"endpoint"`
 }
 
 // ParseConfig decodes the JSON config block of a fake provider, such as

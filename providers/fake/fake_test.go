@@ -233,7 +233,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "delay as number", raw: `{"delay": 2}`, wantErr: "delay"},
 		{name: "negative delay", raw: `{"delay": "-1s"}`, wantErr: "delay"},
 		{name: "negative failFirst", raw: `{"failFirst": -1}`, wantErr: "failFirst"},
-		{name: "unknown key", raw: `{"mode": "ok", "endpoint": "http://x"}`, wantErr: "endpoint"},
+		{name: "unknown key", raw: `{"mode": "ok", "endpont": "http://x"}`, wantErr: "endpont"},
+		{name: "endpoint accepted", raw: `{"mode": "ok", "endpoint": "http://x"}`, want: fake.Config{Mode: "ok"}},
 		{name: "trailing data", raw: `{}{}`, wantErr: "after"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

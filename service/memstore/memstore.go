@@ -166,15 +166,8 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	s.sweep(p.Now)
 	ik := idemKey(p.Recipient, p.IdempotencyKey)
 	if p.IdempotencyKey != "" {
-		if rec := s.idem[ik]; rec != nil && rec.expires > now {
-			switch {
-			case rec.fingerprint != p.Fingerprint:
-				return service.SendResult{Status: service.SendIdempotencyMismatch}, nil
-			case rec.answer != nil:
-				return service.SendResult{Status: service.SendReplay, Replay: append([]byte(nil), rec.answer...)}, nil
-			default:
-				return service.SendResult{Status: service.SendInProgress}, nil
-			}
+		if res := s.lookup(ik, p.Fingerprint, now); res.Status != service.SendAccepted {
+			return res, nil
 		}
 	}
 	ck := cooldownKey(p.Recipient, p.Usage)
@@ -201,6 +194,29 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		s.idem[ik] = &idemRecord{fingerprint: p.Fingerprint, expires: now + p.PendingTTL.Milliseconds()}
 	}
 	return service.SendResult{Status: service.SendAccepted}, nil
+}
+
+// LookupSend implements service.Store.
+func (s *Store) LookupSend(ctx context.Context, recipient, idempotencyKey, fingerprint string) (service.SendResult, error) {
+	if err := ctx.Err(); err != nil {
+		return service.SendResult{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookup(idemKey(recipient, idempotencyKey), fingerprint, s.latest.UnixMilli()), nil
+}
+
+func (s *Store) lookup(ik, fingerprint string, now int64) service.SendResult {
+	rec := s.idem[ik]
+	switch {
+	case rec == nil || rec.expires <= now:
+		return service.SendResult{Status: service.SendAccepted}
+	case rec.fingerprint != fingerprint:
+		return service.SendResult{Status: service.SendIdempotencyMismatch}
+	case rec.answer != nil:
+		return service.SendResult{Status: service.SendReplay, Replay: append([]byte(nil), rec.answer...)}
+	}
+	return service.SendResult{Status: service.SendInProgress}
 }
 
 // CompleteSend implements service.Store.

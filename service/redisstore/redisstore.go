@@ -157,6 +157,29 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	return res, nil
 }
 
+// LookupSend implements service.Store.
+func (s *Store) LookupSend(ctx context.Context, recipient, idempotencyKey, fingerprint string) (service.SendResult, error) {
+	k := s.recipientKeys(recipient, "", idempotencyKey)
+	rec, err := s.rdb.HMGet(ctx, k.idem, "fp", "resp").Result()
+	if err != nil {
+		return service.SendResult{}, wrap("look up send", err)
+	}
+	return idempotencyResult(rec[0], rec[1], fingerprint), nil
+}
+
+func idempotencyResult(fp, resp any, fingerprint string) service.SendResult {
+	switch fp, _ := fp.(string); {
+	case fp == "":
+		return service.SendResult{Status: service.SendAccepted}
+	case fp != fingerprint:
+		return service.SendResult{Status: service.SendIdempotencyMismatch}
+	}
+	if answer, ok := resp.(string); ok {
+		return service.SendResult{Status: service.SendReplay, Replay: []byte(answer)}
+	}
+	return service.SendResult{Status: service.SendInProgress}
+}
+
 // CompleteSend implements service.Store.
 func (s *Store) CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error {
 	k := s.recipientKeys(recipient, "", idempotencyKey)

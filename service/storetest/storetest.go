@@ -232,13 +232,27 @@ func testIdempotency(t *testing.T, s service.Store) {
 	rid, key := id("r"), id("k")
 	p := send(rid, "sign_in", right, t0)
 	p.IdempotencyKey, p.Cooldown = key, 0
+	lookup := func(fp string, want service.SendStatus) service.SendResult {
+		t.Helper()
+		res, err := s.LookupSend(ctx, rid, key, fp)
+		if err != nil {
+			t.Fatalf("LookupSend: %v", err)
+		}
+		if res.Status != want {
+			t.Fatalf("LookupSend status = %d, want %d", res.Status, want)
+		}
+		return res
+	}
+	lookup(p.Fingerprint, service.SendAccepted) // no record yet
 	mustBegin(t, s, p, service.SendAccepted)
 	retry := p
 	retry.VerificationID = id("v")
 	mustBegin(t, s, retry, service.SendInProgress)
+	lookup(p.Fingerprint, service.SendInProgress)
 	other := retry
 	other.Fingerprint = "sms/register"
 	mustBegin(t, s, other, service.SendIdempotencyMismatch)
+	lookup(other.Fingerprint, service.SendIdempotencyMismatch)
 
 	answer := []byte{0, 1, 2, 0xff, 'o', 'k'}
 	if err := s.CompleteSend(ctx, rid, key, answer, time.Hour); err != nil {
@@ -247,6 +261,9 @@ func testIdempotency(t *testing.T, s service.Store) {
 	res := mustBegin(t, s, retry, service.SendReplay)
 	if !bytes.Equal(res.Replay, answer) {
 		t.Fatalf("Replay = %x, want %x", res.Replay, answer)
+	}
+	if res := lookup(p.Fingerprint, service.SendReplay); !bytes.Equal(res.Replay, answer) {
+		t.Fatalf("LookupSend Replay = %x, want %x", res.Replay, answer)
 	}
 	// The replay stored nothing: the first code is still the live one.
 	mustVerify(t, s, verify(rid, "sign_in", right, t0), service.VerifyOK)
