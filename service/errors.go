@@ -96,10 +96,6 @@ func toStatus(err error) error {
 		return withDetails(codes.Aborted, err.Error(),
 			&errdetails.ErrorInfo{Reason: "IDEMPOTENT_SEND_IN_PROGRESS", Domain: errorDomain},
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the code was delivered")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "call canceled")
 	case errors.Is(err, errNoTemplate):
 		return withDetails(codes.FailedPrecondition, err.Error(),
 			&errdetails.ErrorInfo{Reason: "NO_TEMPLATE", Domain: errorDomain})
@@ -116,6 +112,14 @@ func toStatus(err error) error {
 		}
 		info.Reason = "PROVIDER_REJECTED"
 		return withDetails(codes.FailedPrecondition, "provider "+perr.Provider+" rejected the message permanently ("+perr.Reason+")", info)
+	// After provider errors: a provider attempt that timed out on its own
+	// timeout is an unavailable provider, not the caller's deadline (the
+	// service returns the context's error itself when that is what ended
+	// the call).
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the code was delivered")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "call canceled")
 	case errors.Is(err, ErrStoreUnavailable):
 		return withDetails(codes.Unavailable, "store unavailable; try again later",
 			&errdetails.ErrorInfo{Reason: "STORE_UNAVAILABLE", Domain: errorDomain},

@@ -344,6 +344,9 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		}
 		count(provider, result)
 		log.Warn("delivery failed", "result", result, "elapsed_ms", ms(time.Since(start)), "error", err)
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr // the caller's deadline or send_timeout ended it
+		}
 		return nil, err
 	}
 

@@ -902,3 +902,26 @@ func TestNoProviderRefusedBeforeCounting(t *testing.T) {
 		t.Fatal("no code for a served number")
 	}
 }
+
+func TestProviderTimeoutsAreUnavailable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil, func(routes []providers.Route) {
+		for i := range routes {
+			routes[i].Timeout = 50 * time.Millisecond
+		}
+	})
+	h.primary.SetDelay(time.Minute)
+	h.secondary.SetDelay(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Both providers time out on their own timeout while the caller still
+	// has time: the providers are unavailable, the deadline was not hit.
+	_, err := h.client.SendCode(ctx, &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn})
+	info := detail[*errdetails.ErrorInfo](t, wantStatus(t, err, codes.Unavailable))
+	if info.GetReason() != "PROVIDERS_UNAVAILABLE" || info.GetMetadata()["provider_reason"] != "timeout" {
+		t.Fatalf("ErrorInfo = %v, want PROVIDERS_UNAVAILABLE after a timeout", info)
+	}
+	if h.primary.Calls() != 1 || h.secondary.Calls() != 1 {
+		t.Fatalf("calls: primary %d, secondary %d; want one each (failover after the timeout)", h.primary.Calls(), h.secondary.Calls())
+	}
+}
