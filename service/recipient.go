@@ -102,11 +102,33 @@ func parseEmail(raw string, v *violations) (recipient, bool) {
 	}
 	at := strings.LastIndexByte(a.Address, '@')
 	local, domain := a.Address[:at], strings.ToLower(a.Address[at+1:])
-	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.HasPrefix(domain, "[") {
+	if !hostName(domain) {
 		v.add("recipient", "is not a valid email address: the domain must be a fully qualified host name")
 		return recipient{}, false
 	}
 	return recipient{channel: providers.Email, addr: local + "@" + domain}, true
+}
+
+// hostName reports whether d is a fully qualified host name: two or more
+// labels of letters (any script), digits and inner hyphens, at most 63
+// bytes each, with a top-level label that is not all digits. IP addresses,
+// bracketed or not, are refused.
+func hostName(d string) bool {
+	labels := strings.Split(d, ".")
+	if len(labels) < 2 || len(d) > 253 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+				return false
+			}
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // parseClientIP returns the address the per-IP limit counts under: the IP

@@ -188,12 +188,13 @@ func parseConfig(b []byte, getenv func(string) string) (*config, error) {
 	if len(root.Content) == 0 {
 		return nil, errors.New("parse config: the file is empty")
 	}
-	if err := expandEnv(root.Content[0], "", getenv); err != nil {
+	expanded := map[*yaml.Node]bool{}
+	if err := expandEnv(root.Content[0], "", getenv, expanded); err != nil {
 		return nil, err
 	}
 	// An unknown key is a typo, not a setting to ignore; a value of the
 	// wrong type is reported with its key.
-	if err := checkNode(root.Content[0], reflect.TypeFor[config](), ""); err != nil {
+	if err := checkNode(root.Content[0], reflect.TypeFor[config](), "", expanded); err != nil {
 		return nil, err
 	}
 	c := defaultConfig()
@@ -202,11 +203,9 @@ func parseConfig(b []byte, getenv func(string) string) (*config, error) {
 	}
 	for i := range c.Providers {
 		p := &c.Providers[i]
-		var v any
-		if p.Config.Kind != 0 {
-			if err := p.Config.Decode(&v); err != nil {
-				return nil, fmt.Errorf("providers[%d].config: %w", i, err)
-			}
+		v, err := nodeJSON(&p.Config)
+		if err != nil {
+			return nil, fmt.Errorf("providers[%d].config: %w", i, err)
 		}
 		if v == nil {
 			v = map[string]any{}
@@ -220,11 +219,71 @@ func parseConfig(b []byte, getenv func(string) string) (*config, error) {
 	return c, c.validate()
 }
 
+// nodeJSON turns a provider's config block into JSON-ready values. Scalars
+// keep their text unless they are plainly a number, a boolean or null, so
+// that a date-like or digit-only string reaches the provider as written.
+func nodeJSON(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case 0:
+		return nil, nil
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return nodeJSON(n.Content[0])
+	case yaml.AliasNode:
+		return nodeJSON(n.Alias)
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			v, err := nodeJSON(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			m[n.Content[i].Value] = v
+		}
+		return m, nil
+	case yaml.SequenceNode:
+		l := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := nodeJSON(c)
+			if err != nil {
+				return nil, err
+			}
+			l = append(l, v)
+		}
+		return l, nil
+	}
+	switch n.ShortTag() {
+	case "!!int", "!!float":
+		if json.Valid([]byte(n.Value)) {
+			return json.Number(n.Value), nil
+		}
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return f, nil
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return b, nil
+	case "!!null":
+		return nil, nil
+	}
+	return n.Value, nil
+}
+
 var nodeType = reflect.TypeFor[yaml.Node]()
 
 // checkNode checks n against the YAML shape of t: every key must be a field,
 // every value must decode into its field. Errors name the key.
-func checkNode(n *yaml.Node, t reflect.Type, path string) error {
+//
+// A value that came from the environment is a string until here; where the
+// field wants a number or a boolean, it is read as one.
+func checkNode(n *yaml.Node, t reflect.Type, path string, expanded map[*yaml.Node]bool) error {
 	if t == nodeType {
 		return nil
 	}
@@ -252,7 +311,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 				errs = append(errs, fmt.Errorf("%s: unknown key (line %d)", sub, n.Content[i].Line))
 				continue
 			}
-			if err := checkNode(n.Content[i+1], f.Type, sub); err != nil {
+			if err := checkNode(n.Content[i+1], f.Type, sub, expanded); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -263,11 +322,19 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 		}
 		var errs []error
 		for i, c := range n.Content {
-			if err := checkNode(c, t.Elem(), path+"["+strconv.Itoa(i)+"]"); err != nil {
+			if err := checkNode(c, t.Elem(), path+"["+strconv.Itoa(i)+"]", expanded); err != nil {
 				errs = append(errs, err)
 			}
 		}
 		return errors.Join(errs...)
+	}
+	if expanded[n] {
+		switch t.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+			reflect.Float32, reflect.Float64, reflect.Bool:
+			n.Tag = "" // resolve "8" as !!int, "true" as !!bool
+		}
 	}
 	if err := n.Decode(reflect.New(t).Interface()); err != nil {
 		msg := err.Error()
@@ -288,12 +355,16 @@ func orRoot(path string) string {
 	return path
 }
 
-var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+var envRef = regexp.MustCompile(`\$\$|\$\{[^}]*\}?`)
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // expandEnv replaces ${NAME} in every scalar value with the environment
-// variable's value ("$$" stands for "$"). An unset variable is an error that
-// names the key, so a missing secret never becomes an empty one.
-func expandEnv(n *yaml.Node, path string, getenv func(string) string) error {
+// variable's value ("$$" stands for "$"). An unset variable, or a "${" that
+// is not a well-formed reference, is an error that names the key, so a
+// missing secret never becomes an empty one. Expanded nodes are recorded in
+// expanded.
+func expandEnv(n *yaml.Node, path string, getenv func(string) string, expanded map[*yaml.Node]bool) error {
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -301,13 +372,13 @@ func expandEnv(n *yaml.Node, path string, getenv func(string) string) error {
 			if path != "" {
 				key = path + "." + key
 			}
-			if err := expandEnv(n.Content[i+1], key, getenv); err != nil {
+			if err := expandEnv(n.Content[i+1], key, getenv, expanded); err != nil {
 				return err
 			}
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if err := expandEnv(c, path+"["+strconv.Itoa(i)+"]", getenv); err != nil {
+			if err := expandEnv(c, path+"["+strconv.Itoa(i)+"]", getenv, expanded); err != nil {
 				return err
 			}
 		}
@@ -315,28 +386,35 @@ func expandEnv(n *yaml.Node, path string, getenv func(string) string) error {
 		if !strings.Contains(n.Value, "$") {
 			return nil
 		}
-		var missing []string
+		var missing, malformed []string
 		out := envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
 			if m == "$$" {
 				return "$"
 			}
-			name := m[2 : len(m)-1]
+			name := strings.TrimSuffix(m[2:], "}")
+			if !strings.HasSuffix(m, "}") || !envName.MatchString(name) {
+				malformed = append(malformed, m)
+				return m
+			}
 			v := getenv(name)
 			if v == "" {
 				missing = append(missing, name)
 			}
 			return v
 		})
+		if len(malformed) > 0 {
+			return fmt.Errorf("%s: %q is not a ${NAME} reference (NAME: letters, digits, _); write $$ for a literal $", path, malformed[0])
+		}
 		if len(missing) > 0 {
 			return fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
 		}
 		if out != n.Value {
 			n.Value = out
-			// An expanded value is a string whatever it looks like: a
-			// secret of digits must not turn into a number.
-			if n.Tag == "" || n.Tag == "!" || n.Style == 0 {
-				n.Tag = "!!str"
-			}
+			// An expanded value is a string whatever it looks like (a
+			// secret of digits must not turn into a number), unless the
+			// field it fills wants a number (checkNode).
+			n.Tag = "!!str"
+			expanded[n] = true
 		}
 	}
 	return nil
