@@ -175,6 +175,15 @@ func (h *harness) verify(tb testing.TB, to string, u otpv1.UsageType, code strin
 	return resp
 }
 
+// wantVerify verifies and fails the test unless the result is want; what
+// says what was being verified.
+func (h *harness) wantVerify(tb testing.TB, to string, u otpv1.UsageType, code string, want otpv1.VerifyResult, what string) {
+	tb.Helper()
+	if r := h.verify(tb, to, u, code); r.GetResult() != want {
+		tb.Fatalf("%s: %v, want %v", what, r, want)
+	}
+}
+
 func wrongCode(code string) string {
 	b := []byte(code)
 	b[0] = '0' + (b[0]-'0'+1)%10
@@ -220,12 +229,8 @@ func TestSendAndVerify(t *testing.T) {
 	if msg.To != phone || !strings.Contains(msg.Content.Text, code) || !strings.Contains(msg.Content.Text, "Acme") {
 		t.Fatalf("delivered message %+v does not carry the code and app name to %s", msg.Content, phone)
 	}
-	if r := h.verify(t, phone, signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_OK {
-		t.Fatalf("verify = %v, want OK", r)
-	}
-	if r := h.verify(t, phone, signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_EXPIRED {
-		t.Fatalf("second verify = %v, want EXPIRED (codes are single use)", r)
-	}
+	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_OK, "verify")
+	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "second verify")
 	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "primary", "usage_type": "sign_in", "result": "ok"}); got != 1 {
 		t.Fatalf("otpd_codes_sent_total{ok} = %v, want 1", got)
 	}
@@ -244,9 +249,7 @@ func TestEmailNormalisedAndInferred(t *testing.T) {
 	}
 	// The domain is case-insensitive, so verification with another casing
 	// of the domain finds the same code.
-	if r := h.verify(t, "Jane.Doe@example.com", signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_OK {
-		t.Fatalf("verify = %v, want OK", r)
-	}
+	h.wantVerify(t, "Jane.Doe@example.com", signIn, code, otpv1.VerifyResult_VERIFY_RESULT_OK, "verify")
 }
 
 func TestConcurrentVerifyExactlyOneOK(t *testing.T) {
@@ -352,9 +355,7 @@ func TestShortTTLExpires(t *testing.T) {
 	h := newHarness(t, func(c *service.Config) { c.CodeTTL = 2 * time.Second })
 	_, code := h.send(t, phone, signIn)
 	h.clock.Advance(2 * time.Second)
-	if r := h.verify(t, phone, signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_EXPIRED {
-		t.Fatalf("verify after the TTL = %v, want EXPIRED", r)
-	}
+	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "verify after the TTL")
 }
 
 func TestRealTTLExpiresInRedis(t *testing.T) {
@@ -375,30 +376,22 @@ func TestRealTTLExpiresInRedis(t *testing.T) {
 		_ = n
 		time.Sleep(100 * time.Millisecond)
 	}
-	if r := h.verify(t, phone, signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_EXPIRED {
-		t.Fatalf("verify after Redis expired the code = %v, want EXPIRED", r)
-	}
+	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "verify after Redis expired the code")
 }
 
 func TestUsageTypesNeverCross(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	_, code := h.send(t, phone, signIn)
-	if r := h.verify(t, phone, forgot, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_EXPIRED {
-		t.Fatalf("SignIn code against ForgotPassword = %v, want EXPIRED", r)
-	}
+	h.wantVerify(t, phone, forgot, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "SignIn code against ForgotPassword")
 	_, fpCode := h.send(t, phone, forgot)
 	if fpCode != code {
 		if r := h.verify(t, phone, forgot, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_MISMATCH {
 			t.Fatalf("SignIn code against a live ForgotPassword code = %v, want MISMATCH", r)
 		}
 	}
-	if r := h.verify(t, phone, signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_OK {
-		t.Fatalf("SignIn code = %v, want OK", r)
-	}
-	if r := h.verify(t, phone, forgot, fpCode); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_OK {
-		t.Fatalf("ForgotPassword code = %v, want OK", r)
-	}
+	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_OK, "SignIn code")
+	h.wantVerify(t, phone, forgot, fpCode, otpv1.VerifyResult_VERIFY_RESULT_OK, "ForgotPassword code")
 }
 
 func TestResendReplacesCode(t *testing.T) {
@@ -419,12 +412,8 @@ func TestResendReplacesCode(t *testing.T) {
 		h.clock.Advance(time.Minute)
 		_, second = h.send(t, phone, signIn)
 	}
-	if r := h.verify(t, phone, signIn, first); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_MISMATCH {
-		t.Fatalf("old code after a resend = %v, want MISMATCH", r)
-	}
-	if r := h.verify(t, phone, signIn, second); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_OK {
-		t.Fatalf("new code = %v, want OK", r)
-	}
+	h.wantVerify(t, phone, signIn, first, otpv1.VerifyResult_VERIFY_RESULT_MISMATCH, "old code after a resend")
+	h.wantVerify(t, phone, signIn, second, otpv1.VerifyResult_VERIFY_RESULT_OK, "new code")
 }
 
 func TestRedisHoldsNoPlaintext(t *testing.T) {
@@ -523,9 +512,7 @@ func TestRedisDownThenBack(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// Redis restarted empty: the old code is gone, and says so.
-	if r := h.verify(t, phone, signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_EXPIRED {
-		t.Fatalf("verify after restart = %v, want EXPIRED", r)
-	}
+	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "verify after restart")
 }
 
 func TestBadInputChangesNothing(t *testing.T) {
@@ -619,14 +606,10 @@ func TestFailoverAndFailedDelivery(t *testing.T) {
 		t.Fatal("a permanent failure failed over")
 	}
 	// After the failures the cooldown is free and no code is live.
-	if r := h.verify(t, email, signIn, "123456"); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_EXPIRED {
-		t.Fatalf("verify after failed deliveries = %v, want EXPIRED (the code is removed)", r)
-	}
+	h.wantVerify(t, email, signIn, "123456", otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "verify after failed deliveries")
 	h.primary.SetMode("ok")
 	_, code := h.send(t, email, signIn)
-	if r := h.verify(t, email, signIn, code); r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_OK {
-		t.Fatalf("verify = %v, want OK", r)
-	}
+	h.wantVerify(t, email, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_OK, "verify")
 	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "email", "provider": "primary", "usage_type": "sign_in", "result": "permanent_error"}); got != 1 {
 		t.Fatalf("otpd_codes_sent_total{permanent_error} = %v, want 1", got)
 	}

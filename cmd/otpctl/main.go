@@ -117,39 +117,48 @@ func target(addr string) string {
 	return "passthrough:///" + addr
 }
 
-func sendFlags(args []string, stderr io.Writer) (*otpv1.SendCodeRequest, bool) {
-	fs := flag.NewFlagSet("send", flag.ContinueOnError)
+// target flags are what send and verify share: who, on which channel, for
+// what, from where.
+type targetFlags struct{ to, usage, channel, ip *string }
+
+func newTargetFlags(name, toHelp string, stderr io.Writer) (*flag.FlagSet, targetFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	to := fs.String("to", "", "recipient: E.164 phone number or email address")
-	usage := fs.String("usage", "", "usage type: register, sign-in, forgot-password, generic")
-	channel := fs.String("channel", "", "sms or email (default: inferred)")
+	return fs, targetFlags{
+		to:      fs.String("to", "", toHelp),
+		usage:   fs.String("usage", "", "usage type: register, sign-in, forgot-password, generic"),
+		channel: fs.String("channel", "", "sms or email (default: inferred)"),
+		ip:      fs.String("ip", "", "end user's IP address"),
+	}
+}
+
+func (f targetFlags) parse(stderr io.Writer) (otpv1.UsageType, otpv1.Channel, bool) {
+	u, ok1 := parseUsage(*f.usage, stderr)
+	ch, ok2 := parseChannel(*f.channel, stderr)
+	return u, ch, ok1 && ok2
+}
+
+func sendFlags(args []string, stderr io.Writer) (*otpv1.SendCodeRequest, bool) {
+	fs, tf := newTargetFlags("send", "recipient: E.164 phone number or email address", stderr)
 	locale := fs.String("locale", "", "BCP 47 locale")
-	ip := fs.String("ip", "", "end user's IP address")
 	key := fs.String("idempotency-key", "", "idempotency key")
 	if fs.Parse(args) != nil {
 		return nil, false
 	}
-	u, ok1 := parseUsage(*usage, stderr)
-	ch, ok2 := parseChannel(*channel, stderr)
+	u, ch, ok := tf.parse(stderr)
 	return &otpv1.SendCodeRequest{
-		Recipient: *to, Channel: ch, UsageType: u, Locale: *locale, ClientIp: *ip, IdempotencyKey: *key,
-	}, ok1 && ok2
+		Recipient: *tf.to, Channel: ch, UsageType: u, Locale: *locale, ClientIp: *tf.ip, IdempotencyKey: *key,
+	}, ok
 }
 
 func verifyFlags(args []string, stderr io.Writer) (*otpv1.VerifyCodeRequest, bool) {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	to := fs.String("to", "", "recipient the code was sent to")
-	usage := fs.String("usage", "", "usage type: register, sign-in, forgot-password, generic")
+	fs, tf := newTargetFlags("verify", "recipient the code was sent to", stderr)
 	code := fs.String("code", "", "the code")
-	channel := fs.String("channel", "", "sms or email (default: inferred)")
-	ip := fs.String("ip", "", "end user's IP address")
 	if fs.Parse(args) != nil {
 		return nil, false
 	}
-	u, ok1 := parseUsage(*usage, stderr)
-	ch, ok2 := parseChannel(*channel, stderr)
-	return &otpv1.VerifyCodeRequest{Recipient: *to, Channel: ch, UsageType: u, Code: *code, ClientIp: *ip}, ok1 && ok2
+	u, ch, ok := tf.parse(stderr)
+	return &otpv1.VerifyCodeRequest{Recipient: *tf.to, Channel: ch, UsageType: u, Code: *code, ClientIp: *tf.ip}, ok
 }
 
 func parseUsage(s string, stderr io.Writer) (otpv1.UsageType, bool) {
