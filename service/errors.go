@@ -97,7 +97,7 @@ func toStatus(err error) error {
 			&errdetails.ErrorInfo{Reason: "IDEMPOTENT_SEND_IN_PROGRESS", Domain: errorDomain},
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, errNoTemplate):
-		return withDetails(codes.FailedPrecondition, err.Error(),
+		return withDetails(codes.FailedPrecondition, errNoTemplate.Error(),
 			&errdetails.ErrorInfo{Reason: "NO_TEMPLATE", Domain: errorDomain})
 	case errors.As(err, &perr):
 		if errors.Is(perr, providers.ErrNoProvider) {

@@ -243,12 +243,6 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result).Inc()
 	}
 
-	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: s.cfg.CodeTTL})
-	if err != nil {
-		log.Error("render template", "locale", r.locale, "error", err)
-		return nil, fmt.Errorf("%w: %v", errNoTemplate, err)
-	}
-
 	var idemID string
 	fingerprint := string(r.rcpt.channel) + "/" + r.usageKey
 	if r.idemKey != "" {
@@ -317,6 +311,14 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		return s.idempotentAnswer(log, count, res)
 	}
 
+	// Rendered only once the send is accepted: refused sends (the bulk of
+	// an SMS-pumping attack) cost no template work.
+	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: s.cfg.CodeTTL})
+	if err != nil {
+		s.abort(ctx, log, AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID})
+		log.Error("render template", "locale", r.locale, "error", err)
+		return nil, fmt.Errorf("%w: %v", errNoTemplate, err)
+	}
 	start := time.Now()
 	receipt, err := s.sender.Send(ctx, providers.Message{
 		Channel:        r.rcpt.channel,

@@ -26,6 +26,7 @@ import (
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/fake"
 	"github.com/otpd/otpd/service"
+	"github.com/otpd/otpd/service/memstore"
 	"github.com/otpd/otpd/service/redisstore"
 	"github.com/otpd/otpd/templates"
 )
@@ -907,5 +908,46 @@ func TestProviderTimeoutsAreUnavailable(t *testing.T) {
 	}
 	if h.primary.Calls() != 1 || h.secondary.Calls() != 1 {
 		t.Fatalf("calls: primary %d, secondary %d; want one each (failover after the timeout)", h.primary.Calls(), h.secondary.Calls())
+	}
+}
+
+// brokenRenderer renders nothing, as a template directory that lost a file
+// at run time would.
+type brokenRenderer struct{ templates.Renderer }
+
+func (brokenRenderer) MatchLocale(string) (string, error) { return "en", nil }
+
+func (brokenRenderer) Render(providers.Channel, string, providers.UsageType, templates.Data) (providers.Content, error) {
+	return providers.Content{}, fmt.Errorf("no sms template for SignIn")
+}
+
+func TestRenderFailureFreesTheSend(t *testing.T) {
+	t.Parallel()
+	p, err := fake.New("p", fake.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := providers.NewRouter([]providers.Route{{Name: "p", Channel: providers.SMS, Sender: p}}, providers.RouterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := service.DefaultConfig()
+	cfg.Secret = bytes.Repeat([]byte("s"), 32)
+	store := memstore.New()
+	svc, err := service.New(cfg, store, router, brokenRenderer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second call is not held back by a cooldown
+		_, err = svc.SendCode(context.Background(), &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn})
+		if info := detail[*errdetails.ErrorInfo](t, wantStatus(t, err, codes.FailedPrecondition)); info.GetReason() != "NO_TEMPLATE" {
+			t.Fatalf("ErrorInfo = %v, want NO_TEMPLATE", info)
+		}
+	}
+	if strings.Contains(err.Error(), "SignIn") {
+		t.Fatalf("error text leaks renderer internals: %v", err)
+	}
+	if p.Calls() != 0 {
+		t.Fatal("an unrendered message reached the provider")
 	}
 }
