@@ -913,7 +913,7 @@ func TestProviderTimeoutsAreUnavailable(t *testing.T) {
 
 // brokenRenderer renders nothing, as a template directory that lost a file
 // at run time would.
-type brokenRenderer struct{ templates.Renderer }
+type brokenRenderer struct{}
 
 func (brokenRenderer) MatchLocale(string) (string, error) { return "en", nil }
 
