@@ -236,7 +236,6 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	now := s.now()
 	rid := s.keys.recipientID(r.rcpt)
 	vid := newID()
-	code := newCode(s.cfg.CodeLength)
 	log := s.log.With("recipient", redact.Recipient(r.rcpt.addr), "channel", string(r.rcpt.channel),
 		"usage_type", r.usageKey, "verification_id", vid)
 	count := func(provider, result string) {
@@ -249,7 +248,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		// A retry is answered before any limit is looked at: the first
 		// call already counted, and a full window must not refuse it.
 		idemID = s.keys.idempotencyID(r.idemKey)
-		if resp, err, done := s.replay(ctx, log, count, rid, idemID, fingerprint); done {
+		if resp, done, err := s.replay(ctx, log, count, rid, idemID, fingerprint); done {
 			return resp, err
 		}
 	}
@@ -277,6 +276,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		}
 	}
 
+	code := newCode(s.cfg.CodeLength)
 	res, err := s.store.BeginSend(ctx, SendParams{
 		Recipient:      rid,
 		Usage:          r.usageKey,
@@ -369,18 +369,18 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 
 // replay answers a retry of an idempotent send from the stored record,
 // with done false when there is none and the send should go ahead.
-func (s *Service) replay(ctx context.Context, log *slog.Logger, count func(provider, result string), rid, idemID, fingerprint string) (*otpv1.SendCodeResponse, error, bool) {
+func (s *Service) replay(ctx context.Context, log *slog.Logger, count func(provider, result string), rid, idemID, fingerprint string) (*otpv1.SendCodeResponse, bool, error) {
 	res, err := s.store.LookupSend(ctx, rid, idemID, fingerprint)
 	if err != nil {
 		count("", "store_error")
 		log.Error("look up idempotency key", "error", err)
-		return nil, err, true
+		return nil, true, err
 	}
 	if res.Status == SendAccepted {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	resp, err := s.idempotentAnswer(log, count, res)
-	return resp, err, true
+	return resp, true, err
 }
 
 // idempotentAnswer turns what the store knows of an idempotency key into
