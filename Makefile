@@ -16,7 +16,8 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 run: ## run otpd in dev mode: in-memory store, codes printed to the terminal
-	$(GO) run ./cmd/otpd
+	$(GO) build -o $(BIN)/otpd ./cmd/otpd
+	exec $(BIN)/otpd
 
 build: ## build bin/otpd and bin/otpctl
 	$(GO) build -trimpath -o $(BIN)/otpd ./cmd/otpd

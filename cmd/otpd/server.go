@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,25 +79,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 		return fmt.Errorf("build service: %w", err)
 	}
 
-	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	reg.MustRegister(grpcMetrics)
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(64<<10),
-		grpc.ChainUnaryInterceptor(
-			grpcMetrics.UnaryServerInterceptor(),
-			logCalls(log),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-				log.Error("panic in handler", "panic", fmt.Sprint(p))
-				return status.Error(codes.Internal, "internal error")
-			})),
-		),
-		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor()),
-	)
-	otpv1.RegisterOtpServiceServer(gs, svc)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
-	grpcMetrics.InitializeMetrics(gs)
+	gs, hs := newGRPCServer(svc, reg, log)
 
 	lis, cleanup, err := listen(cfg.Listen.GRPC)
 	if err != nil {
@@ -179,6 +162,32 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 	}
 	log.Info("otpd stopped")
 	return runErr
+}
+
+// newGRPCServer serves otp.v1.OtpService, grpc.health.v1 and reflection,
+// with metrics, call logging and panic recovery (a panic answers INTERNAL,
+// never UNKNOWN).
+func newGRPCServer(svc otpv1.OtpServiceServer, reg prometheus.Registerer, log *slog.Logger) (*grpc.Server, *health.Server) {
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	reg.MustRegister(grpcMetrics)
+	gs := grpc.NewServer(
+		grpc.MaxRecvMsgSize(64<<10),
+		grpc.ChainUnaryInterceptor(
+			grpcMetrics.UnaryServerInterceptor(),
+			logCalls(log),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+				log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				return status.Error(codes.Internal, "internal error")
+			})),
+		),
+		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor()),
+	)
+	otpv1.RegisterOtpServiceServer(gs, svc)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	reflection.Register(gs)
+	grpcMetrics.InitializeMetrics(gs)
+	return gs, hs
 }
 
 func watchStore(ctx context.Context, svc *service.Service, every time.Duration, set func(bool), log *slog.Logger) {
