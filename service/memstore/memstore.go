@@ -149,11 +149,12 @@ func (s *Store) ReleaseSlots(ctx context.Context, member string, slots []service
 	return nil
 }
 
-func codeKey(rid, usage string) string     { return rid + "/" + usage }
-func idemKey(rid, key string) string       { return rid + "/" + key }
-func sendsKey(rid string) string           { return "sends:" + rid }
-func verifiesKey(rid string) string        { return "verifies:" + rid }
-func cooldownKey(rid, usage string) string { return rid + "/" + usage }
+// codeKey keys both the codes and the cooldowns (separate maps) of a
+// recipient and usage type.
+func codeKey(rid, usage string) string { return rid + "/" + usage }
+func idemKey(rid, key string) string   { return rid + "/" + key }
+func sendsKey(rid string) string       { return "sends:" + rid }
+func verifiesKey(rid string) string    { return "verifies:" + rid }
 
 // BeginSend implements service.Store.
 func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.SendResult, error) {
@@ -170,7 +171,7 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 			return res, nil
 		}
 	}
-	ck := cooldownKey(p.Recipient, p.Usage)
+	ck := codeKey(p.Recipient, p.Usage)
 	if p.Cooldown > 0 {
 		if cd, ok := s.cooldowns[ck]; ok && cd.expires > now {
 			return service.SendResult{Status: service.SendCooldown, RetryAfter: time.Duration(cd.expires-now) * time.Millisecond}, nil
@@ -237,8 +238,8 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	if c := s.codes[codeKey(p.Recipient, p.Usage)]; c != nil && c.id == p.VerificationID {
 		delete(s.codes, codeKey(p.Recipient, p.Usage))
 	}
-	if cd, ok := s.cooldowns[cooldownKey(p.Recipient, p.Usage)]; ok && cd.value == p.VerificationID {
-		delete(s.cooldowns, cooldownKey(p.Recipient, p.Usage))
+	if cd, ok := s.cooldowns[codeKey(p.Recipient, p.Usage)]; ok && cd.value == p.VerificationID {
+		delete(s.cooldowns, codeKey(p.Recipient, p.Usage))
 	}
 	if p.IdempotencyKey != "" {
 		ik := idemKey(p.Recipient, p.IdempotencyKey)

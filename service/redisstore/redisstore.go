@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -48,15 +49,13 @@ type recipientKeys struct{ code, cooldown, sends, verifies, idem string }
 
 func (s *Store) recipientKeys(rid, usage, idem string) recipientKeys {
 	t := s.tag("r:" + rid)
-	k := recipientKeys{
+	return recipientKeys{
 		code:     t + ":code:" + usage,
 		cooldown: t + ":cooldown:" + usage,
 		sends:    t + ":sends",
 		verifies: t + ":verifies",
-		idem:     t + ":idem:",
+		idem:     t + ":idem:" + idem,
 	}
-	k.idem += idem
-	return k
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
@@ -291,18 +290,19 @@ func wrap(op string, err error) error {
 }
 
 func unavailable(err error) bool {
+	// Connection-level failures: dial, reset, timeout (net.Error), a
+	// connection closed under the client (EOF), a closed or exhausted pool.
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
 		return true
 	}
+	// Server replies that mean "not now" rather than "wrong".
 	msg := err.Error()
 	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "BUSY", "NOREPLICAS"} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}
-	// Connection-level failures that go-redis reports as plain errors.
-	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "EOF") ||
-		strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset") ||
-		strings.Contains(msg, "i/o timeout")
+	return false
 }
