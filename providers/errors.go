@@ -6,6 +6,11 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/otpd/otpd/internal/redact"
 )
 
 // ErrNoProvider means that no configured provider serves the channel and
@@ -156,4 +161,43 @@ func AsError(err error) (*Error, bool) {
 		return e, true
 	}
 	return nil, false
+}
+
+// Scrub returns a vendor's error text fit to quote in an *Error: msg's
+// recipient masked, its code and each of secrets replaced, control
+// characters dropped and the result cut to 200 bytes. Vendors echo the
+// recipient back ("The 'To' number +14155550123 is not a valid phone
+// number") and sometimes more.
+func Scrub(text string, msg Message, secrets ...string) string {
+	pairs := make([]string, 0, 4+2*len(secrets))
+	for _, s := range secrets {
+		if s != "" {
+			pairs = append(pairs, s, "<redacted>")
+		}
+	}
+	if msg.To != "" {
+		pairs = append(pairs, msg.To, redact.Recipient(msg.To))
+		if national := strings.TrimPrefix(msg.To, "+"); national != msg.To {
+			pairs = append(pairs, national, redact.Recipient(msg.To))
+		}
+	}
+	if msg.Code != "" {
+		pairs = append(pairs, msg.Code, "<code>")
+	}
+	text = strings.NewReplacer(pairs...).Replace(text)
+	text = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, text)
+	const maxLen = 200
+	if len(text) > maxLen {
+		cut := maxLen
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "…"
+	}
+	return strings.TrimSpace(text)
 }

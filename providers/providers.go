@@ -98,3 +98,22 @@ type UsageChecker interface {
 	// without otpd's own templates.
 	CanServe(u UsageType) error
 }
+
+// Previewer is implemented by senders that can show what they would send
+// without sending it. otpd -check prints one preview per provider and usage
+// type.
+type Previewer interface {
+	// Preview returns, on one line, what Send would put on the wire for msg:
+	// the text or template and its parameters, the code included (otpd
+	// -check uses a sample code), and never a secret. An error means the
+	// provider cannot serve msg.
+	Preview(msg Message) (string, error)
+}
+
+// Describer is implemented by senders that can summarise their settings for
+// otpd -check.
+type Describer interface {
+	// Describe returns the provider's settings on one line, with secrets
+	// left out and access key IDs masked.
+	Describe() string
+}

@@ -45,3 +45,14 @@ func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // Reveal returns the secret itself.
 func (s Secret) Reveal() string { return string(s) }
+
+// Partial masks an identifier that is not itself a secret but should not be
+// printed whole, such as an access key ID: a value of 12 characters or more
+// keeps its first two and last four ("AK**********1234"), anything shorter is
+// masked whole.
+func Partial(s string) string {
+	if len(s) < 12 {
+		return strings.Repeat("*", len(s))
+	}
+	return s[:2] + strings.Repeat("*", len(s)-6) + s[len(s)-4:]
+}

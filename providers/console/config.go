@@ -1,11 +1,7 @@
 package console
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
+	"github.com/otpd/otpd/providers"
 )
 
 // Config configures the console provider. It has no settings of its own;
@@ -21,17 +17,8 @@ type Config struct {
 // keys are an error; an empty block or null gives the zero Config.
 func ParseConfig(raw []byte) (Config, error) {
 	var cfg Config
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return cfg, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return Config{}, fmt.Errorf("decode console config: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Config{}, errors.New("decode console config: unexpected data after the object")
+	if err := providers.DecodeConfig("console", raw, &cfg); err != nil {
+		return Config{}, err
 	}
 	return cfg, cfg.Validate()
 }

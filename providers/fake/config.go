@@ -1,12 +1,10 @@
 package fake
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"time"
+
+	"github.com/otpd/otpd/providers"
 )
 
 // The modes of a fake provider.
@@ -52,18 +50,9 @@ type wireConfig struct {
 // and validates it. Unknown keys are an error; an empty block or null gives
 // the zero Config.
 func ParseConfig(raw []byte) (Config, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return Config{}, nil
-	}
 	var w wireConfig
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return Config{}, fmt.Errorf("decode fake config: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Config{}, errors.New("decode fake config: unexpected data after the object")
+	if err := providers.DecodeConfig("fake", raw, &w); err != nil {
+		return Config{}, err
 	}
 	cfg := Config{Mode: w.Mode, Reason: w.Reason, FailFirst: w.FailFirst}
 	if w.Delay != "" {
