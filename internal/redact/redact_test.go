@@ -40,3 +40,16 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Error("Reveal lost the value")
 	}
 }
+
+func TestPartial(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                         "",
+		"short":                    "*****",
+		"AKIDz8krbsJ5yKBZ":         "AK**********yKBZ",
+		"LTAI5tExampleAccessKeyId": "LT" + strings.Repeat("*", 18) + "eyId",
+	} {
+		if got := Partial(in); got != want {
+			t.Errorf("Partial(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
