@@ -6,18 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
+	"reflect"
 	"strings"
 )
 
 // DecodeConfig decodes the JSON config block of a provider of type kind into
 // v. Unknown keys are an error, naming the key, so that a misspelt setting is
-// reported rather than ignored; so is anything after the object. An empty
-// block or null leaves v as it is.
+// reported rather than ignored; so is anything after the object. Keys must
+// match their field's name exactly: encoding/json alone would let "apikey"
+// or "AccountSid" fill apiKey or accountSID. An empty block or null leaves v
+// as it is.
 func DecodeConfig(kind string, raw []byte, v any) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil
+	}
+	var tree any
+	if err := json.Unmarshal(raw, &tree); err == nil {
+		if err := exactKeys(tree, reflect.TypeOf(v), ""); err != nil {
+			return fmt.Errorf("decode %s config: %w", kind, err)
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -28,6 +38,83 @@ func DecodeConfig(kind string, raw []byte, v any) error {
 		return fmt.Errorf("decode %s config: unexpected data after the object", kind)
 	}
 	return nil
+}
+
+// exactKeys checks that every object key in tree names a field of t (or of
+// what t points to, holds or maps to) with exactly that spelling. Types that
+// decode themselves are not looked into.
+func exactKeys(tree any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(jsonUnmarshaler) {
+		return nil
+	}
+	switch node := tree.(type) {
+	case map[string]any:
+		switch t.Kind() {
+		case reflect.Map:
+			for k, sub := range node {
+				if err := exactKeys(sub, t.Elem(), join(path, k)); err != nil {
+					return err
+				}
+			}
+		case reflect.Struct:
+			fields := jsonFields(t)
+			for k, sub := range node {
+				ft, ok := fields[k]
+				if !ok {
+					for name := range fields {
+						if strings.EqualFold(name, k) {
+							return fmt.Errorf("%s: unknown key, did you mean %q?", join(path, k), name)
+						}
+					}
+					continue // DisallowUnknownFields reports it
+				}
+				if err := exactKeys(sub, ft, join(path, k)); err != nil {
+					return err
+				}
+			}
+		}
+	case []any:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for i, sub := range node {
+				if err := exactKeys(sub, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
+
+// jsonFields maps the JSON names of t's fields, embedded structs' included,
+// to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported() && !f.Anonymous:
+			continue
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			maps.Copy(out, jsonFields(f.Type))
+			continue
+		case name == "":
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }
 
 // logtoOnlyUsageTypes are the usage types Logto has and otpd does not send

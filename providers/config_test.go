@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +15,14 @@ import (
 
 func TestDecodeConfig(t *testing.T) {
 	t.Parallel()
+	type item struct {
+		Name string `json:"name"`
+	}
 	type cfg struct {
-		A string `json:"a"`
-		B int    `json:"b"`
+		A     string          `json:"a"`
+		B     int             `json:"b"`
+		Items []item          `json:"items"`
+		ByKey map[string]item `json:"byKey"`
 	}
 	for _, tc := range []struct {
 		name, raw string
@@ -29,6 +35,10 @@ func TestDecodeConfig(t *testing.T) {
 		{name: "unknown key", raw: `{"a":"x","c":1}`, wantErr: `decode demo config: json: unknown field "c"`},
 		{name: "wrong type", raw: `{"b":"two"}`, wantErr: "decode demo config"},
 		{name: "trailing data", raw: `{"a":"x"} {}`, wantErr: "unexpected data after the object"},
+		{name: "key in the wrong case", raw: `{"A":"x"}`, wantErr: `decode demo config: A: unknown key, did you mean "a"?`},
+		{name: "nested key in the wrong case", raw: `{"items":[{"name":"x"},{"Name":"y"}]}`, wantErr: `items[1].Name: unknown key, did you mean "name"?`},
+		{name: "map value key in the wrong case", raw: `{"byKey":{"k":{"NAME":"y"}}}`, wantErr: `byKey.k.NAME: unknown key, did you mean "name"?`},
+		{name: "nested object", raw: `{"items":[{"name":"x"}],"byKey":{"k":{"name":"y"}}}`, want: cfg{A: "keep", Items: []item{{Name: "x"}}, ByKey: map[string]item{"k": {Name: "y"}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -40,7 +50,7 @@ func TestDecodeConfig(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tc.want {
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
