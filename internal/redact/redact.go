@@ -56,3 +56,21 @@ func Partial(s string) string {
 	}
 	return s[:2] + strings.Repeat("*", len(s)-6) + s[len(s)-4:]
 }
+
+// KeyID is an access key ID. It is no secret, but printing it whole in logs
+// would name the account, so fmt, slog and encoders see it masked by
+// Partial. Decoding is unaffected: a KeyID decodes from a JSON string as a
+// plain string does.
+type KeyID string
+
+// String returns the ID masked.
+func (k KeyID) String() string { return Partial(string(k)) }
+
+// GoString returns the ID masked.
+func (k KeyID) GoString() string { return k.String() }
+
+// LogValue returns the ID masked.
+func (k KeyID) LogValue() slog.Value { return slog.StringValue(k.String()) }
+
+// MarshalText returns the ID masked.
+func (k KeyID) MarshalText() ([]byte, error) { return []byte(k.String()), nil }

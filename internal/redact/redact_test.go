@@ -53,3 +53,22 @@ func TestPartial(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyIDPrintsMasked(t *testing.T) {
+	k := KeyID("LTAI5tExampleAccessKeyId")
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("x", "key", k)
+	js, err := json.Marshal(struct{ K KeyID }{k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{fmt.Sprint(k), fmt.Sprintf("%v %+v %#v %s", k, k, k, k), logs.String(), string(js)} {
+		if strings.Contains(out, string(k)) || !strings.Contains(out, "LT") {
+			t.Errorf("%q: want the key ID masked", out)
+		}
+	}
+	var back struct{ K KeyID }
+	if err := json.Unmarshal([]byte(`{"K":"LTAI5tExampleAccessKeyId"}`), &back); err != nil || back.K != k {
+		t.Errorf("decoded %q, %v; want the ID as written", back.K, err)
+	}
+}

@@ -3,7 +3,6 @@ package aliyundm
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/mail"
 	"slices"
 	"strings"
@@ -20,7 +19,7 @@ import (
 type Config struct {
 	// AccessKeyID is the AccessKey ID of an Aliyun (RAM) access key. It is
 	// not a secret, but it names the account: it prints masked.
-	AccessKeyID KeyID `json:"accessKeyId"`
+	AccessKeyID redact.KeyID `json:"accessKeyId"`
 	// AccessKeySecret is the AccessKey secret of the access key.
 	AccessKeySecret redact.Secret `json:"accessKeySecret"`
 	// AccountName is the sender address (发信地址) set up in the DirectMail
@@ -58,24 +57,6 @@ type Template struct {
 	// Content is the mail's HTML body.
 	Content string `json:"content"`
 }
-
-// KeyID is an access key ID. It is no secret, but printing it whole in logs
-// would name the account, so fmt, slog and encoders see it masked by
-// redact.Partial.
-type KeyID string
-
-// String returns the ID masked.
-func (k KeyID) String() string { return redact.Partial(string(k)) }
-
-// GoString returns the ID masked.
-func (k KeyID) GoString() string { return k.String() }
-
-// LogValue returns the ID masked.
-func (k KeyID) LogValue() slog.Value { return slog.StringValue(k.String()) }
-
-// MarshalText returns the ID masked. Decoding is unaffected: a KeyID decodes
-// from a JSON string as a plain string does.
-func (k KeyID) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // ParseConfig decodes the JSON config block of an aliyun-dm provider and
 // validates it. Unknown keys are an error.

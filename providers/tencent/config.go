@@ -3,7 +3,6 @@ package tencent
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 
 	"github.com/otpd/otpd/internal/redact"
@@ -16,7 +15,7 @@ import (
 type Config struct {
 	// AccessKeyID is the SecretId of a Tencent Cloud API key. It is not a
 	// secret, but it names the account: it prints masked.
-	AccessKeyID KeyID `json:"accessKeyId"`
+	AccessKeyID redact.KeyID `json:"accessKeyId"`
 	// AccessKeySecret is the SecretKey of the API key.
 	AccessKeySecret redact.Secret `json:"accessKeySecret"`
 	// SignName is the approved SMS signature (签名) every message carries.
@@ -46,24 +45,6 @@ type Template struct {
 	// TemplateCode is the template's ID (模版 ID), such as "1234567".
 	TemplateCode string `json:"templateCode"`
 }
-
-// KeyID is an access key ID. It is no secret, but printing it whole in logs
-// would name the account, so fmt, slog and encoders see it masked by
-// redact.Partial.
-type KeyID string
-
-// String returns the ID masked.
-func (k KeyID) String() string { return redact.Partial(string(k)) }
-
-// GoString returns the ID masked.
-func (k KeyID) GoString() string { return k.String() }
-
-// LogValue returns the ID masked.
-func (k KeyID) LogValue() slog.Value { return slog.StringValue(k.String()) }
-
-// MarshalText returns the ID masked. Decoding is unaffected: a KeyID decodes
-// from a JSON string as a plain string does.
-func (k KeyID) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // ParseConfig decodes the JSON config block of a tencent provider and
 // validates it. Unknown keys are an error.
