@@ -227,3 +227,22 @@ func TestNewTransportKeepsConnectionsWarm(t *testing.T) {
 		t.Error("NewTransport returned the shared default transport")
 	}
 }
+
+func TestPreviewHTML(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"<h1>Welcome</h1><p>Your code is <b>123456</b>.</p>", 100, "Welcome Your code is 123456."},
+		{"<p>Tom &amp; Jerry&#39;s\n\n  code</p>", 100, "Tom & Jerry's code"},
+		{"<p>Votre code est 123456 — à bientôt</p>", 20, "Votre code est 12345…"},
+		{"é<b>é</b>é", 3, "é…"},
+		{"a<br/>b<BR>c<", 10, "a b c"},
+	} {
+		if got := providers.PreviewHTML(tc.in, tc.max); got != tc.want {
+			t.Errorf("PreviewHTML(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
+		}
+	}
+}

@@ -1,5 +1,11 @@
 package providers
 
+import (
+	"html"
+	"strings"
+	"unicode/utf8"
+)
+
 // PickTemplate returns a provider's own template for usage type u from
 // byUsage: u's, else Generic's. ok is false when the provider has neither,
 // and the message goes out with otpd's own templates, or not at all for
@@ -10,4 +16,45 @@ func PickTemplate[T any](byUsage map[UsageType]T, u UsageType) (t T, ok bool) {
 	}
 	t, ok = byUsage[Generic]
 	return t, ok
+}
+
+// PreviewHTML returns the text a reader sees in an HTML body, for previews:
+// tags dropped (block tags such as <p> and <br> leave a blank), entities
+// decoded, blanks collapsed, cut to max bytes with an ellipsis. It is no
+// HTML parser: comments, scripts and styles show.
+func PreviewHTML(s string, max int) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '<')
+		if i < 0 {
+			b.WriteString(s)
+			break
+		}
+		b.WriteString(s[:i])
+		j := strings.IndexByte(s[i:], '>')
+		if j < 0 {
+			break
+		}
+		name := strings.ToLower(strings.Trim(strings.Fields(s[i+1:i+j] + " ")[0], "/"))
+		if blockTags[name] {
+			b.WriteByte(' ')
+		}
+		s = s[i+j+1:]
+	}
+	text := strings.Join(strings.Fields(html.UnescapeString(b.String())), " ")
+	if len(text) <= max {
+		return text
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + "…"
+}
+
+// blockTags are the tags that break a line of text.
+var blockTags = map[string]bool{
+	"p": true, "br": true, "div": true, "h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true,
+	"li": true, "ul": true, "ol": true, "tr": true, "td": true, "th": true, "table": true, "hr": true,
+	"section": true, "header": true, "footer": true, "body": true, "html": true, "title": true, "head": true,
 }

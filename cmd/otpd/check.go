@@ -42,19 +42,16 @@ func checkConfig(cfg *config, w io.Writer) error {
 			match = strings.Join(r.Match, ", ")
 		}
 		fmt.Fprintf(w, "\nprovider %s (%s, %s):\n", r.Name, r.Channel, match)
+		if d, ok := r.Sender.(providers.Describer); ok {
+			fmt.Fprintf(w, "  settings: %s\n", d.Describe())
+		}
 		for _, u := range providers.UsageTypes {
-			if uc, ok := r.Sender.(providers.UsageChecker); ok {
-				if err := uc.CanServe(u); err != nil {
-					errs = append(errs, fmt.Errorf("provider %s cannot serve %s: %w", r.Name, u, err))
-					continue
-				}
-			}
-			content, err := renderer.Render(r.Channel, renderer.DefaultLocale(), u, templates.Data{Code: "123456", TTL: cfg.Code.TTL.std()})
+			line, err := previewRoute(r, u, renderer, cfg)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("provider %s, %s: %w", r.Name, u, err))
 				continue
 			}
-			fmt.Fprintf(w, "  %-15s %s\n", u+":", preview(content))
+			fmt.Fprintf(w, "  %-15s %s\n", u+":", line)
 		}
 	}
 	for _, ch := range []providers.Channel{providers.SMS, providers.Email} {
@@ -82,6 +79,35 @@ func coverage(routes []providers.Route, ch providers.Channel) string {
 		return fmt.Sprintf("no provider sends %s: every %s request fails with FAILED_PRECONDITION", ch, ch)
 	}
 	return fmt.Sprintf("%s providers serve only %s: other recipients fail with FAILED_PRECONDITION", ch, strings.Join(matches, ", "))
+}
+
+// Sample recipients and code for the previews.
+const (
+	samplePhone = "+14155550100"
+	sampleEmail = "user@example.com"
+	sampleCode  = "123456"
+)
+
+// previewRoute renders the message r would send for usage type u: otpd's
+// own template, then what the provider makes of it when it can say.
+func previewRoute(r providers.Route, u providers.UsageType, renderer *templates.Renderer, cfg *config) (string, error) {
+	data := templates.Data{Code: sampleCode, AppName: cfg.Templates.AppName, TTL: cfg.Code.TTL.std()}
+	content, err := renderer.Render(r.Channel, renderer.DefaultLocale(), u, data)
+	if err != nil {
+		return "", err
+	}
+	p, ok := r.Sender.(providers.Previewer)
+	if !ok {
+		return preview(content), nil
+	}
+	to := samplePhone
+	if r.Channel == providers.Email {
+		to = sampleEmail
+	}
+	return p.Preview(providers.Message{
+		Channel: r.Channel, To: to, UsageType: u, Locale: renderer.DefaultLocale(), Code: sampleCode,
+		AppName: data.AppName, TTL: data.TTL, Content: content, VerificationID: "check",
+	})
 }
 
 func preview(c providers.Content) string {

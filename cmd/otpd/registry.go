@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,8 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/providers/aliyundm"
 	"github.com/otpd/otpd/providers/console"
 	"github.com/otpd/otpd/providers/fake"
+	"github.com/otpd/otpd/providers/mailgun"
+	"github.com/otpd/otpd/providers/tencent"
+	"github.com/otpd/otpd/providers/twilio"
 )
 
 // buildEnv is what provider constructors may use besides their own
@@ -42,16 +47,26 @@ var registry = map[string]factory{
 			return console.New(name, cfg, env.console)
 		},
 	},
-	"fake": {
-		channels: []providers.Channel{providers.SMS, providers.Email},
+	"fake":      vendor(fake.ParseConfig, fake.New, providers.SMS, providers.Email),
+	"twilio":    vendor(twilio.ParseConfig, twilio.New, providers.SMS),
+	"tencent":   vendor(tencent.ParseConfig, tencent.New, providers.SMS),
+	"mailgun":   vendor(mailgun.ParseConfig, mailgun.New, providers.Email),
+	"aliyun-dm": vendor(aliyundm.ParseConfig, aliyundm.New, providers.Email),
+}
+
+// vendor is the factory of a provider type whose constructor needs nothing
+// but its name and its parsed configuration.
+func vendor[C any, S providers.Sender](parse func([]byte) (C, error), build func(string, C) (S, error), channels ...providers.Channel) factory {
+	return factory{
+		channels: channels,
 		build: func(name string, raw []byte, _ buildEnv) (providers.Sender, error) {
-			cfg, err := fake.ParseConfig(raw)
+			cfg, err := parse(raw)
 			if err != nil {
 				return nil, err
 			}
-			return fake.New(name, cfg)
+			return build(name, cfg)
 		},
-	},
+	}
 }
 
 func registryTypes() []string {
@@ -64,14 +79,26 @@ func registryTypes() []string {
 }
 
 // buildRoutes constructs every configured provider, in file order, as
-// routes for the router: one per channel the provider serves.
+// routes for the router: one per channel the provider serves. A provider
+// that can never serve a usage type, such as a Tencent provider without a
+// template for it or for Generic, is an error: otpd finds it at start-up,
+// not at send time.
 func buildRoutes(c *config, env buildEnv) ([]providers.Route, error) {
 	var routes []providers.Route
+	var errs []error
 	for i, p := range c.Providers {
 		f := registry[p.Type]
 		s, err := f.build(p.Name, p.raw, env)
 		if err != nil {
-			return nil, fmt.Errorf("providers[%d] (%s): %w", i, p.Name, err)
+			errs = append(errs, fmt.Errorf("providers[%d] (%s): %w", i, p.Name, err))
+			continue
+		}
+		if uc, ok := s.(providers.UsageChecker); ok {
+			for _, u := range providers.UsageTypes {
+				if err := uc.CanServe(u); err != nil {
+					errs = append(errs, fmt.Errorf("providers[%d] (%s): cannot serve %s: %w", i, p.Name, u, err))
+				}
+			}
 		}
 		channels := f.channels
 		if p.Channel != "" {
@@ -82,6 +109,9 @@ func buildRoutes(c *config, env buildEnv) ([]providers.Route, error) {
 				Name: p.Name, Channel: ch, Match: p.Match, Timeout: time.Duration(p.Timeout), Sender: s,
 			})
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return routes, nil
 }

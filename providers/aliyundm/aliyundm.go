@@ -358,9 +358,9 @@ func (p *Provider) Preview(msg providers.Message) (string, error) {
 	if p.cfg.FromAlias != "" {
 		from += fmt.Sprintf(" (%q)", p.cfg.FromAlias)
 	}
-	body := fmt.Sprintf("html %d bytes", len(m.html))
+	body := fmt.Sprintf("html %d bytes %q", len(m.html), providers.PreviewHTML(m.html, 120))
 	if m.html == "" {
-		body = fmt.Sprintf("text %d bytes", len(m.text))
+		body = fmt.Sprintf("text %q", m.text)
 	}
 	return fmt.Sprintf("email from %s subject %q %s (%s), region %s via %s",
 		from, m.subject, body, m.source, p.settings.region, p.via()), nil

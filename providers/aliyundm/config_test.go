@@ -179,7 +179,7 @@ func TestDescribeAndPreview(t *testing.T) {
 			msg:  sampleMail(providers.SignIn),
 			describe: `accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias "Acme", ` +
 				`region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Generic`,
-			preview: `email from no-reply@dm.example.com ("Acme") subject "Your Acme code is 482915" html 13 bytes (template Generic), ` +
+			preview: `email from no-reply@dm.example.com ("Acme") subject "Your Acme code is 482915" html 13 bytes "482915" (template Generic), ` +
 				`region cn-hangzhou via dm.aliyuncs.com`,
 		},
 		{
@@ -188,7 +188,7 @@ func TestDescribeAndPreview(t *testing.T) {
 			msg:  sampleMail(providers.Register),
 			describe: `accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias none, ` +
 				`region ap-southeast-1, endpoint https://dm.ap-southeast-1.aliyuncs.com, templates none (otpd's own for all)`,
-			preview: `email from no-reply@dm.example.com subject "Your Acme code: 482915" html 39 bytes (otpd templates), ` +
+			preview: `email from no-reply@dm.example.com subject "Your Acme code: 482915" html 39 bytes "Your Acme code is 482915." (otpd templates), ` +
 				`region ap-southeast-1 via dm.ap-southeast-1.aliyuncs.com`,
 		},
 		{
@@ -196,7 +196,7 @@ func TestDescribeAndPreview(t *testing.T) {
 			cfg:      func(c *aliyundm.Config) { c.RegionID = "ap-southeast-2" },
 			msg:      textOnly,
 			describe: "region ap-southeast-2, endpoint https://dm.ap-southeast-2.aliyuncs.com,",
-			preview:  `subject "Your Acme code: 482915" text 25 bytes (otpd templates), region ap-southeast-2 via dm.ap-southeast-2.aliyuncs.com`,
+			preview:  `subject "Your Acme code: 482915" text "Your Acme code is 482915." (otpd templates), region ap-southeast-2 via dm.ap-southeast-2.aliyuncs.com`,
 		},
 		{
 			name:     "Frankfurt",

@@ -232,6 +232,9 @@ func (p *Provider) Preview(msg providers.Message) (string, error) {
 	}
 	if w.html != "" {
 		fmt.Fprintf(&b, " html %d bytes", len(w.html))
+		if w.text == "" {
+			fmt.Fprintf(&b, " %q", providers.PreviewHTML(w.html, 120))
+		}
 	}
 	if w.text != "" {
 		fmt.Fprintf(&b, " text %q", w.text)
