@@ -8,9 +8,14 @@ export GOTOOLCHAIN := local
 BIN := $(CURDIR)/bin
 BUF_VERSION := v1.75.0
 BUF := $(BIN)/buf
+KUSTOMIZE := $(BIN)/kustomize
 GOTEST_FLAGS ?= -race -count=1 -timeout 10m
+# Image tag and the version otpd -version prints (make image VERSION=1.2.3).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Every kustomization rendered and checked by validate-deploy.
+KUSTOMIZATIONS := deploy/kubernetes/base $(wildcard deploy/kubernetes/overlays/*)
 
-.PHONY: help run build test test-go lint fmt generate check-generate tools redis-server bench clean
+.PHONY: help run build test test-go lint fmt generate check-generate tools redis-server validate-deploy image bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,7 +28,7 @@ build: ## build bin/otpd and bin/otpctl
 	$(GO) build -trimpath -o $(BIN)/otpd ./cmd/otpd
 	$(GO) build -trimpath -o $(BIN)/otpctl ./cmd/otpctl
 
-test: redis-server lint check-generate test-go ## everything CI runs: lint, generated code, go test -race
+test: redis-server lint check-generate validate-deploy test-go ## everything CI runs: lint, generated code, deploy files, go test -race
 
 test-go: redis-server ## go test -race ./... against real redis-server processes
 	OTPD_REQUIRE_REDIS=1 $(GO) test $(GOTEST_FLAGS) ./...
@@ -48,7 +53,7 @@ check-generate: tools ## fail if the committed generated code does not match pro
 		echo "generated code is stale: run 'make generate' and commit"; exit 1; \
 	fi; echo "generated code matches proto/"
 
-tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## install pinned tools into bin/
+tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(KUSTOMIZE) ## install pinned tools into bin/
 
 $(BUF):
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -56,6 +61,24 @@ $(BUF):
 $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc &: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	@touch $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(KUSTOMIZE): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/ sigs.k8s.io/kustomize/kustomize/v5
+	@touch $(KUSTOMIZE)
+
+validate-deploy: $(KUSTOMIZE) ## render deploy/kubernetes into bin/k8s and check it, the Dockerfile, alert rules and dashboard (offline)
+	@rm -rf $(BIN)/k8s && mkdir -p $(BIN)/k8s
+	@for k in $(KUSTOMIZATIONS); do \
+		echo "kustomize build $$k > bin/k8s/$$(basename $$k).yaml"; \
+		$(KUSTOMIZE) build $$k > $(BIN)/k8s/$$(basename $$k).yaml; \
+	done
+	cd deploy/validate && $(GO) vet ./...
+	@out=$$(gofmt -l deploy/validate); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	cd deploy/validate && OTPD_K8S_RENDERED=$(BIN)/k8s OTPD_K8S_CONFIG_OUT=$(BIN) $(GO) test -count=1 ./...
+	@echo "otpd.yaml of each layout: $$(cd $(BIN) && ls k8s-otpd*.yaml | tr '\n' ' ')(in bin/)"
+
+image: ## build the container image otpd:$(VERSION) with deploy/Dockerfile (needs Docker with BuildKit)
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t otpd:$(VERSION) .
 
 redis-server: ## make sure Debian's redis-server is installed (tests start their own)
 	@if ! command -v redis-server >/dev/null; then \
