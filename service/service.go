@@ -240,6 +240,9 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		"usage_type", r.usageKey, "verification_id", vid)
 	count := func(provider, result string) {
 		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result).Inc()
+		if result == "ok" && r.rcpt.country != "" {
+			s.metrics.smsCountry.WithLabelValues(r.rcpt.country).Inc()
+		}
 	}
 
 	var idemID string

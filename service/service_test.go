@@ -235,6 +235,9 @@ func TestSendAndVerify(t *testing.T) {
 	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "primary", "usage_type": "sign_in", "result": "ok"}); got != 1 {
 		t.Fatalf("otpd_codes_sent_total{ok} = %v, want 1", got)
 	}
+	if got := counter(t, h.reg, "otpd_sms_sent_by_country_total", map[string]string{"country_code": "1"}); got != 1 {
+		t.Fatalf("otpd_sms_sent_by_country_total{country_code=1} = %v, want 1", got)
+	}
 }
 
 func TestEmailNormalisedAndInferred(t *testing.T) {

@@ -10,6 +10,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,8 +22,10 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -30,7 +35,7 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
-const usageText = `usage: otpctl [-addr ADDR] [-timeout D] COMMAND [flags]
+const usageText = `usage: otpctl [-addr ADDR] [-timeout D] [TLS and token flags] COMMAND [flags]
 
 commands:
   send    -to RECIPIENT -usage TYPE [-channel sms|email] [-locale TAG] [-ip IP] [-idempotency-key KEY]
@@ -39,6 +44,13 @@ commands:
 
 TYPE is register, sign-in, forgot-password or generic.
 ADDR is host:port or unix:///path/to.sock (default $OTPD_ADDR or 127.0.0.1:50051).
+
+TLS and tokens, for an otpd with tls or auth configured:
+  -tls               use TLS (implied by -ca, -cert)
+  -ca FILE           CA bundle that issued otpd's certificate (default: system roots)
+  -cert FILE -key FILE  client certificate and key, for mTLS
+  -server-name NAME  name to check otpd's certificate against (default: ADDR's host)
+  -token TOKEN       bearer token (default $OTPD_TOKEN)
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -51,6 +63,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	addr := fs.String("addr", defAddr, "otpd gRPC address")
 	timeout := fs.Duration("timeout", 20*time.Second, "call deadline")
+	useTLS := fs.Bool("tls", false, "use TLS")
+	caFile := fs.String("ca", "", "CA bundle of otpd's certificate")
+	certFile := fs.String("cert", "", "client certificate (mTLS)")
+	keyFile := fs.String("key", "", "client key (mTLS)")
+	serverName := fs.String("server-name", "", "name in otpd's certificate")
+	token := fs.String("token", os.Getenv("OTPD_TOKEN"), "bearer token")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -60,7 +78,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 
-	conn, err := grpc.NewClient(target(*addr), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if *useTLS || *caFile != "" || *certFile != "" || *keyFile != "" {
+		cfg, err := clientTLS(*caFile, *certFile, *keyFile, *serverName)
+		if err != nil {
+			fmt.Fprintf(stderr, "otpctl: %v\n", err)
+			return 2
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(target(*addr), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintf(stderr, "otpctl: %v\n", err)
 		return 2
@@ -68,6 +95,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
+	if *token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*token)
+	}
 
 	var resp proto.Message
 	switch cmd {
@@ -106,6 +136,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	printJSON(stdout, resp)
 	return 0
+}
+
+// clientTLS is the TLS configuration for otpd: ca (or the system roots) to
+// check its certificate, and certFile and keyFile to present, for mTLS.
+func clientTLS(ca, certFile, keyFile, serverName string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if ca != "" {
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("-ca %s: no PEM certificate in it", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("-cert and -key go together")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-cert, -key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // target turns a plain host:port into a passthrough target, so that no

@@ -243,6 +243,9 @@ providers:
 		`otpd_verifications_total{result="ok",usage_type="sign_in"} 1`,
 		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="SendCode",grpc_service="otp.v1.OtpService",grpc_type="unary"} 1`,
 		`otpd_provider_request_duration_seconds_count{provider="dev-console",result="ok"} 1`,
+		`otpd_sms_sent_by_country_total{country_code="1"} 1`,
+		`otpd_store_up 1`,
+		`otpd_rpc_calls_total{caller="anonymous",code="OK",method="/otp.v1.OtpService/VerifyCode"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -254,6 +257,9 @@ providers:
 	waitHealth(t, conn, healthpb.HealthCheckResponse_NOT_SERVING)
 	if c, _ := httpGet(t, "http://"+httpAddr+"/readyz"); c != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz with Redis down = %d, want 503", c)
+	}
+	if _, m := httpGet(t, "http://"+httpAddr+"/metrics"); !strings.Contains(m, "\notpd_store_up 0\n") {
+		t.Errorf("/metrics with Redis down lacks otpd_store_up 0")
 	}
 	_, err = client.SendCode(ctx, &otpv1.SendCodeRequest{Recipient: "+14155550199", UsageType: otpv1.UsageType_USAGE_TYPE_SIGN_IN})
 	if status.Code(err) != codes.Unavailable {

@@ -29,12 +29,16 @@ func checkConfig(cfg *config, w io.Writer) error {
 	if _, err := providers.NewRouter(routes, providers.RouterOptions{}); err != nil {
 		return fmt.Errorf("providers: %w", err)
 	}
+	if _, _, err := loadTLS(cfg.TLS); err != nil {
+		return err
+	}
 	mode := "redis"
 	if cfg.dev {
 		mode = "dev (in-memory store)"
 	}
 	fmt.Fprintf(w, "otpd configuration OK: store %s, grpc %s, http %s, locales %s (default %s)\n",
 		mode, cfg.Listen.GRPC, orNone(cfg.Listen.HTTP), strings.Join(renderer.Locales(), ", "), renderer.DefaultLocale())
+	fmt.Fprintf(w, "grpc callers: %s\n", describeSecurity(cfg))
 	var errs []error
 	for _, r := range routes {
 		match := "every recipient"

@@ -29,6 +29,8 @@ type config struct {
 		// HTTP serves /metrics, /healthz and /readyz; empty disables it.
 		HTTP string `yaml:"http"`
 	} `yaml:"listen"`
+	TLS       tlsConfig     `yaml:"tls"`
+	Auth      authConfig    `yaml:"auth"`
 	Redis     redisConfig   `yaml:"redis"`
 	Secret    redact.Secret `yaml:"secret"`
 	Code      codeConfig    `yaml:"code"`
@@ -158,6 +160,7 @@ func defaultConfig() *config {
 	c.Shutdown.Timeout = duration(20 * time.Second)
 	c.Health.Interval = duration(2 * time.Second)
 	c.Log.Level = "info"
+	c.Auth.OpenHealth = true
 	return &c
 }
 
@@ -432,6 +435,7 @@ func (c *config) validate() error {
 	} else if err := checkListen(c.Listen.GRPC); err != nil {
 		bad("listen.grpc", "%v", err)
 	}
+	c.validateAuth(bad)
 	if c.Listen.HTTP != "" {
 		if err := checkListen(c.Listen.HTTP); err != nil {
 			bad("listen.http", "%v", err)

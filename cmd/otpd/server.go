@@ -25,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -79,7 +80,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 		return fmt.Errorf("build service: %w", err)
 	}
 
-	gs, hs := newGRPCServer(svc, reg, log)
+	tlsCfg, clientCAs, err := loadTLS(cfg.TLS)
+	if err != nil {
+		return err
+	}
+	gs, hs := newGRPCServer(svc, reg, log, security{tls: tlsCfg, auth: newAuthenticator(cfg, clientCAs, reg, log)})
 
 	lis, cleanup, err := listen(cfg.Listen.GRPC)
 	if err != nil {
@@ -105,7 +110,21 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	var wg sync.WaitGroup
-	wg.Go(func() { watchStore(watchCtx, svc, cfg.Health.Interval.std(), setServing, log) })
+	storeUp := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "otpd_store_up",
+		Help: "1 when the last health ping of the store (Redis) succeeded, else 0.",
+	})
+	reg.MustRegister(storeUp)
+	wg.Go(func() {
+		watchStore(watchCtx, svc, cfg.Health.Interval.std(), func(ok bool) {
+			if ok {
+				storeUp.Set(1)
+			} else {
+				storeUp.Set(0)
+			}
+			setServing(ok)
+		}, log)
+	})
 
 	var admin *http.Server
 	errc := make(chan error, 2)
@@ -128,7 +147,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 			errc <- fmt.Errorf("grpc: %w", err)
 		}
 	}()
-	log.Info("otpd serving", "version", version, "grpc", lis.Addr().String(), "providers", len(cfg.Providers), "dev", cfg.dev)
+	log.Info("otpd serving", "version", version, "grpc", lis.Addr().String(), "security", describeSecurity(cfg),
+		"providers", len(cfg.Providers), "dev", cfg.dev)
+	if len(cfg.Auth.Tokens) == 0 && cfg.TLS.ClientCAFile == "" && !cfg.dev && !strings.HasPrefix(cfg.Listen.GRPC, "unix://") {
+		log.Warn("caller auth is off: anyone who reaches " + cfg.Listen.GRPC + " can send codes; set auth.tokens or tls.client_ca_file, or keep the port private")
+	}
 
 	var runErr error
 	select {
@@ -164,24 +187,45 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 	return runErr
 }
 
+// security is how the gRPC server authenticates: TLS (nil: plaintext) and
+// the caller checks (nil: none).
+type security struct {
+	tls  *tls.Config
+	auth *authenticator
+}
+
 // newGRPCServer serves otp.v1.OtpService, grpc.health.v1 and reflection,
-// with metrics, call logging and panic recovery (a panic answers INTERNAL,
-// never UNKNOWN).
-func newGRPCServer(svc otpv1.OtpServiceServer, reg prometheus.Registerer, log *slog.Logger) (*grpc.Server, *health.Server) {
+// with metrics, caller authentication, call logging and panic recovery (a
+// panic answers INTERNAL, never UNKNOWN).
+func newGRPCServer(svc otpv1.OtpServiceServer, reg prometheus.Registerer, log *slog.Logger, sec security) (*grpc.Server, *health.Server) {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
-	gs := grpc.NewServer(
-		grpc.MaxRecvMsgSize(64<<10),
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "otpd_rpc_calls_total",
+		Help: "gRPC calls by authenticated caller (\"anonymous\" when caller auth is off or the service is open), method and status code.",
+	}, []string{"caller", "method", "code"})
+	reg.MustRegister(calls)
+	auth := sec.auth
+	if auth == nil {
+		auth = &authenticator{}
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(64 << 10),
 		grpc.ChainUnaryInterceptor(
 			grpcMetrics.UnaryServerInterceptor(),
-			logCalls(log),
+			auth.unary(),
+			logCalls(log, calls),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 				log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				return status.Error(codes.Internal, "internal error")
 			})),
 		),
-		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor()),
-	)
+		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), auth.stream()),
+	}
+	if sec.tls != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(sec.tls)))
+	}
+	gs := grpc.NewServer(opts...)
 	otpv1.RegisterOtpServiceServer(gs, svc)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -300,11 +344,13 @@ func newRedis(c redisConfig) (redis.UniversalClient, error) {
 
 // logCalls logs every failed call with its code (never the request: it
 // holds recipients and codes), and every call at debug.
-func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+func logCalls(log *slog.Logger, calls *prometheus.CounterVec) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
 		code := status.Code(err)
+		caller := callerOf(ctx)
+		calls.WithLabelValues(caller, info.FullMethod, code.String()).Inc()
 		level := slog.LevelDebug
 		switch code {
 		case codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.NotFound, codes.Canceled:
@@ -314,7 +360,7 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 			level = slog.LevelWarn
 		}
 		if log.Enabled(ctx, level) {
-			log.Log(ctx, level, "grpc call", "method", info.FullMethod, "code", code.String(), "elapsed", time.Since(start))
+			log.Log(ctx, level, "grpc call", "caller", caller, "method", info.FullMethod, "code", code.String(), "elapsed", time.Since(start))
 		}
 		return resp, err
 	}

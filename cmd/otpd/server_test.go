@@ -44,7 +44,7 @@ func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); retur
 func TestPanicAnswersInternal(t *testing.T) {
 	t.Parallel()
 	var logs lockedBuffer
-	gs, _ := newGRPCServer(panicky{}, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(&logs, nil)))
+	gs, _ := newGRPCServer(panicky{}, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(&logs, nil)), security{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
