@@ -2,9 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
-	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -1007,42 +1006,74 @@ func TestCheckVendorConfigs(t *testing.T) {
 	}
 }
 
-func TestDeployExampleLoads(t *testing.T) {
+// shippedEnv gives every ${VAR} of the shipped configurations a
+// placeholder of the right shape.
+func shippedEnv(name string) string {
+	switch name {
+	case "OTPD_HMAC_KEY":
+		return testKey
+	case "REDIS_URL":
+		return "redis://redis:6379/0"
+	case "TWILIO_ACCOUNT_SID":
+		return "AC00000000000000000000000000000000"
+	case "TWILIO_AUTH_TOKEN":
+		return "00000000000000000000000000000000"
+	case "TWILIO_MESSAGING_SERVICE_SID":
+		return "MG00000000000000000000000000000000"
+	case "OTPD_TOKEN_AUTH_SERVER_SHA256":
+		return sha256Hex("placeholder-token")
+	}
+	return "placeholder-" + name
+}
+
+// TestShippedConfigsCheck runs otpd -check's work on every configuration
+// the repository ships: deploy/otpd.example.yaml and the otpd.yaml of each
+// Kubernetes layout (their TLS files are replaced by generated ones).
+func TestShippedConfigsCheck(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join("..", "..", "deploy", "otpd.example.yaml")
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		t.Skip("deploy/otpd.example.yaml does not exist yet")
-	}
-	// Every other ${VAR} the example uses gets a placeholder of the right
-	// shape: the point is that the file itself is a valid configuration.
-	placeholders := map[string]string{
-		"OTPD_HMAC_KEY":                testKey,
-		"TWILIO_ACCOUNT_SID":           "AC00000000000000000000000000000000",
-		"TWILIO_AUTH_TOKEN":            "00000000000000000000000000000000",
-		"TWILIO_MESSAGING_SERVICE_SID": "MG00000000000000000000000000000000",
-	}
-	env := func(name string) string {
-		if v, ok := placeholders[name]; ok {
-			return v
-		}
-		return "placeholder-" + name
-	}
-	c, err := loadConfig(path, env)
+	paths := []string{filepath.Join("..", "..", "deploy", "otpd.example.yaml")}
+	k8s, err := filepath.Glob(filepath.Join("..", "..", "deploy", "kubernetes", "*", "otpd.yaml"))
 	if err != nil {
-		t.Fatalf("loadConfig(%s): %v", path, err)
+		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	if err := checkConfig(c, &out); err != nil {
-		t.Errorf("otpd -check %s: %v\n%s", path, err, out.String())
+	overlays, err := filepath.Glob(filepath.Join("..", "..", "deploy", "kubernetes", "overlays", "*", "otpd.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	paths = append(append(paths, k8s...), overlays...)
+	if len(paths) < 4 {
+		t.Fatalf("found %d shipped configurations, want the example and three Kubernetes layouts: %v", len(paths), paths)
+	}
+	dir := t.TempDir()
+	authority := newCA(t, "test CA")
+	certPEM, keyPEM := authority.issue(t, "otpd", x509.ExtKeyUsageServerAuth)
+	certFile, keyFile := writeFile(t, dir, "tls.crt", certPEM), writeFile(t, dir, "tls.key", keyPEM)
+	caFile := writeFile(t, dir, "ca.crt", authority.pem)
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			t.Parallel()
+			c, err := loadConfig(path, shippedEnv)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if c.TLS.enabled() {
+				c.TLS = tlsConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: map[bool]string{true: caFile}[c.TLS.ClientCAFile != ""]}
+			}
+			var out bytes.Buffer
+			if err := checkConfig(c, &out); err != nil {
+				t.Errorf("otpd -check %s: %v\n%s", path, err, out.String())
+			}
+		})
+	}
+	path := paths[0]
 	_, err = loadConfig(path, func(name string) string {
 		if name == "OTPD_HMAC_KEY" {
 			return ""
 		}
-		return env(name)
+		return shippedEnv(name)
 	})
 	if err == nil || !strings.Contains(err.Error(), "OTPD_HMAC_KEY") {
-		t.Errorf("without OTPD_HMAC_KEY: err = %v, want one naming OTPD_HMAC_KEY", err)
+		t.Errorf("%s without OTPD_HMAC_KEY: err = %v, want one naming OTPD_HMAC_KEY", path, err)
 	}
 }
 

@@ -110,11 +110,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, stderr io.Writer)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	var wg sync.WaitGroup
-	storeUp := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "otpd_store_up",
-		Help: "1 when the last health ping of the store (Redis) succeeded, else 0.",
-	})
-	reg.MustRegister(storeUp)
+	storeUp := newStoreUp(reg)
 	wg.Go(func() {
 		watchStore(watchCtx, svc, cfg.Health.Interval.std(), func(ok bool) {
 			if ok {
@@ -232,6 +228,16 @@ func newGRPCServer(svc otpv1.OtpServiceServer, reg prometheus.Registerer, log *s
 	reflection.Register(gs)
 	grpcMetrics.InitializeMetrics(gs)
 	return gs, hs
+}
+
+// newStoreUp registers otpd_store_up, which watchStore keeps.
+func newStoreUp(reg prometheus.Registerer) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "otpd_store_up",
+		Help: "1 when the last health ping of the store (Redis) succeeded, else 0.",
+	})
+	reg.MustRegister(g)
+	return g
 }
 
 func watchStore(ctx context.Context, svc *service.Service, every time.Duration, set func(bool), log *slog.Logger) {
