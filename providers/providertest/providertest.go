@@ -204,3 +204,19 @@ func IsDeadline(err error) bool {
 	return ok && pe.Retryable && (pe.Reason == "timeout" || pe.Reason == "canceled") ||
 		errors.Is(err, context.DeadlineExceeded)
 }
+
+// WantConfigError checks that err, ParseConfig's answer to a bad config,
+// holds every string of want (the keys it names, what it says of them) and
+// none of secrets.
+func WantConfigError(tb testing.TB, err error, want []string, secrets ...string) {
+	tb.Helper()
+	if err == nil {
+		tb.Fatalf("ParseConfig succeeded, want an error holding %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			tb.Errorf("error %q does not hold %q", err, w)
+		}
+	}
+	NoLeak(tb, err.Error(), secrets...)
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/providers/providertest"
 	"github.com/otpd/otpd/providers/tencent"
 )
 
@@ -123,17 +124,7 @@ func TestParseConfigErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := tencent.ParseConfig([]byte(tc.raw))
-			if err == nil {
-				t.Fatalf("ParseConfig succeeded, want an error holding %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not hold %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), testSecret) {
-				t.Errorf("error %q leaks the secret", err)
-			}
+			providertest.WantConfigError(t, err, tc.want, testSecret)
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/providers/providertest"
 	"github.com/otpd/otpd/providers/twilio"
 )
 
@@ -129,17 +130,7 @@ func TestParseConfigErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := twilio.ParseConfig([]byte(tc.raw))
-			if err == nil {
-				t.Fatalf("ParseConfig succeeded, want an error holding %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not hold %q", err, w)
-				}
-			}
-			if strings.Contains(err.Error(), "f00dbabe") {
-				t.Errorf("error %q quotes the auth token", err)
-			}
+			providertest.WantConfigError(t, err, tc.want, "f00dbabe")
 		})
 	}
 }

@@ -140,26 +140,31 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 // classify turns an error of CreateMessage into a *providers.Error. status
 // is the HTTP status of Twilio's answer, 0 if there was none.
 func (p *Provider) classify(ctx context.Context, msg providers.Message, status int, err error) *providers.Error {
-	var restErr *client.TwilioRestError
+	var (
+		restErr *client.TwilioRestError
+		urlErr  *url.Error
+	)
 	switch {
 	case errors.As(err, &restErr):
 		return p.restError(msg, status, restErr)
 	case ctx.Err() != nil:
-		// Whatever the SDK made of it (a url.Error, a body cut short), the
-		// call ran out of time or was canceled.
+		// Whatever the SDK made of it, the call ran out of time or was
+		// canceled.
 		return providers.ClassifyTransport(p.name, fmt.Errorf("send sms: %w", ctx.Err()))
+	case errors.As(err, &urlErr):
+		// No answer, or one cut short (the transport reads the body). Its
+		// URL is the SDK's, on api.twilio.com, with the account SID.
+		err = &url.Error{Op: urlErr.Op, URL: p.errorURL(urlErr.URL), Err: urlErr.Err}
+		return providers.ClassifyTransport(p.name, fmt.Errorf("send sms: %w", err))
 	case status != 0:
-		// An answer the SDK could not decode: an error page that is not
-		// Twilio's JSON (a gateway's 502), or a success that is not JSON.
-		// The SDK keeps the status only in its error text; the transport
-		// saw it. The body is not quoted: it may echo the request.
+		// A whole answer the SDK could not decode: an error page that is
+		// not Twilio's JSON (a gateway's 502), or a success that is not
+		// JSON. The SDK keeps the status only in its error text; the
+		// transport saw it. The body is not quoted: it may echo the
+		// request.
 		return p.unexpected(status, "with a body that is not Twilio's JSON")
 	}
-	var urlErr *url.Error
-	if errors.As(err, &urlErr) {
-		err = &url.Error{Op: urlErr.Op, URL: p.errorURL(urlErr.URL), Err: urlErr.Err}
-	}
-	return providers.ClassifyTransport(p.name, fmt.Errorf("send sms: %w", err))
+	return providers.Transient(p.name, "sdk", errors.New("send sms: twilio sdk failed: "+providers.Scrub(err.Error(), msg, p.secrets...)))
 }
 
 // restError classifies an error Twilio answered with, by its error code
@@ -259,12 +264,12 @@ func (t *callTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.status = resp.StatusCode
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	_ = resp.Body.Close()
 	if err != nil {
 		return nil, fmt.Errorf("read the answer (HTTP %d): %w", resp.StatusCode, err)
 	}
+	t.status = resp.StatusCode // only for a whole answer
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }
