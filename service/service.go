@@ -261,11 +261,11 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		denial, err := s.store.TakeSlots(ctx, now, vid, slots)
 		if err != nil {
 			count("", "store_error")
-			log.Error("take send slots", "error", err)
+			log.ErrorContext(ctx, "take send slots", "error", err)
 			return nil, err
 		}
 		if denial != nil {
-			return nil, s.limited(count, log, denial.Limit, denial.RetryAfter)
+			return nil, s.limited(ctx, count, log, denial.Limit, denial.RetryAfter)
 		}
 	}
 	releaseSlots := func() {
@@ -275,7 +275,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		dctx, cancel := detached(ctx)
 		defer cancel()
 		if err := s.store.ReleaseSlots(dctx, vid, slots); err != nil {
-			log.Warn("release send slots", "error", err)
+			log.WarnContext(ctx, "release send slots", "error", err)
 		}
 	}
 
@@ -297,21 +297,21 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	if err != nil {
 		releaseSlots()
 		count("", "store_error")
-		log.Error("begin send", "error", err)
+		log.ErrorContext(ctx, "begin send", "error", err)
 		return nil, err
 	}
 	switch res.Status {
 	case SendAccepted:
 	case SendCooldown:
 		releaseSlots()
-		return nil, s.limited(count, log, limitResend, res.RetryAfter)
+		return nil, s.limited(ctx, count, log, limitResend, res.RetryAfter)
 	case SendRecipientLimited:
 		releaseSlots()
-		return nil, s.limited(count, log, limitPerRecipient, res.RetryAfter)
+		return nil, s.limited(ctx, count, log, limitPerRecipient, res.RetryAfter)
 	default:
 		// An idempotent retry that raced the pre-check.
 		releaseSlots()
-		return s.idempotentAnswer(log, count, res)
+		return s.idempotentAnswer(ctx, log, count, res)
 	}
 
 	// Rendered only once the send is accepted: refused sends (the bulk of
@@ -319,7 +319,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: s.cfg.CodeTTL})
 	if err != nil {
 		s.abort(ctx, log, AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID})
-		log.Error("render template", "locale", r.locale, "error", err)
+		log.ErrorContext(ctx, "render template", "locale", r.locale, "error", err)
 		return nil, fmt.Errorf("%w: %v", errNoTemplate, err)
 	}
 	start := time.Now()
@@ -348,7 +348,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 			result = "canceled"
 		}
 		count(provider, result)
-		log.Warn("delivery failed", "result", result, "elapsed_ms", ms(time.Since(start)), "error", err)
+		log.WarnContext(ctx, "delivery failed", "result", result, "elapsed_ms", ms(time.Since(start)), "error", err)
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr // the caller's deadline or send_timeout ended it
 		}
@@ -366,7 +366,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		s.completeIdempotent(ctx, log, rid, idemID, resp)
 	}
 	count(receipt.Provider, "ok")
-	log.Info("code sent", "provider", receipt.Provider, "message_id", receipt.MessageID, "locale", r.locale, "elapsed_ms", ms(time.Since(start)))
+	log.InfoContext(ctx, "code sent", "provider", receipt.Provider, "message_id", receipt.MessageID, "locale", r.locale, "elapsed_ms", ms(time.Since(start)))
 	return resp, nil
 }
 
@@ -376,19 +376,19 @@ func (s *Service) replay(ctx context.Context, log *slog.Logger, count func(provi
 	res, err := s.store.LookupSend(ctx, rid, idemID, fingerprint)
 	if err != nil {
 		count("", "store_error")
-		log.Error("look up idempotency key", "error", err)
+		log.ErrorContext(ctx, "look up idempotency key", "error", err)
 		return nil, true, err
 	}
 	if res.Status == SendAccepted {
 		return nil, false, nil
 	}
-	resp, err := s.idempotentAnswer(log, count, res)
+	resp, err := s.idempotentAnswer(ctx, log, count, res)
 	return resp, true, err
 }
 
 // idempotentAnswer turns what the store knows of an idempotency key into
 // the call's answer.
-func (s *Service) idempotentAnswer(log *slog.Logger, count func(provider, result string), res SendResult) (*otpv1.SendCodeResponse, error) {
+func (s *Service) idempotentAnswer(ctx context.Context, log *slog.Logger, count func(provider, result string), res SendResult) (*otpv1.SendCodeResponse, error) {
 	switch res.Status {
 	case SendReplay:
 		var resp otpv1.SendCodeResponse
@@ -396,7 +396,7 @@ func (s *Service) idempotentAnswer(log *slog.Logger, count func(provider, result
 			return nil, fmt.Errorf("decode stored answer: %w", err)
 		}
 		count(resp.GetProvider(), "replayed")
-		log.Info("idempotent send replayed", "provider", resp.GetProvider())
+		log.InfoContext(ctx, "idempotent send replayed", "provider", resp.GetProvider())
 		return &resp, nil
 	case SendInProgress:
 		return nil, errInProgress
@@ -420,10 +420,10 @@ func (s *Service) sendSlots(r sendRequest) []Slot {
 	return slots
 }
 
-func (s *Service) limited(count func(provider, result string), log *slog.Logger, limit string, retryAfter time.Duration) error {
+func (s *Service) limited(ctx context.Context, count func(provider, result string), log *slog.Logger, limit string, retryAfter time.Duration) error {
 	count("", "rate_limited")
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
-	log.Info("send rate limited", "limit", limit, "retry_after", retryAfter.String())
+	log.InfoContext(ctx, "send rate limited", "limit", limit, "retry_after", retryAfter.String())
 	return &rateLimitError{limit: limit, retryAfter: retryAfter}
 }
 
@@ -433,7 +433,7 @@ func (s *Service) abort(ctx context.Context, log *slog.Logger, p AbortParams) {
 	dctx, cancel := detached(ctx)
 	defer cancel()
 	if err := s.store.AbortSend(dctx, p); err != nil {
-		log.Error("abort failed send: the cooldown and code stay until they expire", "error", err)
+		log.ErrorContext(ctx, "abort failed send: the cooldown and code stay until they expire", "error", err)
 	}
 }
 
@@ -445,7 +445,7 @@ func (s *Service) completeIdempotent(ctx context.Context, log *slog.Logger, rid,
 		err = s.store.CompleteSend(dctx, rid, idemID, b, s.cfg.IdempotencyTTL)
 	}
 	if err != nil {
-		log.Warn("store idempotent answer: a retry with the same key may send again", "error", err)
+		log.WarnContext(ctx, "store idempotent answer: a retry with the same key may send again", "error", err)
 	}
 }
 
@@ -486,7 +486,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	}
 	if err != nil {
 		s.metrics.verified.WithLabelValues(usageKey, "store_error").Inc()
-		log.Error("verify code", "error", err)
+		log.ErrorContext(ctx, "verify code", "error", err)
 		return nil, err
 	}
 	var result otpv1.VerifyResult
@@ -503,13 +503,13 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	case VerifyRateLimited:
 		s.metrics.verified.WithLabelValues(usageKey, "rate_limited").Inc()
 		s.metrics.rateLimited.WithLabelValues(limitVerifyPerRecipient).Inc()
-		log.Info("verify rate limited", "limit", limitVerifyPerRecipient, "retry_after", res.RetryAfter.String())
+		log.InfoContext(ctx, "verify rate limited", "limit", limitVerifyPerRecipient, "retry_after", res.RetryAfter.String())
 		return nil, &rateLimitError{limit: limitVerifyPerRecipient, retryAfter: res.RetryAfter}
 	default:
 		return nil, fmt.Errorf("unknown verify status %d", res.Status)
 	}
 	s.metrics.verified.WithLabelValues(usageKey, label).Inc()
-	log.Info("code verified", "result", label, "attempts_remaining", res.AttemptsRemaining)
+	log.InfoContext(ctx, "code verified", "result", label, "attempts_remaining", res.AttemptsRemaining)
 	return &otpv1.VerifyCodeResponse{Result: result, AttemptsRemaining: int32(res.AttemptsRemaining)}, nil
 }
 

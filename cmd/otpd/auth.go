@@ -204,6 +204,25 @@ type callerKey struct{}
 // services left open.
 const anonymous = "anonymous"
 
+// callerHandler adds the authenticated caller, when there is one, to every
+// record logged with a call's context.
+type callerHandler struct{ slog.Handler }
+
+func (h callerHandler) Handle(ctx context.Context, r slog.Record) error {
+	if c, ok := ctx.Value(callerKey{}).(string); ok {
+		r.AddAttrs(slog.String("caller", c))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h callerHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return callerHandler{h.Handler.WithAttrs(attrs)}
+}
+
+func (h callerHandler) WithGroup(name string) slog.Handler {
+	return callerHandler{h.Handler.WithGroup(name)}
+}
+
 // callerOf returns the name of the authenticated caller of ctx.
 func callerOf(ctx context.Context) string {
 	if c, ok := ctx.Value(callerKey{}).(string); ok {

@@ -2,19 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +23,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/otpd/otpd/internal/testpki"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
@@ -42,71 +36,8 @@ func (echo) SendCode(context.Context, *otpv1.SendCodeRequest) (*otpv1.SendCodeRe
 	return &otpv1.SendCodeResponse{Provider: "echo"}, nil
 }
 
-// ca is a throwaway certificate authority.
-type ca struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(tb testing.TB, name string) *ca {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &ca{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a PEM certificate and key for cn, for a server (with an IP
-// SAN of 127.0.0.1) or a client.
-func (c *ca) issue(tb testing.TB, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}
-	if usage == x509.ExtKeyUsageServerAuth {
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-func writeFile(tb testing.TB, dir, name string, b []byte) string {
-	tb.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return p
-}
-
 func newTestLogger(w *lockedBuffer) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(callerHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})})
 }
 
 // metricValue returns the value of the counter or gauge name whose labels
@@ -147,8 +78,8 @@ func sha256Hex(s string) string { sum := sha256.Sum256([]byte(s)); return hex.En
 // bearer tokens, and what a client needs to call it.
 type secured struct {
 	addr     string
-	serverCA *ca
-	clientCA *ca
+	serverCA *testpki.CA
+	clientCA *testpki.CA
 	reg      *prometheus.Registry
 	logs     *lockedBuffer
 }
@@ -158,13 +89,13 @@ const goodToken = "tok-auth-server-7d1f0c5e"
 func startSecured(tb testing.TB, mutate func(*config)) *secured {
 	tb.Helper()
 	dir := tb.TempDir()
-	s := &secured{serverCA: newCA(tb, "server CA"), clientCA: newCA(tb, "client CA"), reg: prometheus.NewRegistry(), logs: &lockedBuffer{}}
-	certPEM, keyPEM := s.serverCA.issue(tb, "otpd", x509.ExtKeyUsageServerAuth)
+	s := &secured{serverCA: testpki.NewCA(tb, "server CA"), clientCA: testpki.NewCA(tb, "client CA"), reg: prometheus.NewRegistry(), logs: &lockedBuffer{}}
+	certPEM, keyPEM := s.serverCA.Issue(tb, "otpd", x509.ExtKeyUsageServerAuth)
 	c := defaultConfig()
 	c.TLS = tlsConfig{
-		CertFile:     writeFile(tb, dir, "tls.crt", certPEM),
-		KeyFile:      writeFile(tb, dir, "tls.key", keyPEM),
-		ClientCAFile: writeFile(tb, dir, "ca.crt", s.clientCA.pem),
+		CertFile:     testpki.WriteFile(tb, dir, "tls.crt", certPEM),
+		KeyFile:      testpki.WriteFile(tb, dir, "tls.key", keyPEM),
+		ClientCAFile: testpki.WriteFile(tb, dir, "ca.crt", s.clientCA.PEM),
 	}
 	c.Auth.Tokens = []tokenConfig{{Name: "auth-server", SHA256: sha256Hex(goodToken)}, {Name: "admin-cli", SHA256: sha256Hex("other-token")}}
 	if mutate != nil {
@@ -194,13 +125,13 @@ func startSecured(tb testing.TB, mutate func(*config)) *secured {
 
 // dialSecured connects with the server CA trusted and, if clientCA is
 // given, a client certificate it issued for cn.
-func (s *secured) dial(tb testing.TB, clientCA *ca, cn string) *grpc.ClientConn {
+func (s *secured) dial(tb testing.TB, clientCA *testpki.CA, cn string) *grpc.ClientConn {
 	tb.Helper()
 	roots := x509.NewCertPool()
-	roots.AddCert(s.serverCA.cert)
+	roots.AddCert(s.serverCA.Cert)
 	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if clientCA != nil {
-		certPEM, keyPEM := clientCA.issue(tb, cn, x509.ExtKeyUsageClientAuth)
+		certPEM, keyPEM := clientCA.Issue(tb, cn, x509.ExtKeyUsageClientAuth)
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			tb.Fatal(err)
@@ -245,10 +176,10 @@ func wantUnauthenticated(tb testing.TB, err error, reason string) {
 func TestCallerAuthentication(t *testing.T) {
 	t.Parallel()
 	s := startSecured(t, nil)
-	rogue := newCA(t, "rogue CA")
+	rogue := testpki.NewCA(t, "rogue CA")
 	for _, tc := range []struct {
 		name     string
-		clientCA *ca
+		clientCA *testpki.CA
 		auth     string
 		reason   string // "" means served
 	}{
@@ -381,9 +312,9 @@ func TestCheckReadsTLSFiles(t *testing.T) {
 func TestCertificateReloadsWhenRotated(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	authority := newCA(t, "server CA")
-	c1, k1 := authority.issue(t, "first", x509.ExtKeyUsageServerAuth)
-	kp := &keyPair{certFile: writeFile(t, dir, "tls.crt", c1), keyFile: writeFile(t, dir, "tls.key", k1)}
+	authority := testpki.NewCA(t, "server CA")
+	c1, k1 := authority.Issue(t, "first", x509.ExtKeyUsageServerAuth)
+	kp := &keyPair{certFile: testpki.WriteFile(t, dir, "tls.crt", c1), keyFile: testpki.WriteFile(t, dir, "tls.key", k1)}
 	if err := kp.load(); err != nil {
 		t.Fatal(err)
 	}
@@ -398,9 +329,9 @@ func TestCertificateReloadsWhenRotated(t *testing.T) {
 		}
 		return leaf.Subject.CommonName
 	}
-	c2, k2 := authority.issue(t, "second", x509.ExtKeyUsageServerAuth)
-	writeFile(t, dir, "tls.key", k2)
-	writeFile(t, dir, "tls.crt", c2)
+	c2, k2 := authority.Issue(t, "second", x509.ExtKeyUsageServerAuth)
+	testpki.WriteFile(t, dir, "tls.key", k2)
+	testpki.WriteFile(t, dir, "tls.crt", c2)
 	if got := cn(); got != "first" {
 		t.Fatalf("served %q before the recheck interval, want the first certificate", got)
 	}
@@ -411,7 +342,7 @@ func TestCertificateReloadsWhenRotated(t *testing.T) {
 		t.Fatalf("served %q after rotation, want the second certificate", got)
 	}
 	// A half-written rotation keeps the last good certificate.
-	writeFile(t, dir, "tls.crt", []byte("garbage"))
+	testpki.WriteFile(t, dir, "tls.crt", []byte("garbage"))
 	kp.mu.Lock()
 	kp.checked = time.Time{}
 	kp.mu.Unlock()

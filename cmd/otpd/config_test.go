@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpd/otpd/internal/testpki"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/service"
 )
@@ -1045,10 +1046,10 @@ func TestShippedConfigsCheck(t *testing.T) {
 		t.Fatalf("found %d shipped configurations, want the example and three Kubernetes layouts: %v", len(paths), paths)
 	}
 	dir := t.TempDir()
-	authority := newCA(t, "test CA")
-	certPEM, keyPEM := authority.issue(t, "otpd", x509.ExtKeyUsageServerAuth)
-	certFile, keyFile := writeFile(t, dir, "tls.crt", certPEM), writeFile(t, dir, "tls.key", keyPEM)
-	caFile := writeFile(t, dir, "ca.crt", authority.pem)
+	authority := testpki.NewCA(t, "test CA")
+	certPEM, keyPEM := authority.Issue(t, "otpd", x509.ExtKeyUsageServerAuth)
+	certFile, keyFile := testpki.WriteFile(t, dir, "tls.crt", certPEM), testpki.WriteFile(t, dir, "tls.key", keyPEM)
+	caFile := testpki.WriteFile(t, dir, "ca.crt", authority.PEM)
 	for _, path := range paths {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()

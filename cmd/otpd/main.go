@@ -73,7 +73,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		}
 	}
 	level, _ := parseLevel(cfg.Log.Level)
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(callerHandler{slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})})
 
 	if *check {
 		if err := checkConfig(cfg, stdout); err != nil {

@@ -366,7 +366,7 @@ func logCalls(log *slog.Logger, calls *prometheus.CounterVec) grpc.UnaryServerIn
 			level = slog.LevelWarn
 		}
 		if log.Enabled(ctx, level) {
-			log.Log(ctx, level, "grpc call", "caller", caller, "method", info.FullMethod, "code", code.String(), "elapsed", time.Since(start))
+			log.Log(ctx, level, "grpc call", "method", info.FullMethod, "code", code.String(), "elapsed", time.Since(start))
 		}
 		return resp, err
 	}

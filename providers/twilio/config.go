@@ -21,8 +21,8 @@ const DefaultEndpoint = "https://api.twilio.com"
 type Config struct {
 	// AccountSID is the Account SID ("AC" and 32 hex digits) from the
 	// Twilio console. It names the account in the API path and is the Basic
-	// auth user. Required.
-	AccountSID string `json:"accountSID"`
+	// auth user. It prints masked. Required.
+	AccountSID redact.KeyID `json:"accountSID"`
 	// AuthToken is the account's Auth token, the Basic auth password.
 	// Required.
 	AuthToken redact.Secret `json:"authToken"`
@@ -94,7 +94,7 @@ func (c Config) compile() (compiled, error) {
 			errs = append(errs, err)
 		}
 	}
-	add(checkSID("accountSID", c.AccountSID, "AC", "the Account SID shown in the Twilio console"))
+	add(checkSID("accountSID", string(c.AccountSID), "AC", "the Account SID shown in the Twilio console"))
 	switch token := c.AuthToken.Reveal(); {
 	case strings.TrimSpace(token) == "":
 		add(errors.New("authToken: required"))

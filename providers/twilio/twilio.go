@@ -63,7 +63,7 @@ func New(name string, cfg Config) (*Provider, error) {
 	}
 	return &Provider{
 		name:             name,
-		accountSID:       cfg.AccountSID,
+		accountSID:       string(cfg.AccountSID),
 		authToken:        cfg.AuthToken,
 		messagingService: cfg.FromMessagingServiceSID,
 		disableRiskCheck: cfg.DisableRiskCheck,
@@ -73,7 +73,7 @@ func New(name string, cfg Config) (*Provider, error) {
 		transport:        providers.NewTransport(),
 		// The account SID is no secret, but error text shows it no more
 		// than Describe does.
-		secrets: []string{cfg.AuthToken.Reveal(), cfg.AccountSID},
+		secrets: []string{cfg.AuthToken.Reveal(), string(cfg.AccountSID)},
 	}, nil
 }
 
