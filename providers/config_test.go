@@ -246,3 +246,17 @@ func TestPreviewHTML(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckUsageType(t *testing.T) {
+	t.Parallel()
+	for _, u := range providers.UsageTypes {
+		if err := providers.CheckUsageType(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for _, u := range []providers.UsageType{"", "MfaVerification", "signin"} {
+		if err := providers.CheckUsageType(u); err == nil {
+			t.Errorf("%q: got nil, want an error", u)
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package providers
 
 import (
+	"fmt"
 	"html"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -57,4 +59,14 @@ var blockTags = map[string]bool{
 	"p": true, "br": true, "div": true, "h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true,
 	"li": true, "ul": true, "ol": true, "tr": true, "td": true, "th": true, "table": true, "hr": true,
 	"section": true, "header": true, "footer": true, "body": true, "html": true, "title": true, "head": true,
+}
+
+// CheckUsageType returns nil for the usage types otpd sends codes for and
+// an error for anything else. Providers that can serve every usage type,
+// falling back on otpd's templates, use it as their CanServe.
+func CheckUsageType(u UsageType) error {
+	if slices.Contains(UsageTypes, u) {
+		return nil
+	}
+	return fmt.Errorf("unknown usage type %q", u)
 }

@@ -344,7 +344,7 @@ func (p *Provider) compose(msg providers.Message) (mailContent, error) {
 
 // CanServe returns nil: a usage type without a template of the provider's
 // own is sent with otpd's.
-func (p *Provider) CanServe(providers.UsageType) error { return nil }
+func (p *Provider) CanServe(u providers.UsageType) error { return providers.CheckUsageType(u) }
 
 // Preview returns what Send would ask DirectMail to send, such as
 //

@@ -276,11 +276,4 @@ func (p *Provider) Describe() string {
 // CanServe reports whether the provider can send codes of usage type u. It
 // always can, one of otpd's usage types: what has no delivery of its own
 // nor a Generic one goes out as rendered from otpd's templates.
-func (p *Provider) CanServe(u providers.UsageType) error {
-	for _, t := range providers.UsageTypes {
-		if t == u {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown usage type %q", u)
-}
+func (p *Provider) CanServe(u providers.UsageType) error { return providers.CheckUsageType(u) }
