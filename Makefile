@@ -9,13 +9,14 @@ BIN := $(CURDIR)/bin
 BUF_VERSION := v1.75.0
 BUF := $(BIN)/buf
 KUSTOMIZE := $(BIN)/kustomize
+GHZ := $(BIN)/ghz
 GOTEST_FLAGS ?= -race -count=1 -timeout 10m
 # Image tag and the version otpd -version prints (make image VERSION=1.2.3).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Every kustomization rendered and checked by validate-deploy.
 KUSTOMIZATIONS := deploy/kubernetes/base $(wildcard deploy/kubernetes/overlays/*)
 
-.PHONY: help run build test test-go lint fmt generate check-generate tools redis-server validate-deploy image bench clean
+.PHONY: help run build test test-go lint fmt generate check-generate tools redis-server validate-deploy image bench load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -66,6 +67,10 @@ $(KUSTOMIZE): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ sigs.k8s.io/kustomize/kustomize/v5
 	@touch $(KUSTOMIZE)
 
+$(GHZ): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/ github.com/bojand/ghz/cmd/ghz
+	@touch $(GHZ)
+
 validate-deploy: $(KUSTOMIZE) ## render deploy/kubernetes into bin/k8s and check it, the Dockerfile, alert rules and dashboard (offline)
 	@rm -rf $(BIN)/k8s && mkdir -p $(BIN)/k8s
 	@for k in $(KUSTOMIZATIONS); do \
@@ -92,6 +97,9 @@ redis-server: ## make sure Debian's redis-server is installed (tests start their
 
 bench: ## Go benchmarks of the hot paths
 	OTPD_REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench . -benchmem ./...
+
+load: redis-server $(GHZ) ## ghz load test of otpd next to the baseline, same settings (deploy/ghz; LOAD_STRICT=1 fails on a missed target)
+	deploy/ghz/load.sh
 
 clean: ## remove bin/
 	rm -rf $(BIN)
