@@ -193,32 +193,33 @@ func (c *checker) checkDeployment(d *appsv1.Deployment) {
 func (c *checker) checkVolume(where string, v *corev1.Volume) {
 	switch {
 	case v.ConfigMap != nil:
-		cm, ok := c.configMaps[v.ConfigMap.Name]
-		if !ok {
-			if v.ConfigMap.Optional == nil || !*v.ConfigMap.Optional {
-				c.errorf(where, "volume %s: ConfigMap %q is not in the manifests", v.Name, v.ConfigMap.Name)
-			}
-			return
+		var keys map[string]bool
+		if cm, ok := c.configMaps[v.ConfigMap.Name]; ok {
+			keys = configMapKeys(cm)
 		}
-		keys := configMapKeys(cm)
-		for _, it := range v.ConfigMap.Items {
-			if !keys[it.Key] {
-				c.errorf(where, "volume %s: ConfigMap %q has no key %q", v.Name, cm.Name, it.Key)
-			}
-		}
+		c.checkVolumeSource(where, v.Name, "ConfigMap", v.ConfigMap.Name, keys, v.ConfigMap.Optional, v.ConfigMap.Items)
 	case v.Secret != nil:
-		s, ok := c.secrets[v.Secret.SecretName]
-		if !ok {
-			if v.Secret.Optional == nil || !*v.Secret.Optional {
-				c.errorf(where, "volume %s: Secret %q is not in the manifests", v.Name, v.Secret.SecretName)
-			}
-			return
+		var keys map[string]bool
+		if s, ok := c.secrets[v.Secret.SecretName]; ok {
+			keys = secretKeys(s)
 		}
-		keys := secretKeys(s)
-		for _, it := range v.Secret.Items {
-			if !keys[it.Key] {
-				c.errorf(where, "volume %s: Secret %q has no key %q", v.Name, s.Name, it.Key)
-			}
+		c.checkVolumeSource(where, v.Name, "Secret", v.Secret.SecretName, keys, v.Secret.Optional, v.Secret.Items)
+	}
+}
+
+// checkVolumeSource checks that a volume's ConfigMap or Secret (kind, name)
+// is in the manifests, unless optional, and has the keys the volume
+// projects. keys is nil when the object is missing.
+func (c *checker) checkVolumeSource(where, volume, kind, name string, keys map[string]bool, optional *bool, items []corev1.KeyToPath) {
+	if keys == nil {
+		if optional == nil || !*optional {
+			c.errorf(where, "volume %s: %s %q is not in the manifests", volume, kind, name)
+		}
+		return
+	}
+	for _, it := range items {
+		if !keys[it.Key] {
+			c.errorf(where, "volume %s: %s %q has no key %q", volume, kind, name, it.Key)
 		}
 	}
 }
