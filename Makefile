@@ -36,6 +36,7 @@ test-go: redis-server ## go test -race ./... against real redis-server processes
 
 lint: tools ## go vet, gofmt, buf lint, buf format
 	$(GO) vet ./...
+	$(GO) vet -tags pprof ./cmd/otpd
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(BUF) lint
 	$(BUF) format -d --exit-code

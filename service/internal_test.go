@@ -86,25 +86,36 @@ func TestParseRecipient(t *testing.T) {
 		{"unknown channel", "+14155550123", otpv1.Channel(7), recipient{}, "channel"},
 		{"invalid UTF-8", "jane@exa\xffmple.com", anyChannel, recipient{}, "recipient"},
 	}
+	// Every case three times: parsed, then through a cache shared by all
+	// cases (a miss, then a hit), which must answer the same, refusals
+	// word for word.
+	cache := newPhoneCache(defaultPhoneCacheSize)
+	parsers := []struct {
+		name  string
+		phone phoneParser
+	}{{"parsed", parsePhone}, {"cache miss", cache.parse}, {"cache hit", cache.parse}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var v violations
-			got, ok := parseRecipient(tt.raw, tt.channel, &v)
-			if tt.wantField == "" {
-				if !ok || len(v.list) != 0 {
-					t.Fatalf("parseRecipient(%q) refused: %v", tt.raw, v.list)
+			var first []*errdetails.BadRequest_FieldViolation
+			for i, p := range parsers {
+				var v violations
+				got, ok := parseRecipientWith(tt.raw, tt.channel, &v, p.phone)
+				if i == 0 {
+					first = v.list
+				} else if fmt.Sprint(v.list) != fmt.Sprint(first) {
+					t.Errorf("%s: violations %v, parsed gave %v", p.name, v.list, first)
 				}
-				if got != tt.want {
-					t.Errorf("parseRecipient(%q) = %+v, want %+v", tt.raw, got, tt.want)
+				switch {
+				case tt.wantField == "" && (!ok || len(v.list) != 0):
+					t.Fatalf("%s: parseRecipient(%q) refused: %v", p.name, tt.raw, v.list)
+				case tt.wantField == "" && got != tt.want:
+					t.Errorf("%s: parseRecipient(%q) = %+v, want %+v", p.name, tt.raw, got, tt.want)
+				case tt.wantField != "" && ok:
+					t.Fatalf("%s: parseRecipient(%q) = %+v, want it refused", p.name, tt.raw, got)
+				case tt.wantField != "" && (len(v.list) != 1 || v.list[0].GetField() != tt.wantField || v.list[0].GetDescription() == ""):
+					t.Errorf("%s: violations = %v, want one on %q with a description", p.name, v.list, tt.wantField)
 				}
-				return
-			}
-			if ok {
-				t.Fatalf("parseRecipient(%q) = %+v, want it refused", tt.raw, got)
-			}
-			if len(v.list) != 1 || v.list[0].GetField() != tt.wantField || v.list[0].GetDescription() == "" {
-				t.Errorf("violations = %v, want one on %q with a description", v.list, tt.wantField)
 			}
 		})
 	}

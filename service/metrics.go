@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"channel", "provider", "usage_type", "result"}),
 		verified: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_verifications_total",
-			Help: "VerifyCode outcomes. result: ok, mismatch, expired, too_many_attempts, rate_limited, store_error.",
+			Help: "VerifyCode outcomes. result: ok, mismatch, expired, too_many_attempts, rate_limited, store_error, canceled (the caller canceled the call while the store was asked).",
 		}, []string{"usage_type", "result"}),
 		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_rate_limited_total",

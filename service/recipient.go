@@ -34,9 +34,17 @@ type recipient struct {
 	country string
 }
 
+// phoneParser turns a phone number into a recipient: parsePhone, or a
+// phoneCache's parse.
+type phoneParser func(raw string, v *violations) (recipient, bool)
+
 // parseRecipient validates raw against the requested channel (inferring it
-// when unspecified) and normalises it.
+// when unspecified) and normalises it; phone numbers go to parsePhone.
 func parseRecipient(raw string, ch otpv1.Channel, v *violations) (recipient, bool) {
+	return parseRecipientWith(raw, ch, v, parsePhone)
+}
+
+func parseRecipientWith(raw string, ch otpv1.Channel, v *violations, phone phoneParser) (recipient, bool) {
 	switch {
 	case raw == "":
 		v.add("recipient", "must be set to an E.164 phone number or an email address")
@@ -54,12 +62,12 @@ func parseRecipient(raw string, ch otpv1.Channel, v *violations) (recipient, boo
 		case strings.Contains(raw, "@"):
 			return parseEmail(raw, v)
 		case strings.HasPrefix(raw, "+"):
-			return parsePhone(raw, v)
+			return phone(raw, v)
 		}
 		v.add("recipient", "must be an E.164 phone number starting with \"+\" or an email address")
 		return recipient{}, false
 	case otpv1.Channel_CHANNEL_SMS:
-		return parsePhone(raw, v)
+		return phone(raw, v)
 	case otpv1.Channel_CHANNEL_EMAIL:
 		return parseEmail(raw, v)
 	}
@@ -80,7 +88,7 @@ func parsePhone(raw string, v *violations) (recipient, bool) {
 			return recipient{}, false
 		}
 	}
-	num, err := phonenumbers.Parse(raw, "")
+	num, err := parseNumber(raw)
 	if err != nil || !phonenumbers.IsValidNumber(num) {
 		v.add("recipient", "is not a valid phone number")
 		return recipient{}, false

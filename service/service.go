@@ -136,6 +136,7 @@ type Service struct {
 	sender   Sender
 	renderer Renderer
 	keys     *keyring
+	phones   *phoneCache
 	now      func() time.Time
 	log      *slog.Logger
 	reg      prometheus.Registerer
@@ -155,7 +156,8 @@ func New(cfg Config, store Store, sender Sender, renderer Renderer, opts ...Opti
 	}
 	s := &Service{
 		cfg: cfg, store: store, sender: sender, renderer: renderer, keys: keys,
-		now: time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		phones: newPhoneCache(defaultPhoneCacheSize),
+		now:    time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, o := range opts {
 		o(s)
@@ -192,7 +194,7 @@ type sendRequest struct {
 func (s *Service) parseSend(req *otpv1.SendCodeRequest) (sendRequest, error) {
 	var v violations
 	var r sendRequest
-	r.rcpt, _ = parseRecipient(req.GetRecipient(), req.GetChannel(), &v)
+	r.rcpt, _ = parseRecipientWith(req.GetRecipient(), req.GetChannel(), &v, s.phones.parse)
 	r.usage, r.usageKey = parseUsage(req.GetUsageType(), &v)
 	if l := req.GetLocale(); len(l) > maxLocaleLen {
 		v.add("locale", "must be at most "+strconv.Itoa(maxLocaleLen)+" bytes")
@@ -236,8 +238,11 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	now := s.now()
 	rid := s.keys.recipientID(r.rcpt)
 	vid := newID()
-	log := s.log.With("recipient", redact.Recipient(r.rcpt.addr), "channel", string(r.rcpt.channel),
+	log := s.callLog("recipient", redact.Recipient(r.rcpt.addr), "channel", string(r.rcpt.channel),
 		"usage_type", r.usageKey, "verification_id", vid)
+	if r.ip != "" {
+		log = log.with("client_net", clientNet(r.ip))
+	}
 	count := func(provider, result string) {
 		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result).Inc()
 		if result == "ok" && r.rcpt.country != "" {
@@ -260,8 +265,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	if len(slots) > 0 {
 		denial, err := s.store.TakeSlots(ctx, now, vid, slots)
 		if err != nil {
-			count("", "store_error")
-			log.ErrorContext(ctx, "take send slots", "error", err)
+			count("", storeFailed(ctx, log, "take send slots", err))
 			return nil, err
 		}
 		if denial != nil {
@@ -296,8 +300,12 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	})
 	if err != nil {
 		releaseSlots()
-		count("", "store_error")
-		log.ErrorContext(ctx, "begin send", "error", err)
+		if ctx.Err() != nil {
+			// The script may have run with its answer lost: the code and
+			// cooldown go again if they are this send's.
+			s.abort(ctx, log, AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID})
+		}
+		count("", storeFailed(ctx, log, "begin send", err))
 		return nil, err
 	}
 	switch res.Status {
@@ -372,11 +380,10 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 
 // replay answers a retry of an idempotent send from the stored record,
 // with done false when there is none and the send should go ahead.
-func (s *Service) replay(ctx context.Context, log *slog.Logger, count func(provider, result string), rid, idemID, fingerprint string) (*otpv1.SendCodeResponse, bool, error) {
+func (s *Service) replay(ctx context.Context, log callLog, count func(provider, result string), rid, idemID, fingerprint string) (*otpv1.SendCodeResponse, bool, error) {
 	res, err := s.store.LookupSend(ctx, rid, idemID, fingerprint)
 	if err != nil {
-		count("", "store_error")
-		log.ErrorContext(ctx, "look up idempotency key", "error", err)
+		count("", storeFailed(ctx, log, "look up idempotency key", err))
 		return nil, true, err
 	}
 	if res.Status == SendAccepted {
@@ -388,7 +395,7 @@ func (s *Service) replay(ctx context.Context, log *slog.Logger, count func(provi
 
 // idempotentAnswer turns what the store knows of an idempotency key into
 // the call's answer.
-func (s *Service) idempotentAnswer(ctx context.Context, log *slog.Logger, count func(provider, result string), res SendResult) (*otpv1.SendCodeResponse, error) {
+func (s *Service) idempotentAnswer(ctx context.Context, log callLog, count func(provider, result string), res SendResult) (*otpv1.SendCodeResponse, error) {
 	switch res.Status {
 	case SendReplay:
 		var resp otpv1.SendCodeResponse
@@ -420,7 +427,7 @@ func (s *Service) sendSlots(r sendRequest) []Slot {
 	return slots
 }
 
-func (s *Service) limited(ctx context.Context, count func(provider, result string), log *slog.Logger, limit string, retryAfter time.Duration) error {
+func (s *Service) limited(ctx context.Context, count func(provider, result string), log callLog, limit string, retryAfter time.Duration) error {
 	count("", "rate_limited")
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
 	log.InfoContext(ctx, "send rate limited", "limit", limit, "retry_after", retryAfter.String())
@@ -429,7 +436,7 @@ func (s *Service) limited(ctx context.Context, count func(provider, result strin
 
 // abort frees what a failed send holds, even when the call's own context is
 // already done (a deadline is the usual reason delivery failed).
-func (s *Service) abort(ctx context.Context, log *slog.Logger, p AbortParams) {
+func (s *Service) abort(ctx context.Context, log callLog, p AbortParams) {
 	dctx, cancel := detached(ctx)
 	defer cancel()
 	if err := s.store.AbortSend(dctx, p); err != nil {
@@ -437,7 +444,7 @@ func (s *Service) abort(ctx context.Context, log *slog.Logger, p AbortParams) {
 	}
 }
 
-func (s *Service) completeIdempotent(ctx context.Context, log *slog.Logger, rid, idemID string, resp *otpv1.SendCodeResponse) {
+func (s *Service) completeIdempotent(ctx context.Context, log callLog, rid, idemID string, resp *otpv1.SendCodeResponse) {
 	b, err := proto.Marshal(resp)
 	if err == nil {
 		dctx, cancel := detached(ctx)
@@ -449,6 +456,19 @@ func (s *Service) completeIdempotent(ctx context.Context, log *slog.Logger, rid,
 	}
 }
 
+// storeFailed logs a failed store step and returns its result label:
+// "canceled" when the caller canceled the call (logged at info: nothing is
+// wrong with the store, and store_error feeds the Redis alert), else
+// "store_error".
+func storeFailed(ctx context.Context, log callLog, step string, err error) string {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		log.InfoContext(ctx, step+": call canceled by the caller")
+		return "canceled"
+	}
+	log.ErrorContext(ctx, step, "error", err)
+	return "store_error"
+}
+
 // detached returns a context for clean-up work that must run even when ctx
 // is done, bounded on its own.
 func detached(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -457,7 +477,7 @@ func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 
 func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) (*otpv1.VerifyCodeResponse, error) {
 	var v violations
-	rcpt, _ := parseRecipient(req.GetRecipient(), req.GetChannel(), &v)
+	rcpt, _ := parseRecipientWith(req.GetRecipient(), req.GetChannel(), &v, s.phones.parse)
 	_, usageKey := parseUsage(req.GetUsageType(), &v)
 	code := req.GetCode()
 	switch {
@@ -480,13 +500,12 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		PerRecipient: s.cfg.VerifyPerRecipient,
 		AttemptID:    newID(),
 	})
-	log := s.log.With("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
+	log := s.callLog("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
 	if ip != "" {
-		log = log.With("client_net", clientNet(ip))
+		log = log.with("client_net", clientNet(ip))
 	}
 	if err != nil {
-		s.metrics.verified.WithLabelValues(usageKey, "store_error").Inc()
-		log.ErrorContext(ctx, "verify code", "error", err)
+		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err)).Inc()
 		return nil, err
 	}
 	var result otpv1.VerifyResult

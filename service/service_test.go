@@ -84,6 +84,13 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func newHarness(tb testing.TB, mutate func(*service.Config), routeOpts ...func([]providers.Route)) *harness {
 	tb.Helper()
+	return newHarnessOn(tb, nil, mutate, routeOpts...)
+}
+
+// newHarnessOn is newHarness with the Redis store wrapped by wrap (nil: as
+// it is).
+func newHarnessOn(tb testing.TB, wrap func(service.Store) service.Store, mutate func(*service.Config), routeOpts ...func([]providers.Route)) *harness {
+	tb.Helper()
 	h := &harness{
 		redis: redistest.Start(tb),
 		clock: &clock{now: time.Now()},
@@ -124,7 +131,11 @@ func newHarness(tb testing.TB, mutate func(*service.Config), routeOpts ...func([
 		mutate(&cfg)
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	svc, err := service.New(cfg, redisstore.New(h.rdb, ""), router, renderer,
+	var store service.Store = redisstore.New(h.rdb, "")
+	if wrap != nil {
+		store = wrap(store)
+	}
+	svc, err := service.New(cfg, store, router, renderer,
 		service.WithClock(h.clock.Now), service.WithRegisterer(h.reg), service.WithLogger(log))
 	if err != nil {
 		tb.Fatal(err)
@@ -756,6 +767,16 @@ func TestLogsHoldNoCodeOrRecipient(t *testing.T) {
 // counter returns the value of one labelled counter series.
 func counter(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	tb.Helper()
+	v, ok := series(tb, reg, name, labels)
+	if !ok {
+		tb.Fatalf("no series %s%v", name, labels)
+	}
+	return v
+}
+
+// series is the value of a counter series, ok false when there is none.
+func series(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) (float64, bool) {
+	tb.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		tb.Fatal(err)
@@ -774,11 +795,10 @@ func counter(tb testing.TB, reg *prometheus.Registry, name string, labels map[st
 					continue series
 				}
 			}
-			return m.GetCounter().GetValue()
+			return m.GetCounter().GetValue(), true
 		}
 	}
-	tb.Fatalf("no series %s%v", name, labels)
-	return 0
+	return 0, false
 }
 
 func TestConcurrentIdempotentSendsDeliverOnce(t *testing.T) {
@@ -952,5 +972,97 @@ func TestRenderFailureFreesTheSend(t *testing.T) {
 	}
 	if p.Calls() != 0 {
 		t.Fatal("an unrendered message reached the provider")
+	}
+}
+
+// answerLost runs each store step on Redis, then, for the step named in
+// lose, cancels the call (the caller hangs up) and loses the answer, as
+// when a client gives up while Redis is answering.
+type answerLost struct {
+	service.Store
+	lose   string
+	cancel context.CancelFunc
+}
+
+func (s *answerLost) lost(ctx context.Context, step string) bool {
+	if step != s.lose {
+		return false
+	}
+	s.cancel()
+	<-ctx.Done()
+	return true
+}
+
+func (s *answerLost) TakeSlots(ctx context.Context, now time.Time, member string, slots []service.Slot) (*service.SlotDenial, error) {
+	d, err := s.Store.TakeSlots(ctx, now, member, slots)
+	if s.lost(ctx, "TakeSlots") {
+		return nil, fmt.Errorf("take slots: %w", ctx.Err())
+	}
+	return d, err
+}
+
+func (s *answerLost) BeginSend(ctx context.Context, p service.SendParams) (service.SendResult, error) {
+	r, err := s.Store.BeginSend(ctx, p)
+	if s.lost(ctx, "BeginSend") {
+		return service.SendResult{}, fmt.Errorf("begin send: %w", ctx.Err())
+	}
+	return r, err
+}
+
+func (s *answerLost) Verify(ctx context.Context, p service.VerifyParams) (service.VerifyResult, error) {
+	r, err := s.Store.Verify(ctx, p)
+	if s.lost(ctx, "Verify") {
+		return service.VerifyResult{}, fmt.Errorf("verify: %w", ctx.Err())
+	}
+	return r, err
+}
+
+// A caller hanging up while a store step runs is "canceled", logged at
+// info, and never a store_error (which the Redis alert watches); a send
+// whose BeginSend answer was lost holds no cooldown afterwards.
+func TestCallerCancelIsNotAStoreError(t *testing.T) {
+	t.Parallel()
+	for _, step := range []string{"TakeSlots", "BeginSend", "Verify"} {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			lossy := &answerLost{}
+			h := newHarnessOn(t, func(s service.Store) service.Store { lossy.Store = s; return lossy }, nil)
+			_, code := h.send(t, phone, signIn)
+			h.clock.Advance(2 * time.Minute) // past the resend cooldown
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			lossy.lose, lossy.cancel = step, cancel
+			var err error
+			if step == "Verify" {
+				_, err = h.svc.VerifyCode(ctx, &otpv1.VerifyCodeRequest{Recipient: phone, UsageType: signIn, Code: wrongCode(code)})
+			} else {
+				_, err = h.svc.SendCode(ctx, &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn, ClientIp: "203.0.113.9"})
+			}
+			lossy.lose = ""
+			wantStatus(t, err, codes.Canceled)
+
+			family, labels := "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "", "usage_type": "sign_in"}
+			if step == "Verify" {
+				family, labels = "otpd_verifications_total", map[string]string{"usage_type": "sign_in"}
+			}
+			labels["result"] = "canceled"
+			if got := counter(t, h.reg, family, labels); got != 1 {
+				t.Errorf("%s{result=canceled} = %v, want 1", family, got)
+			}
+			labels["result"] = "store_error"
+			if got, _ := series(t, h.reg, family, labels); got != 0 {
+				t.Errorf("%s{result=store_error} = %v, want 0", family, got)
+			}
+			if logs := h.logs.String(); strings.Contains(logs, `"level":"ERROR"`) || !strings.Contains(logs, "call canceled by the caller") {
+				t.Errorf("logs: want the cancel at info and no error:\n%s", logs)
+			}
+			if step == "BeginSend" {
+				// The lost step did store a new code and cooldown; both
+				// went again, so the user can ask at once.
+				_, newCode := h.send(t, phone, signIn)
+				h.wantVerify(t, phone, signIn, newCode, otpv1.VerifyResult_VERIFY_RESULT_OK, "send after a lost BeginSend")
+			}
+		})
 	}
 }

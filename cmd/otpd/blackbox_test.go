@@ -237,6 +237,10 @@ providers:
 	if c, _ := httpGet(t, "http://"+httpAddr+"/readyz"); c != 200 {
 		t.Fatalf("/readyz = %d", c)
 	}
+	// Profiles only in a binary built with -tags pprof (make load).
+	if c, _ := httpGet(t, "http://"+httpAddr+"/debug/pprof/"); c != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ = %d on a release build, want 404", c)
+	}
 	_, metrics := httpGet(t, "http://"+httpAddr+"/metrics")
 	for _, want := range []string{
 		`otpd_codes_sent_total{channel="sms",provider="dev-console",result="ok",usage_type="sign_in"} 1`,

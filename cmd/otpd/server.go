@@ -289,6 +289,7 @@ func adminHandler(reg *prometheus.Registry, ready *atomic.Bool) http.Handler {
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	debugHandlers(mux)
 	return mux
 }
 

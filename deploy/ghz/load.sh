@@ -21,6 +21,11 @@
 #   LOAD_LOG_LEVEL=info  otpd's log level (otpd's stderr goes to a file)
 #   LOAD_OUT=bin/load    where the ghz JSON reports and logs are kept
 #   LOAD_STRICT=0        1: exit 1 when a ratio misses its target
+#   LOAD_PROFILE=0       1: build otpd with -tags pprof and keep a CPU profile
+#                        of each measured otpd run ($LOAD_OUT/<run>.pprof;
+#                        go tool pprof -top bin/otpd <file>); profiling costs
+#                        a few percent, so such a run's ratios are not the
+#                        ones to report
 #   OTPD_HMAC_KEY        otpd's secret; a random one when unset
 set -euo pipefail
 
@@ -35,6 +40,7 @@ LOAD_DURATION=${LOAD_DURATION:-20s}
 LOAD_WARMUP=${LOAD_WARMUP:-3s}
 LOAD_POOL=${LOAD_POOL:-20000}
 LOAD_STRICT=${LOAD_STRICT:-0}
+LOAD_PROFILE=${LOAD_PROFILE:-0}
 LOAD_OUT=${LOAD_OUT:-$BIN/load}
 export OTPD_LOAD_LOG_LEVEL=${LOAD_LOG_LEVEL:-info}
 export OTPD_HMAC_KEY=${OTPD_HMAC_KEY:-$(head -c 48 /dev/urandom | base64 | tr -d '\n')}
@@ -44,7 +50,15 @@ export OTPD_HMAC_KEY=${OTPD_HMAC_KEY:-$(head -c 48 /dev/urandom | base64 | tr -d
 declare -A RPS_MIN=([VerifyCode]=0.8 [SendCode]=0.6)
 P99_MAX=2.0
 
-for cmd in redis-server redis-cli jq "$GO"; do
+NEEDED=(redis-server redis-cli jq "$GO")
+TAGS=()
+if [ "$LOAD_PROFILE" = 1 ]; then
+	NEEDED+=(curl)
+	TAGS=(-tags pprof)
+	[[ $LOAD_DURATION =~ ^[0-9]+s$ ]] && [ "${LOAD_DURATION%s}" -ge 3 ] ||
+		{ echo "load: LOAD_PROFILE=1 needs LOAD_DURATION in seconds, at least 3s (got $LOAD_DURATION)" >&2; exit 1; }
+fi
+for cmd in "${NEEDED[@]}"; do
 	command -v "$cmd" >/dev/null || { echo "load: $cmd is missing (make redis-server installs redis)" >&2; exit 1; }
 done
 
@@ -77,11 +91,12 @@ free_port() {
 }
 
 echo "== build (bin/otpd -trimpath, bin/otpctl, bin/otpd-load-baseline, bin/ghz)"
-(cd "$ROOT" && $GO build -trimpath -o "$BIN/otpd" ./cmd/otpd && $GO build -trimpath -o "$BIN/otpctl" ./cmd/otpctl)
+(cd "$ROOT" && $GO build -trimpath "${TAGS[@]}" -o "$BIN/otpd" ./cmd/otpd && $GO build -trimpath -o "$BIN/otpctl" ./cmd/otpctl)
 (cd "$ROOT/deploy/ghz/baseline" && $GO build -trimpath -o "$BIN/otpd-load-baseline" .)
 [ -x "$GHZ" ] || (cd "$ROOT/tools" && $GO build -o "$BIN/" github.com/bojand/ghz/cmd/ghz)
 mkdir -p "$LOAD_OUT"
-rm -f "$LOAD_OUT"/*.json "$LOAD_OUT"/*.log
+LOAD_OUT=$(cd "$LOAD_OUT" && pwd) # redis-server opens its log after moving to its --dir
+rm -f "$LOAD_OUT"/*.json "$LOAD_OUT"/*.log "$LOAD_OUT"/*.pprof
 
 REDIS_PORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$TMP" --save "" --appendonly no \
@@ -158,6 +173,13 @@ ghz_run() {
 		if [[ $a =~ [^A-Za-z0-9_./:=+-] ]]; then line+=" '$a'"; else line+=" $a"; fi
 	done
 	printf '   %-26s %s\n' "$name" "$line"
+	local prof=
+	if [ "$LOAD_PROFILE" = 1 ] && [ "$spid" = "$OTPD_PID" ] && [[ $name != *-warmup && $name != seed ]]; then
+		# Profiles all but the last second of the run.
+		curl -sf -o "$LOAD_OUT/$name.pprof" \
+			"http://$OTPD_HTTP/debug/pprof/profile?seconds=$((${LOAD_DURATION%s} - 1))" &
+		prof=$!
+	fi
 	s0=$(cpu_ticks "$spid") r0=$(cpu_ticks "$REDIS_PID")
 	local TIMEFORMAT='%U %S' g
 	if ! g=$({ time "${cmd[@]}" >"$LOAD_OUT/$name.json" 2>"$LOAD_OUT/$name.err"; } 2>&1) ||
@@ -167,6 +189,10 @@ ghz_run() {
 	fi
 	echo "$(($(cpu_ticks "$spid") - s0)) $(($(cpu_ticks "$REDIS_PID") - r0)) $(awk '{printf "%d", ($1 + $2) * '"$CLK_TCK"'}' <<<"$g")" \
 		>"$LOAD_OUT/$name.cpu"
+	if [ -n "$prof" ] && ! wait "$prof"; then
+		echo "load: $name: no CPU profile from otpd" >&2
+		exit 1
+	fi
 	if ! jq -e '.count > 0 and (.statusCodeDistribution | keys) == ["OK"] and ((.errorDistribution // {}) | length) == 0' \
 		"$LOAD_OUT/$name.json" >/dev/null; then
 		echo "load: $name: calls failed:" >&2

@@ -24,6 +24,10 @@ type Server struct {
 	tb   testing.TB
 	dir  string
 	port int
+	// conf is a config file given first (Sentinel needs one it can
+	// rewrite); args are more redis-server arguments.
+	conf string
+	args []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -36,13 +40,24 @@ type Server struct {
 // with OTPD_REQUIRE_REDIS=1 (as `make test` sets it) it fails instead.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return StartWith(tb)
+}
+
+// StartWith is Start with more redis-server arguments ("--maxmemory",
+// "64mb").
+func StartWith(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return start(tb, &Server{tb: tb, dir: tb.TempDir(), args: args})
+}
+
+func start(tb testing.TB, s *Server) *Server {
+	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("OTPD_REQUIRE_REDIS") != "" {
 			tb.Fatalf("redis-server not found: install Debian's redis-server package (apt-get install -y redis-server)")
 		}
 		tb.Skip("redis-server not found: install Debian's redis-server package")
 	}
-	s := &Server{tb: tb, dir: tb.TempDir()}
 	for attempt := 0; ; attempt++ {
 		s.port = freePort(tb)
 		err := s.start()
@@ -100,7 +115,11 @@ func (s *Server) Restart() {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command("redis-server",
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf, "--sentinel")
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
@@ -110,6 +129,7 @@ func (s *Server) start() error {
 		"--loglevel", "warning",
 		"--logfile", "",
 	)
+	cmd := exec.Command("redis-server", append(args, s.args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

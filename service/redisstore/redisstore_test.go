@@ -36,6 +36,68 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The same rules on a real 3-node Redis Cluster: a script whose keys span
+// slots fails there with CROSSSLOT, and TakeSlots' pipeline is split among
+// the nodes that own the windows.
+func TestConformanceOnCluster(t *testing.T) {
+	t.Parallel()
+	cluster := redistest.StartCluster(t, 3)
+	storetest.Run(t, func(tb testing.TB) service.Store {
+		rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs(), PoolSize: 64})
+		tb.Cleanup(func() { _ = rdb.Close() })
+		return redisstore.New(rdb, "")
+	})
+	t.Cleanup(func() {
+		// The suite's keys were spread over every node: the cluster was
+		// really used as one.
+		for _, n := range cluster.Nodes {
+			if keys, err := n.Client().DBSize(context.Background()).Result(); err != nil || keys == 0 {
+				t.Errorf("cluster node %s holds %d keys (%v)", n.Addr(), keys, err)
+			}
+		}
+	})
+}
+
+// Through Sentinel, and on after a failover: the store follows the new
+// master with the same client, and the scripts load again on it.
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	sentinel := redistest.StartSentinel(t, master, "otpd")
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "otpd", SentinelAddrs: []string{sentinel.Addr()}, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := redisstore.New(rdb, "")
+	ctx := context.Background()
+	now := time.Now()
+	send := func(rid string) error {
+		_, err := s.BeginSend(ctx, service.SendParams{Recipient: rid, Usage: "sign_in", CodeHash: []byte("h"), VerificationID: "v-" + rid,
+			Now: now, TTL: time.Minute, MaxAttempts: 5, PerRecipient: service.Window{Count: 5, Window: time.Minute}})
+		return err
+	}
+	if err := send("before"); err != nil {
+		t.Fatalf("send through Sentinel: %v", err)
+	}
+	master.Stop()
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if err = send("after"); err == nil {
+			break
+		}
+		if !errors.Is(err, service.ErrStoreUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("send while the master is down: %v, want ErrStoreUnavailable until a new master serves", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res, err := s.Verify(ctx, service.VerifyParams{Recipient: "after", Usage: "sign_in", CodeHash: []byte("h"), Now: now, AttemptID: "a"})
+	if err != nil || res.Status != service.VerifyOK {
+		t.Fatalf("verify on the new master: %+v, %v", res, err)
+	}
+	if role, err := replica.Client().Do(ctx, "ROLE").Slice(); err != nil || role[0] != "master" {
+		t.Fatalf("the replica's role is %v (%v), want master", role, err)
+	}
+}
+
 // slotChecker fails the test when a script touches keys of more than one
 // hash tag, which Redis Cluster would refuse with CROSSSLOT.
 type slotChecker struct {
