@@ -21,7 +21,6 @@ import (
 func startOtpdOn(t *testing.T, redisBlock string) (*process, func(to string)) {
 	t.Helper()
 	dir := t.TempDir()
-	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "otpd.yaml")
 	cfg := fmt.Sprintf(`
 listen: {grpc: "%s", http: "%s"}
@@ -31,11 +30,12 @@ secret: "0123456789abcdef0123456789abcdef-topology"
 health: {interval: 200ms}
 providers:
   - {name: console, type: console, channel: sms}
-`, addr, freeAddr(t), redisBlock)
+`, anyPort, anyPort, redisBlock)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startOtpd(t, []string{"-config", cfgPath})
+	addr, _ := p.addrs(t)
 	conn := dial(t, addr)
 	waitHealth(t, conn, healthpb.HealthCheckResponse_SERVING)
 	client := otpv1.NewOtpServiceClient(conn)

@@ -3,9 +3,9 @@ package main_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,6 +62,11 @@ type process struct {
 	mu     sync.Mutex
 	output strings.Builder
 	done   chan struct{}
+	// serving is closed once otpd logged the addresses it bound, so tests
+	// can listen on port 0 instead of guessing a free port that another
+	// parallel test (or its redis-server) may take first.
+	serving            chan struct{}
+	grpcAddr, httpAddr string
 }
 
 func (p *process) Output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.output.String() }
@@ -75,7 +80,7 @@ func startOtpd(tb testing.TB, args []string, env ...string) *process {
 		tb.Fatal(err)
 	}
 	cmd.Stdout = cmd.Stderr
-	p := &process{cmd: cmd, codes: make(chan string, 16), done: make(chan struct{})}
+	p := &process{cmd: cmd, codes: make(chan string, 16), done: make(chan struct{}), serving: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
@@ -90,6 +95,7 @@ func startOtpd(tb testing.TB, args []string, env ...string) *process {
 			if code, ok := strings.CutPrefix(line, "code: "); ok {
 				p.codes <- code
 			}
+			p.noteAddrs(line)
 		}
 	}()
 	tb.Cleanup(func() {
@@ -103,14 +109,47 @@ func startOtpd(tb testing.TB, args []string, env ...string) *process {
 	return p
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+// anyPort is a listen address for otpd: the kernel picks the port and
+// the test reads it back with addrs.
+const anyPort = "127.0.0.1:0"
+
+// noteAddrs records the addresses of otpd's "admin http listening" and
+// "otpd serving" log lines; the second is logged last.
+func (p *process) noteAddrs(line string) {
+	var rec struct {
+		Msg  string `json:"msg"`
+		Addr string `json:"addr"`
+		GRPC string `json:"grpc"`
 	}
-	defer l.Close()
-	return l.Addr().String()
+	if json.Unmarshal([]byte(line), &rec) != nil {
+		return
+	}
+	switch rec.Msg {
+	case "admin http listening":
+		p.httpAddr = rec.Addr
+	case "otpd serving":
+		select {
+		case <-p.serving: // logged once; never close twice
+		default:
+			p.grpcAddr = rec.GRPC
+			close(p.serving)
+		}
+	}
+}
+
+// addrs waits until otpd serves and returns the gRPC and admin HTTP
+// addresses it bound ("" for an admin port it does not open).
+func (p *process) addrs(tb testing.TB) (grpcAddr, httpAddr string) {
+	tb.Helper()
+	select {
+	case <-p.serving:
+		return p.grpcAddr, p.httpAddr
+	case <-p.done:
+		tb.Fatalf("otpd exited before serving:\n%s", p.Output())
+	case <-time.After(30 * time.Second):
+		tb.Fatalf("otpd did not log \"otpd serving\" in 30s:\n%s", p.Output())
+	}
+	return "", ""
 }
 
 func dial(tb testing.TB, target string) *grpc.ClientConn {
@@ -157,7 +196,6 @@ func TestBlackBox(t *testing.T) {
 	rs := redistest.Start(t)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "run", "otpd.sock")
-	httpAddr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "otpd.yaml")
 	cfg := fmt.Sprintf(`
 listen:
@@ -180,7 +218,7 @@ providers:
     type: fake
     channel: email
     config: {delay: 1500ms}
-`, sock, httpAddr)
+`, sock, anyPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +236,7 @@ providers:
 	}
 
 	p := startOtpd(t, []string{"-config", cfgPath}, env...)
+	_, httpAddr := p.addrs(t)
 	conn := dial(t, "unix://"+sock)
 	waitHealth(t, conn, healthpb.HealthCheckResponse_SERVING)
 	client := otpv1.NewOtpServiceClient(conn)
@@ -354,8 +393,8 @@ providers: [{name: a, type: carrier-pigeon}]
 
 func TestDevMode(t *testing.T) {
 	t.Parallel()
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	p := startOtpd(t, []string{"-listen-grpc", grpcAddr, "-listen-http", httpAddr}, "OTPD_CONFIG=")
+	p := startOtpd(t, []string{"-listen-grpc", anyPort, "-listen-http", anyPort}, "OTPD_CONFIG=")
+	grpcAddr, _ := p.addrs(t)
 	conn := dial(t, "passthrough:///"+grpcAddr)
 	waitHealth(t, conn, healthpb.HealthCheckResponse_SERVING)
 	client := otpv1.NewOtpServiceClient(conn)

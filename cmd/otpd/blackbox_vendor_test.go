@@ -42,7 +42,6 @@ func TestBlackBoxVendorOverMTLS(t *testing.T) {
 	certPEM, keyPEM := serverCA.Issue(t, "otpd", x509.ExtKeyUsageServerAuth)
 	const token = "s3cret-token-of-the-auth-server"
 	sum := sha256.Sum256([]byte(token))
-	grpcAddr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "otpd.yaml")
 	cfg := fmt.Sprintf(`
 listen: {grpc: %q, http: ""}
@@ -58,7 +57,7 @@ providers:
              "fromMessagingServiceSID": "MG0123456789abcdef0123456789abcdef", "endpoint": %q,
              "templates": [{"usageType": "SignIn", "content": "Your Acme sign-in code is {{code}}"},
                            {"usageType": "Generic", "content": "Your Acme code is {{code}}"}]}
-`, grpcAddr, testpki.WriteFile(t, dir, "tls.crt", certPEM), testpki.WriteFile(t, dir, "tls.key", keyPEM),
+`, anyPort, testpki.WriteFile(t, dir, "tls.crt", certPEM), testpki.WriteFile(t, dir, "tls.key", keyPEM),
 		testpki.WriteFile(t, dir, "ca.crt", clientCA.PEM), hex.EncodeToString(sum[:]), twilio.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -66,6 +65,7 @@ providers:
 	const authToken = "f0e1d2c3b4a5968778695a4b3c2d1e0f"
 	p := startOtpd(t, []string{"-config", cfgPath},
 		"REDIS_URL="+rs.URL(), "OTPD_HMAC_KEY=0123456789abcdef0123456789abcdef-vendor", "TWILIO_AUTH_TOKEN="+authToken)
+	grpcAddr, _ := p.addrs(t)
 
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.Cert)

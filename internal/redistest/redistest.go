@@ -28,6 +28,11 @@ type Server struct {
 	// rewrite); args are more redis-server arguments.
 	conf string
 	args []string
+	// cluster makes a cluster node, whose bus port is picked afresh with
+	// its port on each start attempt (the default, port+10000, may not
+	// exist).
+	cluster bool
+	busPort int
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -58,8 +63,15 @@ func start(tb testing.TB, s *Server) *Server {
 		}
 		tb.Skip("redis-server not found: install Debian's redis-server package")
 	}
+	// A free port is only free until someone else binds it: a parallel
+	// test's server may take it first, so a failed start retries with
+	// new ports.
 	for attempt := 0; ; attempt++ {
 		s.port = freePort(tb)
+		if s.cluster {
+			for s.busPort = freePort(tb); s.busPort == s.port; s.busPort = freePort(tb) {
+			}
+		}
 		err := s.start()
 		if err == nil {
 			break
@@ -129,6 +141,10 @@ func (s *Server) start() error {
 		"--loglevel", "warning",
 		"--logfile", "",
 	)
+	if s.cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(s.busPort),
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
+	}
 	cmd := exec.Command("redis-server", append(args, s.args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -158,8 +174,16 @@ func (s *Server) start() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := c.Ping(ctx).Err()
+		// The answer must come from this process, not from another
+		// test's server that took the port first.
+		info, err := c.Info(ctx, "server").Result()
 		cancel()
+		if err == nil && !strings.Contains(info, "\nprocess_id:"+strconv.Itoa(cmd.Process.Pid)+"\r") {
+			err = fmt.Errorf("port %d is another process's", s.port)
+			_ = cmd.Process.Kill()
+			<-done
+			return err
+		}
 		if err == nil {
 			s.cmd, s.done = cmd, done
 			return nil

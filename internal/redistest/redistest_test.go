@@ -81,3 +81,20 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("the replica did not become the master: %q, %v", got, err)
 	}
 }
+
+// A port taken between freePort and redis-server's bind is noticed, even
+// though the taker answers PING: start fails (and Start retries) instead
+// of handing the test another test's server.
+func TestStartOnTakenPort(t *testing.T) {
+	t.Parallel()
+	owner := Start(t)
+	s := &Server{tb: t, dir: t.TempDir(), port: owner.port}
+	err := s.start()
+	if err == nil {
+		s.Stop()
+		t.Fatal("start on a port another redis-server holds succeeded")
+	}
+	if err := owner.Client().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the port's owner was disturbed: %v", err)
+	}
+}

@@ -25,12 +25,8 @@ type Cluster struct {
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
 	c := &Cluster{}
-	// The bus ports are set: the default, port+10000, may not exist.
-	var bus []string
 	for range n {
-		bus = append(bus, strconv.Itoa(freePort(tb)))
-		c.Nodes = append(c.Nodes, StartWith(tb, "--cluster-enabled", "yes", "--cluster-port", bus[len(bus)-1],
-			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"))
+		c.Nodes = append(c.Nodes, start(tb, &Server{tb: tb, dir: tb.TempDir(), cluster: true}))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -38,7 +34,7 @@ func StartCluster(tb testing.TB, n int) *Cluster {
 		cl := redis.NewClient(&redis.Options{Addr: s.Addr()})
 		err := cl.ClusterAddSlotsRange(ctx, i*16384/n, (i+1)*16384/n-1).Err()
 		if err == nil && i > 0 {
-			err = cl.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", c.Nodes[0].port, bus[0]).Err()
+			err = cl.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", c.Nodes[0].port, c.Nodes[0].busPort).Err()
 		}
 		_ = cl.Close()
 		if err != nil {
