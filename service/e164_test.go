@@ -34,24 +34,7 @@ func checkE164(t *testing.T, raw string) bool {
 // Parse strips, and the fast path must leave to it).
 func TestParseE164MatchesParseOnExamples(t *testing.T) {
 	t.Parallel()
-	types := []phonenumbers.PhoneNumberType{
-		phonenumbers.FIXED_LINE, phonenumbers.MOBILE, phonenumbers.TOLL_FREE, phonenumbers.PREMIUM_RATE,
-		phonenumbers.SHARED_COST, phonenumbers.VOIP, phonenumbers.PERSONAL_NUMBER, phonenumbers.PAGER,
-		phonenumbers.UAN, phonenumbers.VOICEMAIL,
-	}
-	var examples []*phonenumbers.PhoneNumber
-	for region := range phonenumbers.GetSupportedRegions() {
-		for _, typ := range types {
-			if n := phonenumbers.GetExampleNumberForType(region, typ); n != nil {
-				examples = append(examples, n)
-			}
-		}
-	}
-	for cc := range phonenumbers.GetSupportedGlobalNetworkCallingCodes() {
-		if n := phonenumbers.GetExampleNumberForNonGeoEntity(cc); n != nil {
-			examples = append(examples, n)
-		}
-	}
+	examples := exampleNumbers()
 	fast := 0
 	for _, n := range examples {
 		e164 := phonenumbers.Format(n, phonenumbers.E164)
@@ -160,4 +143,108 @@ func BenchmarkParsePhone(b *testing.B) {
 			}
 		}
 	})
+}
+
+// checkValid fails t when isValidNumber and phonenumbers.IsValidNumber
+// disagree on n; it reports whether n is valid.
+func checkValid(t *testing.T, n *phonenumbers.PhoneNumber) bool {
+	t.Helper()
+	want := phonenumbers.IsValidNumber(n)
+	if got := isValidNumber(n); got != want {
+		t.Errorf("+%d %s (region %q): isValidNumber = %v, phonenumbers.IsValidNumber = %v",
+			n.GetCountryCode(), phonenumbers.GetNationalSignificantNumber(n), phonenumbers.GetRegionCodeForNumber(n), got, want)
+	}
+	return want
+}
+
+// Every example number of every region and type, valid by construction,
+// and each one with its last digit changed and with a digit more or less,
+// which many plans refuse: both answers of every region's patterns.
+func TestIsValidNumberMatchesLibraryOnExamples(t *testing.T) {
+	t.Parallel()
+	examples := exampleNumbers()
+	valid, invalid := 0, 0
+	for _, n := range examples {
+		nsn := phonenumbers.GetNationalSignificantNumber(n)
+		cc := strconv.Itoa(int(n.GetCountryCode()))
+		last := nsn[len(nsn)-1]
+		for _, variant := range []string{nsn, nsn[:len(nsn)-1] + string('0'+(last-'0'+5)%10), nsn + "7", nsn[:len(nsn)-1]} {
+			m, err := phonenumbers.Parse("+"+cc+variant, "")
+			if err != nil {
+				continue
+			}
+			if checkValid(t, m) {
+				valid++
+			} else {
+				invalid++
+			}
+		}
+	}
+	t.Logf("%d examples: %d valid and %d invalid variants", len(examples), valid, invalid)
+	if len(examples) < 1000 || valid < len(examples) || invalid < len(examples)/2 {
+		t.Errorf("%d examples gave %d valid and %d invalid numbers: too few of one kind to compare", len(examples), valid, invalid)
+	}
+}
+
+// Random national numbers after every known calling code, and wholly
+// random digits: mostly invalid, some valid, across every plan.
+func TestIsValidNumberMatchesLibraryOnRandomNumbers(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 4))
+	var codes []int
+	for cc := range phonenumbers.GetSupportedCallingCodes() {
+		codes = append(codes, cc)
+	}
+	n := 60000
+	if testing.Short() {
+		n = 6000
+	}
+	valid := 0
+	for i := range n {
+		var b strings.Builder
+		b.WriteByte('+')
+		if i%4 != 3 {
+			b.WriteString(strconv.Itoa(codes[r.IntN(len(codes))]))
+		}
+		for range 4 + r.IntN(10) {
+			b.WriteByte(byte('0' + r.IntN(10)))
+		}
+		num, err := phonenumbers.Parse(b.String(), "")
+		if err != nil {
+			continue
+		}
+		if checkValid(t, num) {
+			valid++
+		}
+		if t.Failed() {
+			return
+		}
+	}
+	t.Logf("%d random numbers, %d valid", n, valid)
+	if valid < n/50 {
+		t.Errorf("only %d of %d random numbers were valid: the comparison saw too few", valid, n)
+	}
+}
+
+// exampleNumbers is the metadata's example number of every region and
+// type and of every non-geographic entity.
+func exampleNumbers() []*phonenumbers.PhoneNumber {
+	var out []*phonenumbers.PhoneNumber
+	for region := range phonenumbers.GetSupportedRegions() {
+		for _, typ := range []phonenumbers.PhoneNumberType{
+			phonenumbers.FIXED_LINE, phonenumbers.MOBILE, phonenumbers.TOLL_FREE, phonenumbers.PREMIUM_RATE,
+			phonenumbers.SHARED_COST, phonenumbers.VOIP, phonenumbers.PERSONAL_NUMBER, phonenumbers.PAGER,
+			phonenumbers.UAN, phonenumbers.VOICEMAIL,
+		} {
+			if n := phonenumbers.GetExampleNumberForType(region, typ); n != nil {
+				out = append(out, n)
+			}
+		}
+	}
+	for cc := range phonenumbers.GetSupportedGlobalNetworkCallingCodes() {
+		if n := phonenumbers.GetExampleNumberForNonGeoEntity(cc); n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }

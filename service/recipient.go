@@ -89,7 +89,7 @@ func parsePhone(raw string, v *violations) (recipient, bool) {
 		}
 	}
 	num, err := parseNumber(raw)
-	if err != nil || !phonenumbers.IsValidNumber(num) {
+	if err != nil || !isValidNumber(num) {
 		v.add("recipient", "is not a valid phone number")
 		return recipient{}, false
 	}

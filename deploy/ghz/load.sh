@@ -7,6 +7,12 @@
 # call, data and settings, and prints RPS, p50 and p99 with the otpd/baseline
 # ratios against the targets. See deploy/ghz/README.md.
 #
+# The two servers are measured in LOAD_ROUNDS interleaved rounds (baseline
+# then otpd, then otpd then baseline, ...): a shared 2-core VM drifts by
+# 10-20 % within minutes, and a ratio of two runs taken back to back, in
+# both orders, cancels most of that. The ratios reported are the medians
+# of the rounds' ratios.
+#
 # Fails (exit 1) when any call of any ghz run is not OK, or when otpd's
 # metrics show a send or a verification that took another path than the one
 # measured. A ratio below its target prints SHORT and fails only with
@@ -15,7 +21,9 @@
 # Settings (environment):
 #   LOAD_C=50            concurrent calls (ghz -c)
 #   LOAD_CONNECTIONS=1   HTTP/2 connections they share (ghz --connections)
-#   LOAD_DURATION=20s    each measured run (ghz -z)
+#   LOAD_ROUNDS=3        interleaved rounds (1 to 5), each one measured run
+#                        per server and method
+#   LOAD_DURATION=10s    each measured run (ghz -z)
 #   LOAD_WARMUP=3s       the warm-up run before each measured one
 #   LOAD_POOL=20000      recipients holding a live code for VerifyCode
 #   LOAD_LOG_LEVEL=info  otpd's log level (otpd's stderr goes to a file)
@@ -36,7 +44,8 @@ BIN=$ROOT/bin
 GHZ=$BIN/ghz
 LOAD_C=${LOAD_C:-50}
 LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-1}
-LOAD_DURATION=${LOAD_DURATION:-20s}
+LOAD_ROUNDS=${LOAD_ROUNDS:-3}
+LOAD_DURATION=${LOAD_DURATION:-10s}
 LOAD_WARMUP=${LOAD_WARMUP:-3s}
 LOAD_POOL=${LOAD_POOL:-20000}
 LOAD_STRICT=${LOAD_STRICT:-0}
@@ -58,6 +67,7 @@ if [ "$LOAD_PROFILE" = 1 ]; then
 	[[ $LOAD_DURATION =~ ^[0-9]+s$ ]] && [ "${LOAD_DURATION%s}" -ge 3 ] ||
 		{ echo "load: LOAD_PROFILE=1 needs LOAD_DURATION in seconds, at least 3s (got $LOAD_DURATION)" >&2; exit 1; }
 fi
+[[ $LOAD_ROUNDS =~ ^[1-5]$ ]] || { echo "load: LOAD_ROUNDS must be 1 to 5 (got $LOAD_ROUNDS)" >&2; exit 1; }
 for cmd in "${NEEDED[@]}"; do
 	command -v "$cmd" >/dev/null || { echo "load: $cmd is missing (make redis-server installs redis)" >&2; exit 1; }
 done
@@ -96,7 +106,7 @@ echo "== build (bin/otpd -trimpath, bin/otpctl, bin/otpd-load-baseline, bin/ghz)
 [ -x "$GHZ" ] || (cd "$ROOT/tools" && $GO build -o "$BIN/" github.com/bojand/ghz/cmd/ghz)
 mkdir -p "$LOAD_OUT"
 LOAD_OUT=$(cd "$LOAD_OUT" && pwd) # redis-server opens its log after moving to its --dir
-rm -f "$LOAD_OUT"/*.json "$LOAD_OUT"/*.log "$LOAD_OUT"/*.pprof
+rm -f "$LOAD_OUT"/*.json "$LOAD_OUT"/*.log "$LOAD_OUT"/*.pprof "$LOAD_OUT"/*.cpu "$LOAD_OUT"/*.redis.txt
 
 REDIS_PORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$TMP" --save "" --appendonly no \
@@ -135,12 +145,13 @@ wait_serving baseline "$BASE_ADDR"
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== redis 127.0.0.1:$REDIS_PORT, otpd $OTPD_ADDR (log level $OTPD_LOAD_LOG_LEVEL), baseline $BASE_ADDR"
-echo "== ghz: -c $LOAD_C --connections $LOAD_CONNECTIONS, warm-up $LOAD_WARMUP, measured $LOAD_DURATION; reports in $LOAD_OUT"
+echo "== ghz: -c $LOAD_C --connections $LOAD_CONNECTIONS, warm-up $LOAD_WARMUP, $LOAD_ROUNDS rounds of $LOAD_DURATION; reports in $LOAD_OUT"
 
 # Request data (ghz templates; -d is parsed as JSON before templating, hence
 # the backticks). SendCode: a fresh valid US number per call, +1415 then 7
 # digits from the offset (every one of +14152000000..+14159999999 is a valid
-# number). VerifyCode: a wrong 7-digit code (a live code has 6 digits, so it
+# number): 2000000 for the warm-up, then a million numbers per round from
+# 3000000, below the seed's 8000000. VerifyCode: a wrong 7-digit code (a live code has 6 digits, so it
 # never matches) for one of the LOAD_POOL numbers holding a live code.
 send_data() { # offset
 	printf '{"recipient":"+1415{{printf `%%07d` (add %d .RequestNumber)}}","usage_type":"USAGE_TYPE_SIGN_IN"}' "$1"
@@ -161,7 +172,9 @@ FAILED=0
 # ghz_run name method addr data ghz-flags...: one ghz run, its JSON report
 # kept in $LOAD_OUT/name.json, failing the load test on any non-OK call
 # (ghz itself exits 0 even when every call fails). $LOAD_OUT/name.cpu gets
-# the CPU ticks the server, redis-server and ghz used during the run.
+# the CPU ticks the server, redis-server and ghz used during the run, and
+# $LOAD_OUT/name.redis.txt the run's Redis INFO commandstats (calls and
+# microseconds per command and per script).
 ghz_run() {
 	local name=$1 method=$2 addr=$3 data=$4 spid=$OTPD_PID s0 r0
 	shift 4
@@ -180,6 +193,7 @@ ghz_run() {
 			"http://$OTPD_HTTP/debug/pprof/profile?seconds=$((${LOAD_DURATION%s} - 1))" &
 		prof=$!
 	fi
+	redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
 	s0=$(cpu_ticks "$spid") r0=$(cpu_ticks "$REDIS_PID")
 	local TIMEFORMAT='%U %S' g
 	if ! g=$({ time "${cmd[@]}" >"$LOAD_OUT/$name.json" 2>"$LOAD_OUT/$name.err"; } 2>&1) ||
@@ -187,6 +201,7 @@ ghz_run() {
 		echo "load: $name: ghz failed: $(head -c 500 "$LOAD_OUT/$name.err")" >&2
 		exit 1
 	fi
+	redis-cli -p "$REDIS_PORT" info commandstats >"$LOAD_OUT/$name.redis.txt"
 	echo "$(($(cpu_ticks "$spid") - s0)) $(($(cpu_ticks "$REDIS_PID") - r0)) $(awk '{printf "%d", ($1 + $2) * '"$CLK_TCK"'}' <<<"$g")" \
 		>"$LOAD_OUT/$name.cpu"
 	if [ -n "$prof" ] && ! wait "$prof"; then
@@ -210,18 +225,22 @@ TIMED=(--duration-stop=wait)
 echo "== seed: $LOAD_POOL live codes for VerifyCode (otpd SendCode, also otpd's first warm-up)"
 ghz_run seed SendCode "$OTPD_ADDR" "$(send_data "$POOL_OFFSET")" -n "$LOAD_POOL"
 
+addr_of() { if [ "$1" = otpd ]; then echo "$OTPD_ADDR"; else echo "$BASE_ADDR"; fi; }
 for method in VerifyCode SendCode; do
 	echo "== $method"
 	for target in baseline otpd; do
-		addr=$BASE_ADDR
-		[ "$target" = otpd ] && addr=$OTPD_ADDR
-		if [ "$method" = SendCode ]; then
-			warm=$(send_data 2000000) data=$(send_data 3000000)
-		else
-			warm=$VERIFY_DATA data=$VERIFY_DATA
-		fi
-		ghz_run "$method-$target-warmup" "$method" "$addr" "$warm" -z "$LOAD_WARMUP" "${TIMED[@]}"
-		ghz_run "$method-$target" "$method" "$addr" "$data" -z "$LOAD_DURATION" "${TIMED[@]}"
+		warm=$VERIFY_DATA
+		[ "$method" = SendCode ] && warm=$(send_data 2000000)
+		ghz_run "$method-$target-warmup" "$method" "$(addr_of "$target")" "$warm" -z "$LOAD_WARMUP" "${TIMED[@]}"
+	done
+	for round in $(seq "$LOAD_ROUNDS"); do
+		order=(baseline otpd)
+		[ $((round % 2)) = 0 ] && order=(otpd baseline)
+		data=$VERIFY_DATA
+		[ "$method" = SendCode ] && data=$(send_data $((2000000 + round * 1000000)))
+		for target in "${order[@]}"; do
+			ghz_run "$method-$target-$round" "$method" "$(addr_of "$target")" "$data" -z "$LOAD_DURATION" "${TIMED[@]}"
+		done
 	done
 done
 
@@ -254,27 +273,37 @@ report() {
 		(.count as $n | $s, $r, $g | . / $hz * 1e6 / $n)] | @tsv' "$LOAD_OUT/$1.json"
 }
 
+# median: the median of its arguments (the lower middle one of an even
+# count).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
 SHORT=0
 echo
-echo "== results (-c $LOAD_C, --connections $LOAD_CONNECTIONS, $LOAD_DURATION per run, $(nproc) CPUs)"
-printf '%-11s %-9s %8s %7s %7s %8s   %s\n' method server RPS p50_ms p99_ms calls 'CPU us/call: server redis ghz'
+echo "== results (-c $LOAD_C, --connections $LOAD_CONNECTIONS, $LOAD_ROUNDS rounds of $LOAD_DURATION, $(nproc) CPUs)"
+printf '%-11s %-9s %5s %8s %7s %7s %8s   %s\n' method server round RPS p50_ms p99_ms calls 'CPU us/call: server redis ghz'
+declare -A RPS_RATIOS P99_RATIOS
 for method in VerifyCode SendCode; do
-	for target in baseline otpd; do
-		read -r rps p50 p99 n scpu rcpu gcpu < <(report "$method-$target")
-		printf '%-11s %-9s %8.0f %7.2f %7.2f %8d   %18.0f %5.0f %4.0f\n' "$method" "$target" "$rps" "$p50" "$p99" "$n" "$scpu" "$rcpu" "$gcpu"
+	for round in $(seq "$LOAD_ROUNDS"); do
+		for target in baseline otpd; do
+			read -r rps p50 p99 n scpu rcpu gcpu < <(report "$method-$target-$round")
+			printf '%-11s %-9s %5d %8.0f %7.2f %7.2f %8d   %18.0f %5.0f %4.0f\n' "$method" "$target" "$round" "$rps" "$p50" "$p99" "$n" "$scpu" "$rcpu" "$gcpu"
+		done
+		read -r brps _ bp99 _ _ _ _ < <(report "$method-baseline-$round")
+		read -r orps _ op99 _ _ _ _ < <(report "$method-otpd-$round")
+		RPS_RATIOS[$method]+=" $(awk -v o="$orps" -v b="$brps" 'BEGIN {printf "%.2f", o / b}')"
+		P99_RATIOS[$method]+=" $(awk -v o="$op99" -v b="$bp99" 'BEGIN {printf "%.2f", o / b}')"
 	done
 done
 echo
-printf '%-11s %-32s %-32s\n' method 'RPS otpd/baseline' 'p99 otpd/baseline'
+printf '%-11s %-40s %-40s\n' method 'RPS otpd/baseline: median (rounds)' 'p99 otpd/baseline: median (rounds)'
 for method in VerifyCode SendCode; do
-	read -r brps _ bp99 _ _ _ _ < <(report "$method-baseline")
-	read -r orps _ op99 _ _ _ _ < <(report "$method-otpd")
-	rr=$(awk -v o="$orps" -v b="$brps" 'BEGIN {printf "%.2f", o / b}')
-	pr=$(awk -v o="$op99" -v b="$bp99" 'BEGIN {printf "%.2f", o / b}')
+	# shellcheck disable=SC2086 # the ratios are words
+	rr=$(median ${RPS_RATIOS[$method]}) pr=$(median ${P99_RATIOS[$method]})
 	rv=PASS pv=PASS
 	awk -v r="$rr" -v t="${RPS_MIN[$method]}" 'BEGIN {exit !(r >= t)}' || { rv=SHORT; SHORT=1; }
 	awk -v r="$pr" -v t="$P99_MAX" 'BEGIN {exit !(r <= t)}' || { pv=SHORT; SHORT=1; }
-	printf '%-11s %-32s %-32s\n' "$method" "${rr}x (target >= ${RPS_MIN[$method]}x) $rv" "${pr}x (target <= ${P99_MAX}x) $pv"
+	printf '%-11s %-40s %-40s\n' "$method" "${rr}x (${RPS_RATIOS[$method]# }) >= ${RPS_MIN[$method]}x $rv" \
+		"${pr}x (${P99_RATIOS[$method]# }) <= ${P99_MAX}x $pv"
 done
 
 if [ "$FAILED" = 1 ]; then
