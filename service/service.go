@@ -262,27 +262,6 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	}
 
 	slots := s.sendSlots(r)
-	if len(slots) > 0 {
-		denial, err := s.store.TakeSlots(ctx, now, vid, slots)
-		if err != nil {
-			count("", storeFailed(ctx, log, "take send slots", err))
-			return nil, err
-		}
-		if denial != nil {
-			return nil, s.limited(ctx, count, log, denial.Limit, denial.RetryAfter)
-		}
-	}
-	releaseSlots := func() {
-		if len(slots) == 0 {
-			return
-		}
-		dctx, cancel := detached(ctx)
-		defer cancel()
-		if err := s.store.ReleaseSlots(dctx, vid, slots); err != nil {
-			log.WarnContext(ctx, "release send slots", "error", err)
-		}
-	}
-
 	code := newCode(s.cfg.CodeLength)
 	res, err := s.store.BeginSend(ctx, SendParams{
 		Recipient:      rid,
@@ -297,12 +276,19 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		IdempotencyKey: idemID,
 		Fingerprint:    fingerprint,
 		PendingTTL:     s.cfg.SendTimeout + 5*time.Second,
+		Slots:          slots,
 	})
 	if err != nil {
-		releaseSlots()
+		// The store may have acted with its answer lost: the slots go
+		// again, and so do the code and cooldown if they are this send's.
+		if len(slots) > 0 {
+			dctx, cancel := detached(ctx)
+			if err := s.store.ReleaseSlots(dctx, vid, slots); err != nil {
+				log.WarnContext(ctx, "release send slots", "error", err)
+			}
+			cancel()
+		}
 		if ctx.Err() != nil {
-			// The script may have run with its answer lost: the code and
-			// cooldown go again if they are this send's.
 			s.abort(ctx, log, AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID})
 		}
 		count("", storeFailed(ctx, log, "begin send", err))
@@ -310,15 +296,14 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	}
 	switch res.Status {
 	case SendAccepted:
+	case SendSlotLimited:
+		return nil, s.limited(ctx, count, log, res.Limit, res.RetryAfter)
 	case SendCooldown:
-		releaseSlots()
 		return nil, s.limited(ctx, count, log, limitResend, res.RetryAfter)
 	case SendRecipientLimited:
-		releaseSlots()
 		return nil, s.limited(ctx, count, log, limitPerRecipient, res.RetryAfter)
 	default:
 		// An idempotent retry that raced the pre-check.
-		releaseSlots()
 		return s.idempotentAnswer(ctx, log, count, res)
 	}
 

@@ -60,6 +60,9 @@ const (
 	// SendIdempotencyMismatch: the idempotency key was used for a different
 	// usage type.
 	SendIdempotencyMismatch
+	// SendSlotLimited: one of the shared slots is full, named by
+	// SendResult.Limit; nothing changed.
+	SendSlotLimited
 )
 
 // SendParams is everything BeginSend checks and stores, in one atomic step.
@@ -89,13 +92,21 @@ type SendParams struct {
 	// PendingTTL bounds how long an unfinished idempotent send blocks
 	// retries with the same key.
 	PendingTTL time.Duration
+	// Slots are the shared limits (per IP, per country) the send counts
+	// against, taken with it or not at all: they are checked after the
+	// idempotency record and before the cooldown and the per-recipient
+	// window, and taken only when the send is accepted.
+	Slots []Slot
 }
 
 // SendResult is what BeginSend decided.
 type SendResult struct {
 	Status SendStatus
-	// RetryAfter is set for SendCooldown and SendRecipientLimited.
+	// RetryAfter is set for SendCooldown, SendRecipientLimited and
+	// SendSlotLimited.
 	RetryAfter time.Duration
+	// Limit names the full slot for SendSlotLimited.
+	Limit string
 	// Replay is the stored answer for SendReplay.
 	Replay []byte
 }
@@ -151,9 +162,12 @@ type Store interface {
 	TakeSlots(ctx context.Context, now time.Time, member string, slots []Slot) (*SlotDenial, error)
 	// ReleaseSlots removes member from the slots again.
 	ReleaseSlots(ctx context.Context, member string, slots []Slot) error
-	// BeginSend checks the idempotency key, the cooldown and the
-	// per-recipient window, and when all pass stores the new code
-	// (replacing the old one), takes the cooldown and counts the send.
+	// BeginSend checks the idempotency key, the shared slots, the cooldown
+	// and the per-recipient window, and when all pass stores the new code
+	// (replacing the old one), takes the cooldown and counts the send in
+	// its windows; otherwise it changes nothing. After an error the slots
+	// may be held (the answer can be lost after the store acted): the
+	// caller releases them with ReleaseSlots.
 	BeginSend(ctx context.Context, p SendParams) (SendResult, error)
 	// LookupSend reads an idempotency record without changing anything:
 	// SendReplay with the answer, SendInProgress, SendIdempotencyMismatch,

@@ -126,26 +126,34 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
-	ms := now.UnixMilli()
+	return s.takeSlots(now.UnixMilli(), member, slots), nil
+}
+
+// takeSlots takes every slot or, denied one, none.
+func (s *Store) takeSlots(ms int64, member string, slots []service.Slot) *service.SlotDenial {
 	for i, sl := range slots {
 		ok, retry := s.take("slot:"+sl.Key, ms, sl.Window, member)
 		if !ok {
 			for _, t := range slots[:i] {
 				s.remove("slot:"+t.Key, member)
 			}
-			return &service.SlotDenial{Limit: sl.Limit, RetryAfter: retry}, nil
+			return &service.SlotDenial{Limit: sl.Limit, RetryAfter: retry}
 		}
 	}
-	return nil, nil
+	return nil
+}
+
+func (s *Store) releaseSlots(member string, slots []service.Slot) {
+	for _, sl := range slots {
+		s.remove("slot:"+sl.Key, member)
+	}
 }
 
 // ReleaseSlots implements service.Store.
 func (s *Store) ReleaseSlots(ctx context.Context, member string, slots []service.Slot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, sl := range slots {
-		s.remove("slot:"+sl.Key, member)
-	}
+	s.releaseSlots(member, slots)
 	return nil
 }
 
@@ -171,14 +179,21 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 			return res, nil
 		}
 	}
+	// The slots are taken first and given back when a later check refuses:
+	// all under the lock, so nobody sees them in between.
+	if d := s.takeSlots(now, p.VerificationID, p.Slots); d != nil {
+		return service.SendResult{Status: service.SendSlotLimited, RetryAfter: d.RetryAfter, Limit: d.Limit}, nil
+	}
 	ck := codeKey(p.Recipient, p.Usage)
 	if p.Cooldown > 0 {
 		if cd, ok := s.cooldowns[ck]; ok && cd.expires > now {
+			s.releaseSlots(p.VerificationID, p.Slots)
 			return service.SendResult{Status: service.SendCooldown, RetryAfter: time.Duration(cd.expires-now) * time.Millisecond}, nil
 		}
 	}
 	if p.PerRecipient.Enabled() {
 		if ok, retry := s.take(sendsKey(p.Recipient), now, p.PerRecipient, p.VerificationID); !ok {
+			s.releaseSlots(p.VerificationID, p.Slots)
 			return service.SendResult{Status: service.SendRecipientLimited, RetryAfter: retry}, nil
 		}
 	}

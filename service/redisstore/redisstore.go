@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,6 +29,10 @@ const DefaultPrefix = "otpd:"
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// split is set where a send's shared slots, on hash tags of their
+	// own, cannot be in its script: on Redis Cluster, and behind a proxy
+	// that shards keys (it answers CROSSSLOT, learnt on the first send).
+	split atomic.Bool
 }
 
 var _ service.Store = (*Store)(nil)
@@ -38,7 +43,10 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &Store{rdb: rdb, prefix: prefix}
+	s := &Store{rdb: rdb, prefix: prefix}
+	_, cluster := rdb.(*redis.ClusterClient)
+	s.split.Store(cluster)
+	return s
 }
 
 // Key layout. {tag} is the Cluster hash tag: the recipient id, or the id of
@@ -58,6 +66,9 @@ func (s *Store) recipientKeys(rid, usage, idem string) recipientKeys {
 	}
 }
 
+// slotKey is a shared slot's window, on a hash tag of its own.
+func (s *Store) slotKey(sl service.Slot) string { return s.tag(sl.Key) + ":window" }
+
 func ms(d time.Duration) int64 { return d.Milliseconds() }
 
 func fromMS(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
@@ -70,7 +81,7 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 	for i, sl := range slots {
 		calls[i] = scriptCall{
 			script: slotScript,
-			keys:   []string{s.tag(sl.Key) + ":window"},
+			keys:   []string{s.slotKey(sl)},
 			args:   []any{now.UnixMilli(), ms(sl.Window.Window), sl.Window.Count, member},
 		}
 	}
@@ -112,15 +123,49 @@ func (s *Store) ReleaseSlots(ctx context.Context, member string, slots []service
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, sl := range slots {
-			p.ZRem(ctx, s.tag(sl.Key)+":window", member)
+			p.ZRem(ctx, s.slotKey(sl), member)
 		}
 		return nil
 	})
 	return wrap("release slots", err)
 }
 
-// BeginSend implements service.Store.
+// BeginSend implements service.Store. On a single node or behind Sentinel
+// it is one script, shared slots included. On Redis Cluster, or behind a
+// sharding proxy, the slots are taken first (TakeSlots, one round trip),
+// then the send's script runs and the slots go again when it refuses.
 func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.SendResult, error) {
+	if len(p.Slots) == 0 {
+		return s.beginSend(ctx, p, nil)
+	}
+	if !s.split.Load() {
+		res, err := s.beginSend(ctx, p, p.Slots)
+		var rerr redis.Error
+		if !errors.As(err, &rerr) || !strings.HasPrefix(rerr.Error(), "CROSSSLOT") {
+			return res, err
+		}
+		// Refused before it ran, so nothing changed: from now on, and
+		// for this send, the slots go first.
+		s.split.Store(true)
+	}
+	denial, err := s.TakeSlots(ctx, p.Now, p.VerificationID, p.Slots)
+	if err != nil {
+		return service.SendResult{}, err
+	}
+	if denial != nil {
+		return service.SendResult{Status: service.SendSlotLimited, RetryAfter: denial.RetryAfter, Limit: denial.Limit}, nil
+	}
+	res, err := s.beginSend(ctx, p, nil)
+	if err == nil && res.Status != service.SendAccepted {
+		if err := s.ReleaseSlots(context.WithoutCancel(ctx), p.VerificationID, p.Slots); err != nil {
+			return service.SendResult{}, err
+		}
+	}
+	return res, err
+}
+
+// beginSend runs sendScript with the given slots in it.
+func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []service.Slot) (service.SendResult, error) {
 	k := s.recipientKeys(p.Recipient, p.Usage, p.IdempotencyKey)
 	useIdem := "0"
 	if p.IdempotencyKey != "" {
@@ -130,10 +175,16 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
-	val, err := sendScript.Run(ctx, s.rdb, []string{k.code, k.cooldown, k.sends, k.idem},
-		p.Now.UnixMilli(), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow,
-		p.VerificationID, p.CodeHash, useIdem, p.Fingerprint, ms(p.PendingTTL),
-	).Result()
+	keys := make([]string, 4, 4+len(slots))
+	keys[0], keys[1], keys[2], keys[3] = k.code, k.cooldown, k.sends, k.idem
+	args := make([]any, 11, 11+2*len(slots))
+	args[0], args[1], args[2], args[3], args[4], args[5] = p.Now.UnixMilli(), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
+	args[6], args[7], args[8], args[9], args[10] = p.VerificationID, p.CodeHash, useIdem, p.Fingerprint, ms(p.PendingTTL)
+	for _, sl := range slots {
+		keys = append(keys, s.slotKey(sl))
+		args = append(args, ms(sl.Window.Window), sl.Window.Count)
+	}
+	val, err := sendScript.Run(ctx, s.rdb, keys, args...).Result()
 	if err != nil {
 		return service.SendResult{}, wrap("begin send", err)
 	}
@@ -146,6 +197,13 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		return service.SendResult{}, fmt.Errorf("begin send: %w", err)
 	}
 	res := service.SendResult{Status: service.SendStatus(v[0]), RetryAfter: fromMS(v[1])}
+	if res.Status == service.SendSlotLimited {
+		i, _ := arr[len(arr)-1].(int64)
+		if len(arr) < 3 || i < 1 || int(i) > len(slots) {
+			return service.SendResult{}, fmt.Errorf("begin send: slot denial %v names no slot", arr)
+		}
+		res.Limit = slots[i-1].Limit
+	}
 	if res.Status == service.SendReplay {
 		if len(arr) < 3 {
 			return service.SendResult{}, errors.New("begin send: replay without an answer")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,10 +23,17 @@ import (
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	checker := &slotChecker{tb: t}
+	checker := &slotChecker{}
 	t.Cleanup(func() {
-		if checker.scripts() == 0 {
-			t.Errorf("no script ran: the hash-tag check looked at nothing")
+		// A send with shared slots is one script on a single node: the
+		// only scripts spanning hash tags are such sends.
+		if checker.scripts() == 0 || checker.crossTag() == 0 {
+			t.Errorf("%d scripts ran, %d of them across hash tags: want sends with their slots in one script", checker.scripts(), checker.crossTag())
+		}
+		for _, keys := range checker.crossKeys() {
+			if !strings.HasSuffix(keys[0], ":code:sign_in") || len(keys) < 5 {
+				t.Errorf("script keys %v span hash tags and are not a send's", keys)
+			}
 		}
 	})
 	storetest.Run(t, func(tb testing.TB) service.Store {
@@ -34,6 +42,57 @@ func TestConformance(t *testing.T) {
 		rdb.AddHook(checker)
 		return redisstore.New(rdb, "")
 	})
+}
+
+// The same rules behind a proxy that shards keys and refuses a script
+// across hash tags with CROSSSLOT, as some managed Redis offerings do on a
+// plain (non-cluster) connection: the store learns it on its first send
+// with shared slots, and takes them first from then on.
+func TestConformanceBehindShardingProxy(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	proxy := &slotChecker{refuse: true}
+	storetest.Run(t, func(tb testing.TB) service.Store {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), PoolSize: 64})
+		tb.Cleanup(func() { _ = rdb.Close() })
+		rdb.AddHook(proxy)
+		return redisstore.New(rdb, "")
+	})
+	t.Cleanup(func() {
+		if proxy.crossTag() == 0 {
+			t.Errorf("the proxy refused no script: the fallback was not exercised")
+		}
+	})
+}
+
+// Behind such a proxy the first send with slots is refused once and
+// answered anyway; later sends take the slots first without asking again.
+func TestShardingProxyLearntOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	proxy := &slotChecker{refuse: true}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	rdb.AddHook(proxy)
+	s := redisstore.New(rdb, "")
+	slot := service.Slot{Limit: "per_country", Key: "cc:1", Window: service.Window{Count: 3, Window: time.Hour}}
+	now := time.Now()
+	for i := range 5 {
+		want := service.SendAccepted
+		if i >= 3 {
+			want = service.SendSlotLimited
+		}
+		res, err := s.BeginSend(context.Background(), service.SendParams{
+			Recipient: fmt.Sprint("r", i), Usage: "sign_in", CodeHash: []byte("h"), VerificationID: fmt.Sprint("v", i),
+			Now: now, TTL: time.Minute, MaxAttempts: 5, Slots: []service.Slot{slot},
+		})
+		if err != nil || res.Status != want {
+			t.Fatalf("send %d: %+v, %v; want status %d", i, res, err, want)
+		}
+	}
+	if n := proxy.crossTag(); n != 1 {
+		t.Fatalf("the proxy refused %d scripts, want 1", n)
+	}
 }
 
 // The same rules on a real 3-node Redis Cluster: a script whose keys span
@@ -98,21 +157,39 @@ func TestSentinelFailover(t *testing.T) {
 	}
 }
 
-// slotChecker fails the test when a script touches keys of more than one
-// hash tag, which Redis Cluster would refuse with CROSSSLOT.
+// slotChecker records the scripts whose keys span more than one hash tag,
+// which Redis Cluster refuses with CROSSSLOT; with refuse set it refuses
+// them so too, as a sharding proxy would, before they reach Redis.
 type slotChecker struct {
-	tb testing.TB
-	mu sync.Mutex
-	n  int
+	refuse bool
+	mu     sync.Mutex
+	n      int
+	cross  [][]string
 }
 
-func (c *slotChecker) scripts() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+func (c *slotChecker) scripts() int  { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+func (c *slotChecker) crossTag() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.cross) }
+func (c *slotChecker) crossKeys() [][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.cross)
+}
+
+// crossSlotError is the reply of Redis Cluster, and of sharding proxies,
+// to keys of several slots.
+type crossSlotError struct{}
+
+func (crossSlotError) Error() string { return "CROSSSLOT Keys in request don't hash to the same slot" }
+func (crossSlotError) RedisError()   {}
 
 func (c *slotChecker) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (c *slotChecker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.check(cmd)
+		if !c.check(cmd) {
+			cmd.SetErr(crossSlotError{})
+			return cmd.Err()
+		}
 		return next(ctx, cmd)
 	}
 }
@@ -120,29 +197,38 @@ func (c *slotChecker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (c *slotChecker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, cmd := range cmds {
-			c.check(cmd)
+			if !c.check(cmd) {
+				// Only single-tag scripts are pipelined (TakeSlots).
+				cmd.SetErr(crossSlotError{})
+				return cmd.Err()
+			}
 		}
 		return next(ctx, cmds)
 	}
 }
 
-func (c *slotChecker) check(cmd redis.Cmder) {
+// check records cmd and reports whether it may go on to Redis.
+func (c *slotChecker) check(cmd redis.Cmder) bool {
 	name := strings.ToLower(cmd.Name())
 	if name != "eval" && name != "evalsha" {
-		return
+		return true
 	}
 	args := cmd.Args()
 	n, _ := strconv.Atoi(fmt.Sprint(args[2]))
 	tags := map[string]bool{}
+	var keys []string
 	for _, k := range args[3 : 3+n] {
+		keys = append(keys, fmt.Sprint(k))
 		tags[hashTag(fmt.Sprint(k))] = true
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.n++
-	c.mu.Unlock()
-	if len(tags) != 1 || tags[""] {
-		c.tb.Errorf("script keys %v span hash tags %v: Redis Cluster would refuse them", args[3:3+n], tags)
+	if len(tags) == 1 && !tags[""] {
+		return true
 	}
+	c.cross = append(c.cross, keys)
+	return !c.refuse
 }
 
 // hashTag is the part of a key Redis Cluster hashes: the text between the

@@ -43,19 +43,25 @@ window_add(KEYS[1], now, window, ARGV[4])
 return {1, 0}
 `)
 
-// sendScript checks the idempotency key, the cooldown and the per-recipient
-// window, then stores the code.
+// sendScript checks the idempotency key, the shared slots, the cooldown
+// and the per-recipient window, then, all checks passed, takes the
+// cooldown, counts the send in every window and stores the code: nothing
+// is written when a check refuses.
 //
 //   - KEYS[1] code: hash of h (code hash), id (verification id), exp
 //     (expiry, ms), a (attempts used), m (max attempts)
 //   - KEYS[2] cooldown: string "<until ms>:<verification id>"
 //   - KEYS[3] per-recipient send window: sorted set
 //   - KEYS[4] idempotency record: hash of fp (fingerprint), resp (answer)
+//   - KEYS[5..] shared slot windows (per IP, per country): sorted sets.
+//     Their hash tags differ from the recipient's, so there are none on
+//     Redis Cluster, where the slots are taken by slotScript first.
 //   - ARGV now_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
 //     per_window_ms, verification_id, code_hash, use_idempotency (0/1),
-//     fingerprint, pending_ttl_ms
+//     fingerprint, pending_ttl_ms, then window_ms and limit of each slot
 //
-// Returns {status, retry_after_ms[, answer]}; status as service.SendStatus.
+// Returns {status, retry_after_ms[, answer or slot number]}; status as
+// service.SendStatus.
 var sendScript = redis.NewScript(windowLua + `
 local now = tonumber(ARGV[1])
 if ARGV[9] == '1' then
@@ -65,6 +71,11 @@ if ARGV[9] == '1' then
     if rec[2] then return {3, 0, rec[2]} end
     return {4, 0}
   end
+end
+local slots = #KEYS - 4
+for i = 1, slots do
+  local retry = window_full(KEYS[4 + i], now, tonumber(ARGV[10 + 2 * i]), tonumber(ARGV[11 + 2 * i]))
+  if retry then return {6, retry, i} end
 end
 local cooldown = tonumber(ARGV[4])
 if cooldown > 0 then
@@ -79,6 +90,9 @@ if limit > 0 then
   local retry = window_full(KEYS[3], now, window, limit)
   if retry then return {2, retry} end
   window_add(KEYS[3], now, window, ARGV[7])
+end
+for i = 1, slots do
+  window_add(KEYS[4 + i], now, tonumber(ARGV[10 + 2 * i]), ARGV[7])
 end
 if cooldown > 0 then
   redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)

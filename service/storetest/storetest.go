@@ -59,6 +59,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"Cooldown", testCooldown},
 		{"PerRecipientWindow", testPerRecipientWindow},
 		{"SlotsAllOrNothing", testSlotsAllOrNothing},
+		{"SendTakesSlotsAllOrNothing", testSendSlots},
+		{"ConcurrentSendsExactSlotLimit", testConcurrentSendSlots},
 		{"Idempotency", testIdempotency},
 		{"AbortFreesOnlyItsOwnSend", testAbort},
 		{"VerifyPerRecipientLimit", testVerifyPerRecipient},
@@ -224,6 +226,83 @@ func testSlotsAllOrNothing(t *testing.T, s service.Store) {
 	}
 	if d := take("m4", 4*time.Minute, ip, cc); d != nil {
 		t.Fatalf("take after release denied: %+v", d)
+	}
+}
+
+// BeginSend with shared slots: they are taken with an accepted send only;
+// a slot denial names the slot and changes nothing else; a send refused
+// by its cooldown or its window keeps no slot.
+func testSendSlots(t *testing.T, s service.Store) {
+	ip := service.Slot{Limit: "per_ip", Key: id("ip"), Window: service.Window{Count: 3, Window: time.Hour}}
+	cc := service.Slot{Limit: "per_country", Key: id("cc"), Window: service.Window{Count: 2, Window: time.Hour}}
+	withSlots := func(rid string, hash []byte, at time.Duration, slots ...service.Slot) service.SendParams {
+		p := send(rid, "sign_in", hash, t0.Add(at))
+		p.Slots = slots
+		return p
+	}
+	a, b, c := id("r"), id("r"), id("r")
+	mustBegin(t, s, withSlots(a, right, 0, ip, cc), service.SendAccepted)
+	// Refused by a's cooldown and, for b, by a per-recipient window of 0
+	// left: neither keeps its slots.
+	mustBegin(t, s, withSlots(a, wrong, time.Second, ip, cc), service.SendCooldown)
+	pb := withSlots(b, right, time.Second, ip, cc)
+	pb.PerRecipient = service.Window{Count: 1, Window: time.Hour}
+	mustBegin(t, s, pb, service.SendAccepted)
+	pb = withSlots(b, wrong, 2*time.Minute, ip)
+	pb.PerRecipient = service.Window{Count: 1, Window: time.Hour}
+	mustBegin(t, s, pb, service.SendRecipientLimited)
+	// cc is full (a and b); ip has one left, which c's denied send must
+	// not take.
+	res := mustBegin(t, s, withSlots(c, wrong, 3*time.Minute, ip, cc), service.SendSlotLimited)
+	if res.Limit != "per_country" || res.RetryAfter != 57*time.Minute {
+		t.Fatalf("slot denial = %+v, want per_country retrying in 57m", res)
+	}
+	// Nothing of c's denied send was stored: no code, no cooldown, no
+	// count in its window, no ip slot.
+	mustVerify(t, s, verify(c, "sign_in", wrong, t0.Add(3*time.Minute)), service.VerifyExpired)
+	pc := withSlots(c, right, 4*time.Minute, ip)
+	pc.PerRecipient = service.Window{Count: 1, Window: time.Hour}
+	mustBegin(t, s, pc, service.SendAccepted)
+	mustVerify(t, s, verify(c, "sign_in", right, t0.Add(4*time.Minute)), service.VerifyOK)
+	// That took ip's third slot: the next send is denied by it.
+	res = mustBegin(t, s, withSlots(id("r"), right, 5*time.Minute, ip, cc), service.SendSlotLimited)
+	if res.Limit != "per_ip" {
+		t.Fatalf("slot denial = %+v, want per_ip (checked first)", res)
+	}
+	// A slot denial leaves the recipient's live code as it was.
+	mustBegin(t, s, withSlots(a, wrong, 6*time.Minute, cc), service.SendSlotLimited)
+	mustVerify(t, s, verify(a, "sign_in", right, t0.Add(6*time.Minute)), service.VerifyOK)
+	// Slots leave their window like any event.
+	mustBegin(t, s, withSlots(id("r"), right, time.Hour+time.Second, ip, cc), service.SendAccepted)
+}
+
+// Parallel sends to different recipients through one shared slot: exactly
+// the slot's count is accepted.
+func testConcurrentSendSlots(t *testing.T, s service.Store) {
+	slot := service.Slot{Limit: "per_country", Key: id("cc"), Window: service.Window{Count: 10, Window: time.Hour}}
+	const n = 60
+	var accepted, limited atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			p := send(id("r"), "sign_in", right, t0)
+			p.Slots = []service.Slot{slot}
+			res, err := s.BeginSend(context.Background(), p)
+			if err != nil {
+				t.Errorf("BeginSend: %v", err)
+				return
+			}
+			switch res.Status {
+			case service.SendAccepted:
+				accepted.Add(1)
+			case service.SendSlotLimited:
+				limited.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if accepted.Load() != 10 || limited.Load() != n-10 {
+		t.Fatalf("%d parallel sends through a 10-slot window: %d accepted, %d slot-limited", n, accepted.Load(), limited.Load())
 	}
 }
 
