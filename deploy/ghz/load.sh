@@ -174,7 +174,8 @@ FAILED=0
 # (ghz itself exits 0 even when every call fails). $LOAD_OUT/name.cpu gets
 # the CPU ticks the server, redis-server and ghz used during the run, and
 # $LOAD_OUT/name.redis.txt the run's Redis INFO commandstats (calls and
-# microseconds per command and per script).
+# microseconds per command and per script), the keys that expired during
+# it and the keyspace after it.
 ghz_run() {
 	local name=$1 method=$2 addr=$3 data=$4 spid=$OTPD_PID s0 r0
 	shift 4
@@ -201,7 +202,11 @@ ghz_run() {
 		echo "load: $name: ghz failed: $(head -c 500 "$LOAD_OUT/$name.err")" >&2
 		exit 1
 	fi
-	redis-cli -p "$REDIS_PORT" info commandstats >"$LOAD_OUT/$name.redis.txt"
+	{
+		redis-cli -p "$REDIS_PORT" info commandstats
+		redis-cli -p "$REDIS_PORT" info stats | grep -E '^(expired_keys|evicted_keys|expire_cycle_cpu_milliseconds):'
+		redis-cli -p "$REDIS_PORT" info keyspace
+	} >"$LOAD_OUT/$name.redis.txt"
 	echo "$(($(cpu_ticks "$spid") - s0)) $(($(cpu_ticks "$REDIS_PID") - r0)) $(awk '{printf "%d", ($1 + $2) * '"$CLK_TCK"'}' <<<"$g")" \
 		>"$LOAD_OUT/$name.cpu"
 	if [ -n "$prof" ] && ! wait "$prof"; then
