@@ -57,15 +57,7 @@ func TestParseE164MatchesParseOnExamples(t *testing.T) {
 // prefix, leading zeros or anything) and wholly random ones.
 func TestParseE164MatchesParseOnRandomNumbers(t *testing.T) {
 	t.Parallel()
-	r := rand.New(rand.NewPCG(1, 2))
-	var codes []int
-	for cc := range phonenumbers.GetSupportedCallingCodes() {
-		codes = append(codes, cc)
-	}
-	n := 60000
-	if testing.Short() {
-		n = 6000
-	}
+	r, codes, n := randomCases(1)
 	digits := func(k int) string {
 		var b strings.Builder
 		for range k {
@@ -190,15 +182,7 @@ func TestIsValidNumberMatchesLibraryOnExamples(t *testing.T) {
 // random digits: mostly invalid, some valid, across every plan.
 func TestIsValidNumberMatchesLibraryOnRandomNumbers(t *testing.T) {
 	t.Parallel()
-	r := rand.New(rand.NewPCG(3, 4))
-	var codes []int
-	for cc := range phonenumbers.GetSupportedCallingCodes() {
-		codes = append(codes, cc)
-	}
-	n := 60000
-	if testing.Short() {
-		n = 6000
-	}
+	r, codes, n := randomCases(3)
 	valid := 0
 	for i := range n {
 		var b strings.Builder
@@ -224,6 +208,19 @@ func TestIsValidNumberMatchesLibraryOnRandomNumbers(t *testing.T) {
 	if valid < n/50 {
 		t.Errorf("only %d of %d random numbers were valid: the comparison saw too few", valid, n)
 	}
+}
+
+// randomCases sets up a random-number test: a source seeded with seed,
+// every calling code, and how many numbers to try (fewer with -short).
+func randomCases(seed uint64) (r *rand.Rand, codes []int, n int) {
+	for cc := range phonenumbers.GetSupportedCallingCodes() {
+		codes = append(codes, cc)
+	}
+	n = 60000
+	if testing.Short() {
+		n = 6000
+	}
+	return rand.New(rand.NewPCG(seed, seed+1)), codes, n
 }
 
 // exampleNumbers is the metadata's example number of every region and

@@ -281,28 +281,13 @@ func testSendSlots(t *testing.T, s service.Store) {
 func testConcurrentSendSlots(t *testing.T, s service.Store) {
 	slot := service.Slot{Limit: "per_country", Key: id("cc"), Window: service.Window{Count: 10, Window: time.Hour}}
 	const n = 60
-	var accepted, limited atomic.Int64
-	var wg sync.WaitGroup
-	for range n {
-		wg.Go(func() {
-			p := send(id("r"), "sign_in", right, t0)
-			p.Slots = []service.Slot{slot}
-			res, err := s.BeginSend(context.Background(), p)
-			if err != nil {
-				t.Errorf("BeginSend: %v", err)
-				return
-			}
-			switch res.Status {
-			case service.SendAccepted:
-				accepted.Add(1)
-			case service.SendSlotLimited:
-				limited.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if accepted.Load() != 10 || limited.Load() != n-10 {
-		t.Fatalf("%d parallel sends through a 10-slot window: %d accepted, %d slot-limited", n, accepted.Load(), limited.Load())
+	accepted, limited := parallelSends(t, s, n, service.SendSlotLimited, func(int) service.SendParams {
+		p := send(id("r"), "sign_in", right, t0)
+		p.Slots = []service.Slot{slot}
+		return p
+	})
+	if accepted != 10 || limited != n-10 {
+		t.Fatalf("%d parallel sends through a 10-slot window: %d accepted, %d slot-limited", n, accepted, limited)
 	}
 }
 
@@ -433,29 +418,39 @@ func testConcurrentVerify(t *testing.T, s service.Store) {
 func testConcurrentSends(t *testing.T, s service.Store) {
 	rid := id("r")
 	const n = 50
-	var accepted, limited atomic.Int64
+	accepted, limited := parallelSends(t, s, n, service.SendRecipientLimited, func(i int) service.SendParams {
+		p := send(rid, "sign_in", right, t0.Add(time.Duration(i)*time.Millisecond))
+		p.Cooldown = 0
+		return p
+	})
+	if accepted != 5 || limited != n-5 {
+		t.Fatalf("%d parallel sends with a limit of 5: %d accepted, %d limited", n, accepted, limited)
+	}
+}
+
+// parallelSends runs n BeginSends at once, the i-th with params(i), and
+// counts those accepted and those refused with the status refused.
+func parallelSends(t *testing.T, s service.Store, n int, refused service.SendStatus, params func(i int) service.SendParams) (accepted, limited int64) {
+	t.Helper()
+	var acc, lim atomic.Int64
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			p := send(rid, "sign_in", right, t0.Add(time.Duration(i)*time.Millisecond))
-			p.Cooldown = 0
-			res, err := s.BeginSend(context.Background(), p)
+			res, err := s.BeginSend(context.Background(), params(i))
 			if err != nil {
 				t.Errorf("BeginSend: %v", err)
 				return
 			}
 			switch res.Status {
 			case service.SendAccepted:
-				accepted.Add(1)
-			case service.SendRecipientLimited:
-				limited.Add(1)
+				acc.Add(1)
+			case refused:
+				lim.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	if accepted.Load() != 5 || limited.Load() != n-5 {
-		t.Fatalf("%d parallel sends with a limit of 5: %d accepted, %d limited", n, accepted.Load(), limited.Load())
-	}
+	return acc.Load(), lim.Load()
 }
 
 func testConcurrentSlots(t *testing.T, s service.Store) {
