@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+
+	"github.com/otpd/otpd/otp"
 )
 
 // DecodeConfig decodes the JSON config block of a provider of type kind into
@@ -120,7 +122,7 @@ func join(path, key string) string {
 // logtoOnlyUsageTypes are the usage types Logto has and otpd does not send
 // codes for. A pasted Logto config may list templates for them: they load
 // and are never used.
-var logtoOnlyUsageTypes = []UsageType{
+var logtoOnlyUsageTypes = []otp.UsageType{
 	"OrganizationInvitation", "UserPermissionValidation", "BindNewIdentifier", "MfaVerification", "BindMfa",
 }
 
@@ -130,8 +132,8 @@ var logtoOnlyUsageTypes = []UsageType{
 // BindNewIdentifier, MfaVerification, BindMfa), so that a pasted config that
 // lists them still loads. Anything else is an error naming the accepted
 // values.
-func ParseLogtoUsageType(s string) (u UsageType, served bool, err error) {
-	for _, t := range UsageTypes {
+func ParseLogtoUsageType(s string) (u otp.UsageType, served bool, err error) {
+	for _, t := range otp.UsageTypes {
 		if string(t) == s {
 			return t, true, nil
 		}
@@ -141,8 +143,8 @@ func ParseLogtoUsageType(s string) (u UsageType, served bool, err error) {
 			return t, false, nil
 		}
 	}
-	all := make([]string, 0, len(UsageTypes)+len(logtoOnlyUsageTypes))
-	for _, t := range append(append([]UsageType(nil), UsageTypes...), logtoOnlyUsageTypes...) {
+	all := make([]string, 0, len(otp.UsageTypes)+len(logtoOnlyUsageTypes))
+	for _, t := range append(append([]otp.UsageType(nil), otp.UsageTypes...), logtoOnlyUsageTypes...) {
 		all = append(all, string(t))
 	}
 	return "", false, fmt.Errorf("usageType %q: must be one of %s", s, strings.Join(all, ", "))

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 )
 
@@ -59,7 +60,7 @@ func TestDecodeConfig(t *testing.T) {
 
 func TestParseLogtoUsageType(t *testing.T) {
 	t.Parallel()
-	for _, u := range providers.UsageTypes {
+	for _, u := range otp.UsageTypes {
 		got, served, err := providers.ParseLogtoUsageType(string(u))
 		if got != u || !served || err != nil {
 			t.Errorf("%s: got %q %v %v", u, got, served, err)
@@ -115,30 +116,30 @@ func TestParseEndpoint(t *testing.T) {
 
 func TestPickTemplate(t *testing.T) {
 	t.Parallel()
-	own := map[providers.UsageType]string{providers.SignIn: "sign-in", providers.Generic: "generic"}
-	for u, want := range map[providers.UsageType]string{providers.SignIn: "sign-in", providers.Register: "generic", providers.Generic: "generic"} {
+	own := map[otp.UsageType]string{otp.SignIn: "sign-in", otp.Generic: "generic"}
+	for u, want := range map[otp.UsageType]string{otp.SignIn: "sign-in", otp.Register: "generic", otp.Generic: "generic"} {
 		if got, ok := providers.PickTemplate(own, u); !ok || got != want {
 			t.Errorf("%s: got %q %v, want %q", u, got, ok, want)
 		}
 	}
-	if got, ok := providers.PickTemplate(map[providers.UsageType]string{providers.SignIn: "x"}, providers.Register); ok {
+	if got, ok := providers.PickTemplate(map[otp.UsageType]string{otp.SignIn: "x"}, otp.Register); ok {
 		t.Errorf("no Generic: got %q, want none", got)
 	}
 }
 
 func TestScrub(t *testing.T) {
 	t.Parallel()
-	msg := providers.Message{To: "+14155550123", Code: "482915"}
+	msg := otp.Message{To: "+14155550123", Code: "482915"}
 	got := providers.Scrub("The 'To' number +14155550123 (14155550123) is bad; code 482915; key sk-live-1\n next", msg, "sk-live-1")
 	want := "The 'To' number +14******123 (+14******123) is bad; code <code>; key <redacted>  next"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
-	email := providers.Message{To: "jane@example.com", Code: "1234"}
+	email := otp.Message{To: "jane@example.com", Code: "1234"}
 	if got := providers.Scrub("'jane@example.com' is not valid", email); got != "'j***@example.com' is not valid" {
 		t.Errorf("email: got %q", got)
 	}
-	long := providers.Scrub(strings.Repeat("é", 300), providers.Message{})
+	long := providers.Scrub(strings.Repeat("é", 300), otp.Message{})
 	if len(long) > 204 || !strings.HasSuffix(long, "…") || !strings.HasPrefix(long, "éé") {
 		t.Errorf("long text: got %d bytes %q…", len(long), long[:10])
 	}
@@ -249,12 +250,12 @@ func TestPreviewHTML(t *testing.T) {
 
 func TestCheckUsageType(t *testing.T) {
 	t.Parallel()
-	for _, u := range providers.UsageTypes {
+	for _, u := range otp.UsageTypes {
 		if err := providers.CheckUsageType(u); err != nil {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
-	for _, u := range []providers.UsageType{"", "MfaVerification", "signin"} {
+	for _, u := range []otp.UsageType{"", "MfaVerification", "signin"} {
 		if err := providers.CheckUsageType(u); err == nil {
 			t.Errorf("%q: got nil, want an error", u)
 		}

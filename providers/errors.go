@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 )
 
 // ErrNoProvider means that no configured provider serves the channel and
@@ -168,7 +169,7 @@ func AsError(err error) (*Error, bool) {
 // characters dropped and the result cut to 200 bytes. Vendors echo the
 // recipient back ("The 'To' number +14155550123 is not a valid phone
 // number") and sometimes more.
-func Scrub(text string, msg Message, secrets ...string) string {
+func Scrub(text string, msg otp.Message, secrets ...string) string {
 	pairs := make([]string, 0, 4+2*len(secrets))
 	for _, s := range secrets {
 		if s != "" {

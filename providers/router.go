@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 )
 
 // Defaults of Route and RouterOptions.
@@ -33,7 +34,7 @@ type Route struct {
 	// metrics and logs and is what Receipt.Provider reports.
 	Name string
 	// Channel is the channel the provider delivers on.
-	Channel Channel
+	Channel otp.Channel
 	// Match optionally limits the recipients the provider serves. For SMS an
 	// entry is an E.164 prefix such as "+86" or "+1415"; for email it is a
 	// domain such as "example.com" (or "@example.com"), which matches that
@@ -49,13 +50,8 @@ type Route struct {
 
 // RouterOptions tune a Router. The zero value is usable.
 type RouterOptions struct {
-	// Attempts is how many rounds over the candidate providers a send makes
-	// at most (DefaultAttempts if 0).
-	Attempts int
-	// Backoff is the pause before the second round (DefaultBackoff if 0),
-	// doubled for each further round, with jitter. A pause that would end
-	// after the caller's deadline is not taken: the send gives up at once.
-	Backoff time.Duration
+	// Delivery is how hard a send tries; zero fields take the defaults.
+	Delivery
 	// Registerer registers the router's metrics; nil leaves them
 	// unregistered.
 	Registerer prometheus.Registerer
@@ -63,12 +59,41 @@ type RouterOptions struct {
 	Logger *slog.Logger
 }
 
+// Delivery is the delivery block of otpd.yaml: how many rounds over a
+// channel's providers a send may make, all within the call's deadline.
+// DefaultDelivery gives the defaults.
+type Delivery struct {
+	// Attempts is how many rounds over the candidate providers a send makes
+	// at most, 1 to 10 (2).
+	Attempts int `yaml:"attempts"`
+	// Backoff is the pause before the second round (200ms), doubled for
+	// each further round, with jitter. A pause that would end after the
+	// caller's deadline is not taken: the send gives up at once.
+	Backoff time.Duration `yaml:"backoff"`
+}
+
+// DefaultDelivery returns the defaults of the delivery block.
+func DefaultDelivery() Delivery { return Delivery{Attempts: DefaultAttempts, Backoff: DefaultBackoff} }
+
+// Validate checks a configured delivery block; errors name the key
+// relative to the block.
+func (d Delivery) Validate() error {
+	var errs []error
+	if d.Attempts < 1 || d.Attempts > 10 {
+		errs = append(errs, errors.New("attempts: must be between 1 and 10"))
+	}
+	if d.Backoff < time.Millisecond {
+		errs = append(errs, errors.New("backoff: must be at least 1ms"))
+	}
+	return errors.Join(errs...)
+}
+
 // Router delivers a message through the providers that serve its recipient,
 // in configuration order, failing over on transient failures. It is the only
 // place in otpd that retries. A Router is safe for concurrent use.
 type Router struct {
 	routes    []Route
-	byChannel map[Channel][]route
+	byChannel map[otp.Channel][]route
 	attempts  int
 	backoff   time.Duration
 	log       *slog.Logger
@@ -131,7 +156,7 @@ func NewRouter(routes []Route, opts RouterOptions) (*Router, error) {
 		errs = append(errs, fmt.Errorf("backoff: must not be negative, got %s", opts.Backoff))
 	}
 	seen := make(map[string]bool, len(routes))
-	byChannel := make(map[Channel][]route)
+	byChannel := make(map[otp.Channel][]route)
 	for i, rt := range routes {
 		id := "route " + strconv.Quote(rt.Name)
 		if rt.Name == "" {
@@ -142,8 +167,8 @@ func NewRouter(routes []Route, opts RouterOptions) (*Router, error) {
 		}
 		// One provider may serve both channels, as one route each.
 		seen[string(rt.Channel)+"/"+rt.Name] = true
-		if rt.Channel != SMS && rt.Channel != Email {
-			errs = append(errs, fmt.Errorf("%s: channel %q: want %q or %q", id, rt.Channel, SMS, Email))
+		if rt.Channel != otp.SMS && rt.Channel != otp.Email {
+			errs = append(errs, fmt.Errorf("%s: channel %q: want %q or %q", id, rt.Channel, otp.SMS, otp.Email))
 		}
 		if rt.Sender == nil {
 			errs = append(errs, fmt.Errorf("%s: sender is nil", id))
@@ -201,15 +226,15 @@ func NewRouter(routes []Route, opts RouterOptions) (*Router, error) {
 // normalizeMatch checks a Match entry for channel ch and returns the form the
 // router compares: the prefix itself for SMS, the lower-cased domain without
 // "@" for email.
-func normalizeMatch(ch Channel, m string) (string, error) {
+func normalizeMatch(ch otp.Channel, m string) (string, error) {
 	switch ch {
-	case SMS:
+	case otp.SMS:
 		digits, ok := strings.CutPrefix(m, "+")
 		if !ok || len(digits) < 1 || len(digits) > 15 || strings.TrimLeft(digits, "0123456789") != "" {
 			return "", errors.New(`want an E.164 prefix: "+" and 1 to 15 digits, such as "+86"`)
 		}
 		return m, nil
-	case Email:
+	case otp.Email:
 		d := strings.ToLower(strings.TrimPrefix(m, "@"))
 		if !validDomain(d) {
 			return "", errors.New(`want an email domain such as "example.com"`)
@@ -245,11 +270,11 @@ func validDomain(d string) bool {
 // channel ch serve recipient to. For SMS, pattern is a phone number prefix;
 // for email, a domain (with or without a leading "@") that matches itself
 // and its subdomains, ignoring case. An empty pattern matches nothing.
-func MatchRecipient(ch Channel, pattern, to string) bool {
+func MatchRecipient(ch otp.Channel, pattern, to string) bool {
 	switch ch {
-	case SMS:
+	case otp.SMS:
 		return pattern != "" && strings.HasPrefix(to, pattern)
-	case Email:
+	case otp.Email:
 		return matchDomain(strings.TrimPrefix(pattern, "@"), to)
 	default:
 		return false
@@ -271,7 +296,7 @@ func matchDomain(domain, to string) bool {
 	return cut > 0 && got[cut] == '.' && strings.EqualFold(got[cut+1:], domain)
 }
 
-func (rt *route) serves(ch Channel, to string) bool {
+func (rt *route) serves(ch otp.Channel, to string) bool {
 	if len(rt.match) == 0 {
 		return true
 	}
@@ -285,7 +310,7 @@ func (rt *route) serves(ch Channel, to string) bool {
 
 // Candidates returns the routes that serve recipient to on channel ch, in
 // configuration order.
-func (r *Router) Candidates(ch Channel, to string) []Route {
+func (r *Router) Candidates(ch otp.Channel, to string) []Route {
 	var out []Route
 	for _, rt := range r.byChannel[ch] {
 		if rt.serves(ch, to) {
@@ -297,7 +322,7 @@ func (r *Router) Candidates(ch Channel, to string) []Route {
 
 // Serves reports whether some route serves recipient to on channel ch, so
 // that a caller can refuse a recipient before doing any work for it.
-func (r *Router) Serves(ch Channel, to string) bool {
+func (r *Router) Serves(ch otp.Channel, to string) bool {
 	for _, rt := range r.byChannel[ch] {
 		if rt.serves(ch, to) {
 			return true
@@ -340,7 +365,7 @@ func cloneRoute(rt Route) Route {
 //   - ctx ended first: an error wrapping both ctx.Err() and the last
 //     attempt's *Error, so that errors.Is(err, context.DeadlineExceeded)
 //     holds.
-func (r *Router) Send(ctx context.Context, msg Message) (Receipt, error) {
+func (r *Router) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	routes := r.byChannel[msg.Channel]
 	served := false
 	for i := range routes {
@@ -350,7 +375,7 @@ func (r *Router) Send(ctx context.Context, msg Message) (Receipt, error) {
 		}
 	}
 	if !served {
-		return Receipt{}, Permanent("", "no_provider", ErrNoProvider)
+		return otp.Receipt{}, Permanent("", "no_provider", ErrNoProvider)
 	}
 
 	var last *Error
@@ -358,7 +383,7 @@ func (r *Router) Send(ctx context.Context, msg Message) (Receipt, error) {
 	for round := 1; round <= r.attempts; round++ {
 		if round > 1 {
 			if err := r.pause(ctx, round); err != nil {
-				return Receipt{}, r.giveUp(ctx, last)
+				return otp.Receipt{}, r.giveUp(ctx, last)
 			}
 		}
 		for i := range routes {
@@ -367,7 +392,7 @@ func (r *Router) Send(ctx context.Context, msg Message) (Receipt, error) {
 				continue
 			}
 			if ctx.Err() != nil {
-				return Receipt{}, r.giveUp(ctx, last)
+				return otp.Receipt{}, r.giveUp(ctx, last)
 			}
 			attempt++
 			rc, err := r.try(ctx, rt, msg)
@@ -376,20 +401,20 @@ func (r *Router) Send(ctx context.Context, msg Message) (Receipt, error) {
 			}
 			r.logFailure(ctx, rt, msg, err, attempt, round)
 			if !err.Retryable {
-				return Receipt{}, err
+				return otp.Receipt{}, err
 			}
 			last = err
 			if ctx.Err() != nil {
-				return Receipt{}, r.giveUp(ctx, last)
+				return otp.Receipt{}, r.giveUp(ctx, last)
 			}
 		}
 	}
-	return Receipt{}, last
+	return otp.Receipt{}, last
 }
 
 // try makes one attempt through rt, bounded by rt's timeout, and returns the
 // failure classified.
-func (r *Router) try(ctx context.Context, rt *route, msg Message) (Receipt, *Error) {
+func (r *Router) try(ctx context.Context, rt *route, msg otp.Message) (otp.Receipt, *Error) {
 	actx, cancel := context.WithTimeout(ctx, rt.timeout)
 	defer cancel()
 	start := time.Now()
@@ -421,7 +446,7 @@ func (r *Router) try(ctx context.Context, rt *route, msg Message) (Receipt, *Err
 	}
 	rt.observe[result].Observe(elapsed)
 	r.metrics.errors.WithLabelValues(rt.name, perr.Reason).Inc()
-	return Receipt{}, perr
+	return otp.Receipt{}, perr
 }
 
 // pause waits before round, for the backoff doubled per round since the
@@ -479,7 +504,7 @@ func (e *ctxError) Error() string {
 // Unwrap returns both the context's error and the last provider error.
 func (e *ctxError) Unwrap() []error { return []error{e.ctx, e.last} }
 
-func (r *Router) logFailure(ctx context.Context, rt *route, msg Message, err *Error, attempt, round int) {
+func (r *Router) logFailure(ctx context.Context, rt *route, msg otp.Message, err *Error, attempt, round int) {
 	if !r.log.Enabled(ctx, slog.LevelWarn) {
 		return
 	}
@@ -498,7 +523,7 @@ func (r *Router) logFailure(ctx context.Context, rt *route, msg Message, err *Er
 
 // scrub masks the code and the recipient in an error text, in case a sender
 // broke the rule that errors carry neither.
-func scrub(s string, msg Message) string {
+func scrub(s string, msg otp.Message) string {
 	if msg.Code != "" {
 		s = strings.ReplaceAll(s, msg.Code, "<redacted>")
 	}

@@ -13,21 +13,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/fake"
 )
 
 // senderFunc adapts a function to providers.Sender.
-type senderFunc func(context.Context, providers.Message) (providers.Receipt, error)
+type senderFunc func(context.Context, otp.Message) (otp.Receipt, error)
 
-func (f senderFunc) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+func (f senderFunc) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	return f(ctx, msg)
 }
 
 // fakeRoute describes a route through a fake provider.
 type fakeRoute struct {
 	name    string
-	channel providers.Channel // SMS if empty
+	channel otp.Channel // otp.SMS if empty
 	match   []string
 	timeout time.Duration
 	cfg     fake.Config
@@ -45,7 +46,7 @@ func newFakes(tb testing.TB, specs []fakeRoute) ([]providers.Route, map[string]*
 		}
 		ch := s.channel
 		if ch == "" {
-			ch = providers.SMS
+			ch = otp.SMS
 		}
 		fakes[s.name] = p
 		routes = append(routes, providers.Route{Name: s.name, Channel: ch, Match: s.match, Timeout: s.timeout, Sender: p})
@@ -65,26 +66,26 @@ func newRouter(tb testing.TB, routes []providers.Route, opts providers.RouterOpt
 	return r
 }
 
-func smsTo(to string) providers.Message {
-	return providers.Message{
-		Channel:        providers.SMS,
+func smsTo(to string) otp.Message {
+	return otp.Message{
+		Channel:        otp.SMS,
 		To:             to,
-		UsageType:      providers.SignIn,
+		UsageType:      otp.SignIn,
 		Locale:         "en",
 		Code:           "482915",
-		Content:        providers.Content{Text: "Your Acme code is 482915."},
+		Content:        otp.Content{Text: "Your Acme code is 482915."},
 		VerificationID: "vid-1",
 	}
 }
 
-func emailTo(to string) providers.Message {
-	return providers.Message{
-		Channel:        providers.Email,
+func emailTo(to string) otp.Message {
+	return otp.Message{
+		Channel:        otp.Email,
 		To:             to,
-		UsageType:      providers.Register,
+		UsageType:      otp.Register,
 		Locale:         "en",
 		Code:           "482915",
-		Content:        providers.Content{Subject: "Your code", Text: "Your code is 482915.", HTML: "<p>482915</p>"},
+		Content:        otp.Content{Subject: "Your code", Text: "Your code is 482915.", HTML: "<p>482915</p>"},
 		VerificationID: "vid-2",
 	}
 }
@@ -95,27 +96,27 @@ func TestRouterCandidates(t *testing.T) {
 		{name: "tencent-cn", match: []string{"+86"}},
 		{name: "twilio-sf", match: []string{"+1415", "+1628"}},
 		{name: "twilio"},
-		{name: "mailgun-acme", channel: providers.Email, match: []string{"@Acme.COM"}},
-		{name: "mailgun", channel: providers.Email},
-		{name: "aliyun-cn", channel: providers.Email, match: []string{"example.cn"}},
+		{name: "mailgun-acme", channel: otp.Email, match: []string{"@Acme.COM"}},
+		{name: "mailgun", channel: otp.Email},
+		{name: "aliyun-cn", channel: otp.Email, match: []string{"example.cn"}},
 	})
 	r := newRouter(t, routes, providers.RouterOptions{})
 	for _, tc := range []struct {
 		name string
-		ch   providers.Channel
+		ch   otp.Channel
 		to   string
 		want []string
 	}{
-		{"china prefix first", providers.SMS, "+8613800138000", []string{"tencent-cn", "twilio"}},
-		{"longer prefix", providers.SMS, "+14155550123", []string{"twilio-sf", "twilio"}},
-		{"second prefix of a route", providers.SMS, "+16285550123", []string{"twilio-sf", "twilio"}},
-		{"unmatched number goes to catch-all", providers.SMS, "+12125550123", []string{"twilio"}},
-		{"domain", providers.Email, "john@acme.com", []string{"mailgun-acme", "mailgun"}},
-		{"subdomain", providers.Email, "john@eu.mail.acme.com", []string{"mailgun-acme", "mailgun"}},
-		{"domain case", providers.Email, "john@ACME.Com", []string{"mailgun-acme", "mailgun"}},
-		{"suffix is not a subdomain", providers.Email, "john@notacme.com", []string{"mailgun"}},
-		{"catch-all before later match", providers.Email, "li@example.cn", []string{"mailgun", "aliyun-cn"}},
-		{"unknown channel", providers.Channel("fax"), "+14155550123", nil},
+		{"china prefix first", otp.SMS, "+8613800138000", []string{"tencent-cn", "twilio"}},
+		{"longer prefix", otp.SMS, "+14155550123", []string{"twilio-sf", "twilio"}},
+		{"second prefix of a route", otp.SMS, "+16285550123", []string{"twilio-sf", "twilio"}},
+		{"unmatched number goes to catch-all", otp.SMS, "+12125550123", []string{"twilio"}},
+		{"domain", otp.Email, "john@acme.com", []string{"mailgun-acme", "mailgun"}},
+		{"subdomain", otp.Email, "john@eu.mail.acme.com", []string{"mailgun-acme", "mailgun"}},
+		{"domain case", otp.Email, "john@ACME.Com", []string{"mailgun-acme", "mailgun"}},
+		{"suffix is not a subdomain", otp.Email, "john@notacme.com", []string{"mailgun"}},
+		{"catch-all before later match", otp.Email, "li@example.cn", []string{"mailgun", "aliyun-cn"}},
+		{"unknown channel", otp.Channel("fax"), "+14155550123", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -141,22 +142,22 @@ func TestMatchRecipient(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
-		ch      providers.Channel
+		ch      otp.Channel
 		pattern string
 		to      string
 		want    bool
 	}{
-		{"sms prefix", providers.SMS, "+86", "+8613800138000", true},
-		{"sms other country", providers.SMS, "+86", "+14155550123", false},
-		{"sms empty pattern", providers.SMS, "", "+14155550123", false},
-		{"email domain", providers.Email, "example.com", "a@example.com", true},
-		{"email at domain", providers.Email, "@example.com", "a@example.com", true},
-		{"email subdomain", providers.Email, "example.com", "a@mail.example.com", true},
-		{"email case", providers.Email, "Example.COM", "a@EXAMPLE.com", true},
-		{"email lookalike", providers.Email, "example.com", "a@badexample.com", false},
-		{"email parent domain", providers.Email, "mail.example.com", "a@example.com", false},
-		{"email no at", providers.Email, "example.com", "example.com", false},
-		{"wrong channel", providers.Channel("fax"), "+86", "+8613800138000", false},
+		{"sms prefix", otp.SMS, "+86", "+8613800138000", true},
+		{"sms other country", otp.SMS, "+86", "+14155550123", false},
+		{"sms empty pattern", otp.SMS, "", "+14155550123", false},
+		{"email domain", otp.Email, "example.com", "a@example.com", true},
+		{"email at domain", otp.Email, "@example.com", "a@example.com", true},
+		{"email subdomain", otp.Email, "example.com", "a@mail.example.com", true},
+		{"email case", otp.Email, "Example.COM", "a@EXAMPLE.com", true},
+		{"email lookalike", otp.Email, "example.com", "a@badexample.com", false},
+		{"email parent domain", otp.Email, "mail.example.com", "a@example.com", false},
+		{"email no at", otp.Email, "example.com", "example.com", false},
+		{"wrong channel", otp.Channel("fax"), "+86", "+8613800138000", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -175,7 +176,7 @@ func TestRouterSend(t *testing.T) {
 		attempts int
 		backoff  time.Duration
 		deadline time.Duration // of the caller's ctx; 0 for 10s
-		msg      providers.Message
+		msg      otp.Message
 
 		wantProvider  string // on success
 		wantReason    string // on failure
@@ -200,7 +201,7 @@ func TestRouterSend(t *testing.T) {
 		},
 		{
 			name:         "email by domain",
-			routes:       []fakeRoute{{name: "sms"}, {name: "other", channel: providers.Email, match: []string{"other.com"}}, {name: "acme", channel: providers.Email, match: []string{"acme.com"}}},
+			routes:       []fakeRoute{{name: "sms"}, {name: "other", channel: otp.Email, match: []string{"other.com"}}, {name: "acme", channel: otp.Email, match: []string{"acme.com"}}},
 			msg:          emailTo("john@mx.acme.com"),
 			wantProvider: "acme",
 			wantCalls:    map[string]int{"sms": 0, "other": 0, "acme": 1},
@@ -242,7 +243,7 @@ func TestRouterSend(t *testing.T) {
 		},
 		{
 			name:          "no provider for the channel",
-			routes:        []fakeRoute{{name: "mail", channel: providers.Email}},
+			routes:        []fakeRoute{{name: "mail", channel: otp.Email}},
 			msg:           smsTo("+14155550123"),
 			wantReason:    "no_provider",
 			wantRetryable: false,
@@ -294,7 +295,7 @@ func TestRouterSend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			routes, fakes := newFakes(t, tc.routes)
-			r := newRouter(t, routes, providers.RouterOptions{Attempts: tc.attempts, Backoff: tc.backoff})
+			r := newRouter(t, routes, providers.RouterOptions{Delivery: providers.Delivery{Attempts: tc.attempts, Backoff: tc.backoff}})
 			deadline := tc.deadline
 			if deadline == 0 {
 				deadline = 10 * time.Second
@@ -364,25 +365,25 @@ func TestRouterClassifiesBareErrors(t *testing.T) {
 	}{
 		{
 			name: "plain error is transient unclassified",
-			sender: func(context.Context, providers.Message) (providers.Receipt, error) {
-				return providers.Receipt{}, errors.New("boom")
+			sender: func(context.Context, otp.Message) (otp.Receipt, error) {
+				return otp.Receipt{}, errors.New("boom")
 			},
 			wantReason: "unclassified",
 			wantRetry:  true,
 		},
 		{
 			name: "context error after the attempt timeout is a timeout",
-			sender: func(ctx context.Context, _ providers.Message) (providers.Receipt, error) {
+			sender: func(ctx context.Context, _ otp.Message) (otp.Receipt, error) {
 				<-ctx.Done()
-				return providers.Receipt{}, ctx.Err()
+				return otp.Receipt{}, ctx.Err()
 			},
 			wantReason: "timeout",
 			wantRetry:  true,
 		},
 		{
 			name: "error without a provider name gets the route's",
-			sender: func(context.Context, providers.Message) (providers.Receipt, error) {
-				return providers.Receipt{}, providers.Permanent("", "21614", nil)
+			sender: func(context.Context, otp.Message) (otp.Receipt, error) {
+				return otp.Receipt{}, providers.Permanent("", "21614", nil)
 			},
 			wantReason: "21614",
 			wantRetry:  false,
@@ -390,8 +391,8 @@ func TestRouterClassifiesBareErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r := newRouter(t, []providers.Route{{Name: "custom", Channel: providers.SMS, Timeout: 50 * time.Millisecond, Sender: tc.sender}},
-				providers.RouterOptions{Attempts: 1})
+			r := newRouter(t, []providers.Route{{Name: "custom", Channel: otp.SMS, Timeout: 50 * time.Millisecond, Sender: tc.sender}},
+				providers.RouterOptions{Delivery: providers.Delivery{Attempts: 1}})
 			_, err := r.Send(t.Context(), smsTo("+14155550123"))
 			perr, ok := providers.AsError(err)
 			if !ok {
@@ -408,20 +409,20 @@ func TestRouterClassifiesBareErrors(t *testing.T) {
 func TestRouterPassesAttemptDeadline(t *testing.T) {
 	t.Parallel()
 	var left time.Duration
-	sender := senderFunc(func(ctx context.Context, _ providers.Message) (providers.Receipt, error) {
+	sender := senderFunc(func(ctx context.Context, _ otp.Message) (otp.Receipt, error) {
 		if d, ok := ctx.Deadline(); ok {
 			left = time.Until(d)
 		}
-		return providers.Receipt{MessageID: "m1"}, nil
+		return otp.Receipt{MessageID: "m1"}, nil
 	})
-	r := newRouter(t, []providers.Route{{Name: "s", Channel: providers.SMS, Timeout: time.Hour, Sender: sender}}, providers.RouterOptions{})
+	r := newRouter(t, []providers.Route{{Name: "s", Channel: otp.SMS, Timeout: time.Hour, Sender: sender}}, providers.RouterOptions{})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	rc, err := r.Send(ctx, smsTo("+14155550123"))
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	if rc != (providers.Receipt{Provider: "s", MessageID: "m1"}) {
+	if rc != (otp.Receipt{Provider: "s", MessageID: "m1"}) {
 		t.Errorf("Send receipt = %+v, want provider s and the sender's message ID", rc)
 	}
 	if left <= 0 || left > time.Minute {
@@ -467,7 +468,7 @@ func TestRouterMetrics(t *testing.T) {
 	routes, fakes := newFakes(t, []fakeRoute{
 		{name: "twilio", cfg: fake.Config{Mode: fake.ModeTransient, Reason: "20429"}},
 		{name: "tencent"},
-		{name: "mailgun", channel: providers.Email, cfg: fake.Config{Mode: fake.ModePermanent, Reason: "auth"}},
+		{name: "mailgun", channel: otp.Email, cfg: fake.Config{Mode: fake.ModePermanent, Reason: "auth"}},
 	})
 	r := newRouter(t, routes, providers.RouterOptions{Registerer: reg})
 
@@ -515,17 +516,17 @@ func TestRouterLogsFailuresWithoutSecrets(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
-	leaky := senderFunc(func(_ context.Context, msg providers.Message) (providers.Receipt, error) {
+	leaky := senderFunc(func(_ context.Context, msg otp.Message) (otp.Receipt, error) {
 		// A careless sender that puts the code and the number in its error.
-		return providers.Receipt{}, providers.Transient("leaky", "http_500", errors.New("rejected "+msg.To+" code "+msg.Code))
+		return otp.Receipt{}, providers.Transient("leaky", "http_500", errors.New("rejected "+msg.To+" code "+msg.Code))
 	})
 	p, err := fake.New("backup", fake.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := newRouter(t, []providers.Route{
-		{Name: "leaky", Channel: providers.SMS, Sender: leaky},
-		{Name: "backup", Channel: providers.SMS, Sender: p},
+		{Name: "leaky", Channel: otp.SMS, Sender: leaky},
+		{Name: "backup", Channel: otp.SMS, Sender: p},
 	}, providers.RouterOptions{Logger: log})
 	msg := smsTo("+14155550123")
 	if _, err := r.Send(t.Context(), msg); err != nil {
@@ -546,7 +547,7 @@ func TestRouterLogsFailuresWithoutSecrets(t *testing.T) {
 
 func TestNewRouterValidation(t *testing.T) {
 	t.Parallel()
-	ok := senderFunc(func(context.Context, providers.Message) (providers.Receipt, error) { return providers.Receipt{}, nil })
+	ok := senderFunc(func(context.Context, otp.Message) (otp.Receipt, error) { return otp.Receipt{}, nil })
 	for _, tc := range []struct {
 		name   string
 		routes []providers.Route
@@ -554,28 +555,28 @@ func TestNewRouterValidation(t *testing.T) {
 		want   []string // substrings of the error; none for a valid config
 	}{
 		{"valid", []providers.Route{
-			{Name: "a", Channel: providers.SMS, Match: []string{"+86", "+1415", "+123456789012345"}, Sender: ok},
-			{Name: "b", Channel: providers.Email, Match: []string{"example.com", "@Mail.Example.org", "xn--fiqs8s.cn"}, Sender: ok},
+			{Name: "a", Channel: otp.SMS, Match: []string{"+86", "+1415", "+123456789012345"}, Sender: ok},
+			{Name: "b", Channel: otp.Email, Match: []string{"example.com", "@Mail.Example.org", "xn--fiqs8s.cn"}, Sender: ok},
 		}, providers.RouterOptions{}, nil},
 		{"no routes", nil, providers.RouterOptions{}, nil},
-		{"empty name", []providers.Route{{Channel: providers.SMS, Sender: ok}}, providers.RouterOptions{}, []string{"route #1: name is empty"}},
-		{"duplicate name", []providers.Route{{Name: "a", Channel: providers.SMS, Sender: ok}, {Name: "a", Channel: providers.SMS, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": name is used`}},
+		{"empty name", []providers.Route{{Channel: otp.SMS, Sender: ok}}, providers.RouterOptions{}, []string{"route #1: name is empty"}},
+		{"duplicate name", []providers.Route{{Name: "a", Channel: otp.SMS, Sender: ok}, {Name: "a", Channel: otp.SMS, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": name is used`}},
 		{"bad channel", []providers.Route{{Name: "a", Channel: "fax", Sender: ok}}, providers.RouterOptions{}, []string{`route "a": channel "fax"`}},
-		{"nil sender", []providers.Route{{Name: "a", Channel: providers.SMS}}, providers.RouterOptions{}, []string{`route "a": sender is nil`}},
-		{"negative timeout", []providers.Route{{Name: "a", Channel: providers.SMS, Timeout: -time.Second, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": timeout`}},
-		{"prefix without plus", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"86"}, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": match "86"`}},
-		{"prefix with letters", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"+86x"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+86x"`}},
-		{"bare plus", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"+"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+"`}},
-		{"prefix too long", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"+1234567890123456"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+1234567890123456"`}},
-		{"domain on sms", []providers.Route{{Name: "a", Channel: providers.SMS, Match: []string{"example.com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "example.com"`}},
-		{"prefix on email", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"+86"}, Sender: ok}}, providers.RouterOptions{}, []string{`route "m": match "+86"`}},
-		{"address on email", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"john@example.com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "john@example.com"`}},
-		{"empty domain", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"@"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "@"`}},
-		{"empty label", []providers.Route{{Name: "m", Channel: providers.Email, Match: []string{"example..com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "example..com"`}},
+		{"nil sender", []providers.Route{{Name: "a", Channel: otp.SMS}}, providers.RouterOptions{}, []string{`route "a": sender is nil`}},
+		{"negative timeout", []providers.Route{{Name: "a", Channel: otp.SMS, Timeout: -time.Second, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": timeout`}},
+		{"prefix without plus", []providers.Route{{Name: "a", Channel: otp.SMS, Match: []string{"86"}, Sender: ok}}, providers.RouterOptions{}, []string{`route "a": match "86"`}},
+		{"prefix with letters", []providers.Route{{Name: "a", Channel: otp.SMS, Match: []string{"+86x"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+86x"`}},
+		{"bare plus", []providers.Route{{Name: "a", Channel: otp.SMS, Match: []string{"+"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+"`}},
+		{"prefix too long", []providers.Route{{Name: "a", Channel: otp.SMS, Match: []string{"+1234567890123456"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "+1234567890123456"`}},
+		{"domain on sms", []providers.Route{{Name: "a", Channel: otp.SMS, Match: []string{"example.com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "example.com"`}},
+		{"prefix on email", []providers.Route{{Name: "m", Channel: otp.Email, Match: []string{"+86"}, Sender: ok}}, providers.RouterOptions{}, []string{`route "m": match "+86"`}},
+		{"address on email", []providers.Route{{Name: "m", Channel: otp.Email, Match: []string{"john@example.com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "john@example.com"`}},
+		{"empty domain", []providers.Route{{Name: "m", Channel: otp.Email, Match: []string{"@"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "@"`}},
+		{"empty label", []providers.Route{{Name: "m", Channel: otp.Email, Match: []string{"example..com"}, Sender: ok}}, providers.RouterOptions{}, []string{`match "example..com"`}},
 		{"every problem at once", []providers.Route{
 			{Name: "a", Channel: "fax"},
-			{Name: "b", Channel: providers.SMS, Match: []string{"+1", "1"}, Sender: ok},
-		}, providers.RouterOptions{Attempts: -1, Backoff: -time.Second}, []string{"attempts", "backoff", `route "a": channel`, `route "a": sender`, `route "b": match "1"`}},
+			{Name: "b", Channel: otp.SMS, Match: []string{"+1", "1"}, Sender: ok},
+		}, providers.RouterOptions{Delivery: providers.Delivery{Attempts: -1, Backoff: -time.Second}}, []string{"attempts", "backoff", `route "a": channel`, `route "a": sender`, `route "b": match "1"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

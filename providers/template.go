@@ -6,17 +6,19 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/otpd/otpd/otp"
 )
 
 // PickTemplate returns a provider's own template for usage type u from
 // byUsage: u's, else Generic's. ok is false when the provider has neither,
 // and the message goes out with otpd's own templates, or not at all for
 // providers that need a template of their own.
-func PickTemplate[T any](byUsage map[UsageType]T, u UsageType) (t T, ok bool) {
+func PickTemplate[T any](byUsage map[otp.UsageType]T, u otp.UsageType) (t T, ok bool) {
 	if t, ok = byUsage[u]; ok {
 		return t, true
 	}
-	t, ok = byUsage[Generic]
+	t, ok = byUsage[otp.Generic]
 	return t, ok
 }
 
@@ -64,8 +66,8 @@ var blockTags = map[string]bool{
 // CheckUsageType returns nil for the usage types otpd sends codes for and
 // an error for anything else. Providers that can serve every usage type,
 // falling back on otpd's templates, use it as their CanServe.
-func CheckUsageType(u UsageType) error {
-	if slices.Contains(UsageTypes, u) {
+func CheckUsageType(u otp.UsageType) error {
+	if slices.Contains(otp.UsageTypes, u) {
 		return nil
 	}
 	return fmt.Errorf("unknown usage type %q", u)

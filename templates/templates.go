@@ -2,7 +2,7 @@
 //
 // Templates are files laid out as <channel>/<locale>/<UsageType>.<part>:
 // channel is "sms" or "email"; locale is a BCP 47 tag such as "en" or
-// "zh-CN"; UsageType is one of providers.UsageTypes; part is "txt" (the SMS
+// "zh-CN"; UsageType is one of otp.UsageTypes; part is "txt" (the SMS
 // body or the plain-text part of an email) and, for email only, "subject"
 // and "html". The defaults are embedded in the binary (directory default/ of
 // this package) for the locales en, zh-CN and fr; an operator can replace
@@ -34,7 +34,7 @@ import (
 
 	"golang.org/x/text/language"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 )
 
 // defaultFS holds the default templates, under default/.
@@ -54,15 +54,19 @@ type Options struct {
 	// ignored; any other file or directory that does not fit the layout is
 	// an error. An empty email txt or html file removes that part of the
 	// default.
-	Dir string
+	Dir string `yaml:"dir"`
 	// DefaultLocale is the BCP 47 tag of the locale used when no other
 	// matches; it must be a locale that has templates for every channel and
 	// usage type (directly or through Generic). The default is "en".
-	DefaultLocale string
+	DefaultLocale string `yaml:"default_locale"`
 	// AppName is inserted as {{app_name}} when Data.AppName is empty. The
 	// default is "otpd".
-	AppName string
+	AppName string `yaml:"app_name"`
 }
+
+// DefaultOptions returns the defaults: the embedded templates only, locale
+// "en", application name "otpd".
+func DefaultOptions() Options { return Options{DefaultLocale: "en", AppName: "otpd"} }
 
 // Part file names.
 const (
@@ -72,19 +76,19 @@ const (
 )
 
 // channelParts lists the channels and the parts each one may have.
-var channelParts = map[providers.Channel][]string{
-	providers.SMS:   {partText},
-	providers.Email: {partSubject, partText, partHTML},
+var channelParts = map[otp.Channel][]string{
+	otp.SMS:   {partText},
+	otp.Email: {partSubject, partText, partHTML},
 }
 
 // channels lists the channels in a fixed order, for deterministic checks.
-var channels = []providers.Channel{providers.SMS, providers.Email}
+var channels = []otp.Channel{otp.SMS, otp.Email}
 
 // setKey names one template set: a channel, canonical locale and usage type.
 type setKey struct {
-	ch  providers.Channel
+	ch  otp.Channel
 	loc string
-	u   providers.UsageType
+	u   otp.UsageType
 }
 
 func (k setKey) String() string { return string(k.ch) + "/" + k.loc + "/" + string(k.u) }
@@ -123,10 +127,10 @@ type Renderer struct {
 // file.
 func New(opts Options) (*Renderer, error) {
 	if opts.AppName == "" {
-		opts.AppName = "otpd"
+		opts.AppName = DefaultOptions().AppName
 	}
 	if opts.DefaultLocale == "" {
-		opts.DefaultLocale = "en"
+		opts.DefaultLocale = DefaultOptions().DefaultLocale
 	}
 
 	files := make(map[fileKey]file)
@@ -186,10 +190,10 @@ func New(opts Options) (*Renderer, error) {
 	r.def = def
 
 	for _, ch := range channels {
-		for _, u := range providers.UsageTypes {
-			if sets[setKey{ch, def, u}] == nil && sets[setKey{ch, def, providers.Generic}] == nil {
+		for _, u := range otp.UsageTypes {
+			if sets[setKey{ch, def, u}] == nil && sets[setKey{ch, def, otp.Generic}] == nil {
 				return nil, fmt.Errorf("templates: default locale %q has no %s template for %s: want %s/%s/%s.* or %s/%s/%s.*",
-					def, ch, u, ch, def, u, ch, def, providers.Generic)
+					def, ch, u, ch, def, u, ch, def, otp.Generic)
 			}
 		}
 	}
@@ -198,10 +202,10 @@ func New(opts Options) (*Renderer, error) {
 	for i, loc := range r.locales {
 		tags[i] = language.Make(loc) // canonical names parse without error
 		for _, ch := range channels {
-			for _, u := range providers.UsageTypes {
+			for _, u := range otp.UsageTypes {
 				r.resolved[setKey{ch, loc, u}] = firstSet(sets,
-					setKey{ch, loc, u}, setKey{ch, loc, providers.Generic},
-					setKey{ch, def, u}, setKey{ch, def, providers.Generic})
+					setKey{ch, loc, u}, setKey{ch, loc, otp.Generic},
+					setKey{ch, def, u}, setKey{ch, def, otp.Generic})
 			}
 		}
 	}
@@ -252,7 +256,7 @@ func load(files map[fileKey]file, fsys fs.FS, name func(p string) string) error 
 			if !isDir {
 				return fmt.Errorf("templates: %s: unexpected file: want <channel>/<locale>/<UsageType>.<part>", name(p))
 			}
-			if _, ok := channelParts[providers.Channel(elems[0])]; !ok {
+			if _, ok := channelParts[otp.Channel(elems[0])]; !ok {
 				return fmt.Errorf("templates: %s: unknown channel %q (want sms or email)", name(p), elems[0])
 			}
 			return nil
@@ -275,14 +279,14 @@ func load(files map[fileKey]file, fsys fs.FS, name func(p string) string) error 
 // loadFile reads and compiles the template file at p (split into elems,
 // which are already checked), and adds it to files.
 func loadFile(files map[fileKey]file, fsys fs.FS, p string, elems []string, name string) error {
-	ch := providers.Channel(elems[0])
+	ch := otp.Channel(elems[0])
 	loc, err := canonicalLocale(elems[1])
 	if err != nil {
 		return fmt.Errorf("templates: %s: locale directory: %w", name, err)
 	}
 	usage, part, _ := strings.Cut(elems[2], ".")
-	u := providers.UsageType(usage)
-	if !slices.Contains(providers.UsageTypes, u) {
+	u := otp.UsageType(usage)
+	if !slices.Contains(otp.UsageTypes, u) {
 		return fmt.Errorf("templates: %s: unknown usage type %q (want Register, SignIn, ForgotPassword or Generic)", name, usage)
 	}
 	if !slices.Contains(channelParts[ch], part) {
@@ -308,7 +312,7 @@ func loadFile(files map[fileKey]file, fsys fs.FS, p string, elems []string, name
 	switch {
 	case part == partSubject && strings.ContainsAny(text, "\r\n"):
 		return fmt.Errorf("templates: %s: subject must be a single line", name)
-	case text == "" && (part == partSubject || ch == providers.SMS):
+	case text == "" && (part == partSubject || ch == otp.SMS):
 		return fmt.Errorf("templates: %s: empty template", name)
 	case text == "":
 		// An empty email body part removes that part.
@@ -354,7 +358,7 @@ func buildSets(files map[fileKey]file) (map[setKey]*set, error) {
 	}
 	for _, k := range keys {
 		s := sets[k.setKey]
-		if k.ch != providers.Email || (s.subject != nil && (s.text != nil || s.html != nil)) {
+		if k.ch != otp.Email || (s.subject != nil && (s.text != nil || s.html != nil)) {
 			continue
 		}
 		return nil, fmt.Errorf("templates: %s: email template %s needs a %s and a %s or %s part",
@@ -415,32 +419,32 @@ func (r *Renderer) MatchLocale(tag string) (string, error) {
 // uses Options.AppName. For SMS only Content.Text is set. For email,
 // Content.Subject is set and at least one of Text and HTML; line breaks
 // that inserted values bring into the subject become spaces.
-func (r *Renderer) Render(ch providers.Channel, locale string, u providers.UsageType, d Data) (providers.Content, error) {
+func (r *Renderer) Render(ch otp.Channel, locale string, u otp.UsageType, d Data) (otp.Content, error) {
 	if _, ok := channelParts[ch]; !ok {
-		return providers.Content{}, fmt.Errorf("templates: unknown channel %q", ch)
+		return otp.Content{}, fmt.Errorf("templates: unknown channel %q", ch)
 	}
-	if !slices.Contains(providers.UsageTypes, u) {
-		return providers.Content{}, fmt.Errorf("templates: unknown usage type %q", u)
+	if !slices.Contains(otp.UsageTypes, u) {
+		return otp.Content{}, fmt.Errorf("templates: unknown usage type %q", u)
 	}
 	loc, err := r.MatchLocale(locale)
 	if err != nil {
-		return providers.Content{}, err
+		return otp.Content{}, err
 	}
 	s := r.resolved[setKey{ch, loc, u}]
 	if s == nil {
 		// New makes sure the default locale covers every channel and usage
 		// type, so this does not happen.
-		return providers.Content{}, fmt.Errorf("templates: no %s template for %s in %s or %s", ch, u, loc, r.def)
+		return otp.Content{}, fmt.Errorf("templates: no %s template for %s in %s or %s", ch, u, loc, r.def)
 	}
 	if d.AppName == "" {
 		d.AppName = r.appName
 	}
 	v := valuesOf(d)
-	var c providers.Content
+	var c otp.Content
 	if s.text != nil {
 		c.Text = s.text.execute(v)
 	}
-	if ch == providers.Email {
+	if ch == otp.Email {
 		c.Subject = singleLine(s.subject.execute(v))
 		if s.html != nil {
 			c.HTML = s.html.execute(v)

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 )
 
 // newRenderer returns a Renderer for opts, failing the test on error.
@@ -67,7 +67,7 @@ func TestRenderEveryEmbedded(t *testing.T) {
 	d := Data{Code: "482913", TTL: 10 * time.Minute}
 	for _, loc := range []string{"en", "zh-CN", "fr"} {
 		for _, ch := range channels {
-			for _, u := range providers.UsageTypes {
+			for _, u := range otp.UsageTypes {
 				t.Run(string(ch)+"/"+loc+"/"+string(u), func(t *testing.T) {
 					t.Parallel()
 					for _, part := range channelParts[ch] {
@@ -81,7 +81,7 @@ func TestRenderEveryEmbedded(t *testing.T) {
 						t.Fatalf("Render: %v", err)
 					}
 					parts := map[string]string{"text": c.Text}
-					if ch == providers.Email {
+					if ch == otp.Email {
 						parts["subject"] = c.Subject
 						parts["html"] = c.HTML
 					} else if c.Subject != "" || c.HTML != "" {
@@ -111,10 +111,10 @@ func TestRenderEveryEmbedded(t *testing.T) {
 					if strings.ContainsAny(c.Subject, "\r\n") {
 						t.Errorf("subject has a line break: %q", c.Subject)
 					}
-					if ch == providers.Email && !strings.HasPrefix(c.HTML, "<!DOCTYPE html>") {
+					if ch == otp.Email && !strings.HasPrefix(c.HTML, "<!DOCTYPE html>") {
 						t.Errorf("HTML is not a whole document:\n%s", c.HTML)
 					}
-					if ch == providers.SMS && loc == "zh-CN" {
+					if ch == otp.SMS && loc == "zh-CN" {
 						if n := utf8.RuneCountInString(c.Text); n > 70 {
 							t.Errorf("zh-CN SMS is %d characters, want at most 70: %s", n, c.Text)
 						}
@@ -142,7 +142,7 @@ func TestHTMLEscaping(t *testing.T) {
 			t.Parallel()
 			r := newRenderer(t, tt.opts)
 			for _, loc := range r.Locales() {
-				c, err := r.Render(providers.Email, loc, providers.SignIn, tt.d)
+				c, err := r.Render(otp.Email, loc, otp.SignIn, tt.d)
 				if err != nil {
 					t.Fatalf("Render(%s): %v", loc, err)
 				}
@@ -155,7 +155,7 @@ func TestHTMLEscaping(t *testing.T) {
 				if !strings.Contains(c.Subject, app) {
 					t.Errorf("%s: subject lacks the raw app name: %s", loc, c.Subject)
 				}
-				sms, err := r.Render(providers.SMS, loc, providers.SignIn, tt.d)
+				sms, err := r.Render(otp.SMS, loc, otp.SignIn, tt.d)
 				if err != nil {
 					t.Fatalf("Render(sms, %s): %v", loc, err)
 				}
@@ -207,7 +207,7 @@ func TestMatchLocale(t *testing.T) {
 				if !strings.Contains(err.Error(), tt.tag) {
 					t.Errorf("error %q does not name the tag %q", err, tt.tag)
 				}
-				if _, err := r.Render(providers.SMS, tt.tag, providers.Generic, Data{}); !errors.Is(err, ErrBadLocale) {
+				if _, err := r.Render(otp.SMS, tt.tag, otp.Generic, Data{}); !errors.Is(err, ErrBadLocale) {
 					t.Errorf("Render with %q: err = %v, want ErrBadLocale", tt.tag, err)
 				}
 				return
@@ -234,11 +234,11 @@ func TestRenderLocaleFallback(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.tag, func(t *testing.T) {
 			t.Parallel()
-			got, err := r.Render(providers.SMS, tt.tag, providers.SignIn, d)
+			got, err := r.Render(otp.SMS, tt.tag, otp.SignIn, d)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := r.Render(providers.SMS, tt.want, providers.SignIn, d)
+			want, err := r.Render(otp.SMS, tt.want, otp.SignIn, d)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,10 +253,10 @@ func TestOverrideDir(t *testing.T) {
 	t.Parallel()
 	d := Data{Code: "123456", AppName: "Acme", TTL: 3 * time.Minute}
 	type check struct {
-		ch      providers.Channel
+		ch      otp.Channel
 		locale  string
-		u       providers.UsageType
-		want    providers.Content
+		u       otp.UsageType
+		want    otp.Content
 		wantErr string // substring of the error, if one is expected
 	}
 	tests := []struct {
@@ -275,12 +275,12 @@ func TestOverrideDir(t *testing.T) {
 			},
 			wantLocales: "de,en,fr,zh-CN",
 			checks: []check{
-				{ch: providers.SMS, locale: "de", u: providers.Register,
-					want: providers.Content{Text: "Acme: Ihr Code lautet 123456. Gültig für 3 Min."}},
-				{ch: providers.SMS, locale: "de-AT", u: providers.ForgotPassword,
-					want: providers.Content{Text: "Acme: Ihr Code lautet 123456. Gültig für 3 Min."}},
-				{ch: providers.Email, locale: "de", u: providers.SignIn,
-					want: providers.Content{Subject: "Ihr Acme-Code: 123456", Text: "Code: 123456"}},
+				{ch: otp.SMS, locale: "de", u: otp.Register,
+					want: otp.Content{Text: "Acme: Ihr Code lautet 123456. Gültig für 3 Min."}},
+				{ch: otp.SMS, locale: "de-AT", u: otp.ForgotPassword,
+					want: otp.Content{Text: "Acme: Ihr Code lautet 123456. Gültig für 3 Min."}},
+				{ch: otp.Email, locale: "de", u: otp.SignIn,
+					want: otp.Content{Subject: "Ihr Acme-Code: 123456", Text: "Code: 123456"}},
 			},
 		},
 		{
@@ -293,9 +293,9 @@ func TestOverrideDir(t *testing.T) {
 			opts:        Options{DefaultLocale: "de"},
 			wantLocales: "de,en,fr,zh-CN",
 			checks: []check{
-				{ch: providers.SMS, locale: "es", u: providers.SignIn, want: providers.Content{Text: "123456"}},
-				{ch: providers.Email, locale: "", u: providers.SignIn,
-					want: providers.Content{Subject: "123456", HTML: "<p>Acme</p>"}},
+				{ch: otp.SMS, locale: "es", u: otp.SignIn, want: otp.Content{Text: "123456"}},
+				{ch: otp.Email, locale: "", u: otp.SignIn,
+					want: otp.Content{Subject: "123456", HTML: "<p>Acme</p>"}},
 			},
 		},
 		{
@@ -305,9 +305,9 @@ func TestOverrideDir(t *testing.T) {
 			},
 			wantLocales: "de,en,fr,zh-CN",
 			checks: []check{
-				{ch: providers.SMS, locale: "de", u: providers.SignIn, want: providers.Content{Text: "Anmeldecode 123456"}},
-				{ch: providers.SMS, locale: "de", u: providers.Register,
-					want: providers.Content{Text: "Acme: 123456 is your sign-up code. It expires in 3 min. Don't share it with anyone."}},
+				{ch: otp.SMS, locale: "de", u: otp.SignIn, want: otp.Content{Text: "Anmeldecode 123456"}},
+				{ch: otp.SMS, locale: "de", u: otp.Register,
+					want: otp.Content{Text: "Acme: 123456 is your sign-up code. It expires in 3 min. Don't share it with anyone."}},
 			},
 		},
 		{
@@ -320,8 +320,8 @@ func TestOverrideDir(t *testing.T) {
 			},
 			wantLocales: "en,fr,zh-CN",
 			checks: []check{
-				{ch: providers.SMS, locale: "en", u: providers.SignIn, want: providers.Content{Text: "Sign-in code 123456"}},
-				{ch: providers.SMS, locale: "zh", u: providers.Generic, want: providers.Content{Text: "验证码123456"}},
+				{ch: otp.SMS, locale: "en", u: otp.SignIn, want: otp.Content{Text: "Sign-in code 123456"}},
+				{ch: otp.SMS, locale: "zh", u: otp.Generic, want: otp.Content{Text: "验证码123456"}},
 			},
 		},
 		{
@@ -332,8 +332,8 @@ func TestOverrideDir(t *testing.T) {
 			},
 			wantLocales: "en,fr,zh-CN",
 			checks: []check{
-				{ch: providers.Email, locale: "en", u: providers.SignIn,
-					want: providers.Content{Subject: "123456 is your Acme sign-in code", Text: "Code 123456"}},
+				{ch: otp.Email, locale: "en", u: otp.SignIn,
+					want: otp.Content{Subject: "123456 is your Acme sign-in code", Text: "Code 123456"}},
 			},
 		},
 		{
@@ -345,8 +345,8 @@ func TestOverrideDir(t *testing.T) {
 			name:  "unknown channel and usage type in Render",
 			files: map[string]string{},
 			checks: []check{
-				{ch: "push", locale: "en", u: providers.SignIn, wantErr: `unknown channel "push"`},
-				{ch: providers.SMS, locale: "en", u: "Login", wantErr: `unknown usage type "Login"`},
+				{ch: "push", locale: "en", u: otp.SignIn, wantErr: `unknown channel "push"`},
+				{ch: otp.SMS, locale: "en", u: "Login", wantErr: `unknown usage type "Login"`},
 			},
 			wantLocales: "en,fr,zh-CN",
 		},
@@ -564,7 +564,7 @@ func TestTTLMinutes(t *testing.T) {
 func TestSubjectLineBreaks(t *testing.T) {
 	t.Parallel()
 	r := newRenderer(t, Options{})
-	c, err := r.Render(providers.Email, "en", providers.Generic, Data{Code: "1", AppName: "A\r\nBcc: x@example.com\nC\rD", TTL: time.Minute})
+	c, err := r.Render(otp.Email, "en", otp.Generic, Data{Code: "1", AppName: "A\r\nBcc: x@example.com\nC\rD", TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,8 +584,8 @@ func TestRenderConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for j := range 50 {
 				loc := []string{"en-GB", "zh", "fr-CA", "de", ""}[(i+j)%5]
-				u := providers.UsageTypes[j%len(providers.UsageTypes)]
-				if _, err := r.Render(providers.Email, loc, u, Data{Code: "1", TTL: time.Minute}); err != nil {
+				u := otp.UsageTypes[j%len(otp.UsageTypes)]
+				if _, err := r.Render(otp.Email, loc, u, Data{Code: "1", TTL: time.Minute}); err != nil {
 					t.Error(err)
 					return
 				}

@@ -45,6 +45,7 @@ import (
 	"github.com/aliyun/alibaba-cloud-sdk-go/services/dm"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/templates"
 )
@@ -104,13 +105,13 @@ func New(name string, cfg Config) (*Provider, error) {
 // Send returns when ctx ends even if the SDK has not, and the HTTP request,
 // which carries ctx, is aborted then too. A DirectMail error code becomes
 // the error's Reason.
-func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	m, err := p.compose(msg)
 	if err != nil {
-		return providers.Receipt{}, err
+		return otp.Receipt{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return providers.Receipt{}, providers.ClassifyTransport(p.name, err)
+		return otp.Receipt{}, providers.ClassifyTransport(p.name, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -119,7 +120,7 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 	}
 	hc, err := providers.DeadlineClient(ctx, p.transport)
 	if err != nil {
-		return providers.Receipt{}, providers.ClassifyTransport(p.name, err)
+		return otp.Receipt{}, providers.ClassifyTransport(p.name, err)
 	}
 	client, err := dm.NewClientWithOptions(p.settings.region, &sdk.Config{
 		AutoRetry:    false, // the Router is the only place that retries
@@ -131,7 +132,7 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 		Timeout:   hc.Timeout,
 	}, p.credentials)
 	if err != nil {
-		return providers.Receipt{}, providers.Permanent(p.name, "sdk",
+		return otp.Receipt{}, providers.Permanent(p.name, "sdk",
 			fmt.Errorf("send mail: build aliyun sdk client: %T", err))
 	}
 	// The SDK names spans after the request URI, query string included,
@@ -158,18 +159,18 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 		select {
 		case r = <-done: // an answer that came in time is not thrown away
 		default:
-			return providers.Receipt{}, p.noAnswer(ctx)
+			return otp.Receipt{}, p.noAnswer(ctx)
 		}
 	}
 	if r.err != nil {
-		return providers.Receipt{}, p.classify(ctx, msg, r.err)
+		return otp.Receipt{}, p.classify(ctx, msg, r.err)
 	}
 	return p.receipt(r.resp)
 }
 
 // request builds the SingleSendMail request for msg. A new one every time:
 // the SDK writes the signature, nonce and timestamp into the request.
-func (p *Provider) request(msg providers.Message, m mailContent, timeout time.Duration) *dm.SingleSendMailRequest {
+func (p *Provider) request(msg otp.Message, m mailContent, timeout time.Duration) *dm.SingleSendMailRequest {
 	req := dm.CreateSingleSendMailRequest()
 	req.Scheme = p.settings.scheme // the SDK's default is HTTP
 	req.Domain = p.settings.host
@@ -193,18 +194,18 @@ func (p *Provider) request(msg providers.Message, m mailContent, timeout time.Du
 // DirectMail's ID of the mail; answers without one (older API behaviour)
 // still carry the RequestId, which DirectMail support can trace the mail
 // by, so it stands in. An answer with neither is no proof of acceptance.
-func (p *Provider) receipt(resp *dm.SingleSendMailResponse) (providers.Receipt, error) {
+func (p *Provider) receipt(resp *dm.SingleSendMailResponse) (otp.Receipt, error) {
 	if resp == nil {
-		return providers.Receipt{}, p.badResponse("no response")
+		return otp.Receipt{}, p.badResponse("no response")
 	}
 	id := resp.EnvId
 	if id == "" {
 		id = resp.RequestId
 	}
 	if id == "" {
-		return providers.Receipt{}, p.badResponse("success answer has neither EnvId nor RequestId")
+		return otp.Receipt{}, p.badResponse("success answer has neither EnvId nor RequestId")
 	}
-	return providers.Receipt{Provider: p.name, MessageID: id}, nil
+	return otp.Receipt{Provider: p.name, MessageID: id}, nil
 }
 
 // badResponse is an answer that is neither a success nor a DirectMail
@@ -217,7 +218,7 @@ func (p *Provider) badResponse(what string) *providers.Error {
 
 // classify turns an error of SingleSendMail into a *providers.Error. It
 // looks at types only: the SDK's error texts hold the request URL.
-func (p *Provider) classify(ctx context.Context, msg providers.Message, err error) *providers.Error {
+func (p *Provider) classify(ctx context.Context, msg otp.Message, err error) *providers.Error {
 	var se *alierrors.ServerError
 	if errors.As(err, &se) {
 		return p.vendorError(msg, se)
@@ -258,7 +259,7 @@ func (p *Provider) noAnswer(ctx context.Context) *providers.Error {
 
 // vendorError is a failure DirectMail, or something in front of it,
 // answered with.
-func (p *Provider) vendorError(msg providers.Message, se *alierrors.ServerError) *providers.Error {
+func (p *Provider) vendorError(msg otp.Message, se *alierrors.ServerError) *providers.Error {
 	code, status := se.ErrorCode(), se.HttpStatus()
 	if code == "" {
 		// Not DirectMail JSON (a gateway's error page). The SDK takes the
@@ -293,7 +294,7 @@ func (p *Provider) vendorError(msg providers.Message, se *alierrors.ServerError)
 // quotes the server's string to sign, which holds every parameter
 // percent-encoded twice (the recipient too, where Scrub would miss it):
 // it is cut off.
-func (p *Provider) scrub(text string, msg providers.Message) string {
+func (p *Provider) scrub(text string, msg otp.Message) string {
 	if i := strings.Index(strings.ToLower(text), "string to sign"); i >= 0 {
 		text = text[:i] + "string to sign omitted"
 	}
@@ -311,8 +312,8 @@ type mailContent struct {
 
 // compose renders the subject and body for msg: the provider's template for
 // the usage type, else its Generic, else otpd's rendering in msg.Content.
-func (p *Provider) compose(msg providers.Message) (mailContent, error) {
-	if msg.Channel != providers.Email {
+func (p *Provider) compose(msg otp.Message) (mailContent, error) {
+	if msg.Channel != otp.Email {
 		return mailContent{}, providers.Permanent(p.name, "unsupported_channel",
 			fmt.Errorf("send %s: aliyun directmail sends email only", msg.Channel))
 	}
@@ -344,12 +345,12 @@ func (p *Provider) compose(msg providers.Message) (mailContent, error) {
 
 // CanServe returns nil: a usage type without a template of the provider's
 // own is sent with otpd's.
-func (p *Provider) CanServe(u providers.UsageType) error { return providers.CheckUsageType(u) }
+func (p *Provider) CanServe(u otp.UsageType) error { return providers.CheckUsageType(u) }
 
 // Preview returns what Send would ask DirectMail to send, such as
 //
 //	email from no-reply@dm.example.com ("Acme") subject "Your code is 482915" html 120 bytes (template Generic), region cn-hangzhou via dm.aliyuncs.com
-func (p *Provider) Preview(msg providers.Message) (string, error) {
+func (p *Provider) Preview(msg otp.Message) (string, error) {
 	m, err := p.compose(msg)
 	if err != nil {
 		return "", err
@@ -378,7 +379,7 @@ func (p *Provider) via() string {
 // ID masked and the secret left out.
 func (p *Provider) Describe() string {
 	var tpls []string
-	for _, u := range providers.UsageTypes {
+	for _, u := range otp.UsageTypes {
 		if _, ok := p.settings.templates[u]; ok {
 			tpls = append(tpls, string(u))
 		}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/aliyundm"
 	"github.com/otpd/otpd/providers/providertest"
 )
@@ -24,7 +24,7 @@ func TestSendWire(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		cfg   func(*aliyundm.Config)
-		usage providers.UsageType
+		usage otp.UsageType
 		want  map[string]string
 	}{
 		{
@@ -34,7 +34,7 @@ func TestSendWire(t *testing.T) {
 				c.Templates = []aliyundm.Template{{UsageType: "Generic", Subject: "{{app_name}} code: {{code}}",
 					Content: `<p>Hello, your {{app_name}} code is <b>{{code}}</b>, valid {{ttl_minutes}} minutes.</p>`}}
 			},
-			usage: providers.SignIn,
+			usage: otp.SignIn,
 			want: map[string]string{
 				"RegionId":  "cn-hangzhou",
 				"FromAlias": "Acme Sign-in",
@@ -45,7 +45,7 @@ func TestSendWire(t *testing.T) {
 		{
 			name:  "other region, no sender name, otpd's templates",
 			cfg:   func(c *aliyundm.Config) { c.RegionID = "eu-central-1" },
-			usage: providers.Register,
+			usage: otp.Register,
 			want: map[string]string{
 				"RegionId":  "eu-central-1",
 				"FromAlias": "",
@@ -66,7 +66,7 @@ func TestSendWire(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			if rc != (providers.Receipt{Provider: provider, MessageID: envID}) {
+			if rc != (otp.Receipt{Provider: provider, MessageID: envID}) {
 				t.Errorf("receipt = %+v, want MessageID %s (EnvId)", rc, envID)
 			}
 			wantRequests(t, srv, 1)
@@ -118,7 +118,7 @@ func TestSendReceiptFallsBackToRequestID(t *testing.T) {
 	srv := providertest.NewServer(t, func(providertest.Request) providertest.Response {
 		return providertest.Response{Body: `{"RequestId":"` + requestID + `"}`}
 	})
-	rc, err := newProvider(t, srv, baseConfig()).Send(t.Context(), sampleMail(providers.SignIn))
+	rc, err := newProvider(t, srv, baseConfig()).Send(t.Context(), sampleMail(otp.SignIn))
 	if err != nil || rc.MessageID != requestID {
 		t.Errorf("Send = %+v, %v; want MessageID %s (RequestId)", rc, err, requestID)
 	}
@@ -134,34 +134,34 @@ func TestSendTemplateChoice(t *testing.T) {
 		{UsageType: "MfaVerification", Subject: "MFA", Content: "<p>{{code}} {{link}}</p>"}, // Logto-only: ignored
 	}
 	onlyRegister := []aliyundm.Template{{UsageType: "Register", Subject: "Welcome {{code}}", Content: "<p>{{code}}</p>"}}
-	withApp := func(u providers.UsageType, app string) providers.Message {
+	withApp := func(u otp.UsageType, app string) otp.Message {
 		m := sampleMail(u)
 		m.AppName = app
 		return m
 	}
-	textOnly := sampleMail(providers.Generic)
+	textOnly := sampleMail(otp.Generic)
 	textOnly.Content.HTML = ""
 
 	for _, tc := range []struct {
 		name      string
 		templates []aliyundm.Template
-		msg       providers.Message
+		msg       otp.Message
 		want      map[string]string
 	}{
 		{
-			name: "own template", templates: own, msg: sampleMail(providers.SignIn),
+			name: "own template", templates: own, msg: sampleMail(otp.SignIn),
 			want: map[string]string{"Subject": "Sign in to Acme: 482915", "HtmlBody": "<p>Acme sign-in code <b>482915</b></p>"},
 		},
 		{
-			name: "Generic for a usage type without one", templates: own, msg: sampleMail(providers.ForgotPassword),
+			name: "Generic for a usage type without one", templates: own, msg: sampleMail(otp.ForgotPassword),
 			want: map[string]string{"Subject": "482915 is your Acme code", "HtmlBody": "<p>Acme: 482915</p>"},
 		},
 		{
-			name: "otpd's rendering without own or Generic", templates: onlyRegister, msg: sampleMail(providers.SignIn),
+			name: "otpd's rendering without own or Generic", templates: onlyRegister, msg: sampleMail(otp.SignIn),
 			want: map[string]string{"Subject": "Your Acme code: 482915", "HtmlBody": "<p>Your Acme code is <b>482915</b>.</p>"},
 		},
 		{
-			name: "values escaped in HTML only", templates: own, msg: withApp(providers.SignIn, `Tom & "Jerry" <Co>`),
+			name: "values escaped in HTML only", templates: own, msg: withApp(otp.SignIn, `Tom & "Jerry" <Co>`),
 			want: map[string]string{
 				"Subject":  `Sign in to Tom & "Jerry" <Co>: 482915`,
 				"HtmlBody": "<p>Tom &amp; &#34;Jerry&#34; &lt;Co&gt; sign-in code <b>482915</b></p>",
@@ -239,7 +239,7 @@ func TestSendErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := providertest.NewServer(t, tc.respond)
-			msg := sampleMail(providers.SignIn)
+			msg := sampleMail(otp.SignIn)
 			_, err := newProvider(t, srv, baseConfig()).Send(providertest.Deadline(t, 5*time.Second), msg)
 			providertest.WantError(t, err, provider, tc.reason, tc.retryable, leaks(msg)...)
 			providertest.NoLeak(t, err.Error(), srv.Last(t).Query.Get("Signature"))
@@ -256,7 +256,7 @@ func TestSendVendorMessageQuoted(t *testing.T) {
 		return providertest.Response{Status: 400, Body: `{"Code":"InvalidToAddress","Message":"The ToAddress ` + recipient +
 			` is invalid.","RequestId":"` + requestID + `"}`}
 	})
-	_, err := newProvider(t, srv, baseConfig()).Send(t.Context(), sampleMail(providers.SignIn))
+	_, err := newProvider(t, srv, baseConfig()).Send(t.Context(), sampleMail(otp.SignIn))
 	want := "The ToAddress j***@example.com is invalid. (request " + requestID + ")"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error = %v, want it to quote %q", err, want)
@@ -272,7 +272,7 @@ func TestSendTransportErrors(t *testing.T) {
 		srv := providertest.NewServer(t, ok)
 		p := newProvider(t, srv, baseConfig())
 		srv.Close()
-		msg := sampleMail(providers.SignIn)
+		msg := sampleMail(otp.SignIn)
 		_, err := p.Send(providertest.Deadline(t, 5*time.Second), msg)
 		providertest.WantError(t, err, provider, "transport", true, leaks(msg)...)
 	})
@@ -281,7 +281,7 @@ func TestSendTransportErrors(t *testing.T) {
 		srv := providertest.NewServer(t, func(providertest.Request) providertest.Response {
 			return providertest.Response{Body: okBody, Delay: time.Minute}
 		})
-		msg := sampleMail(providers.SignIn)
+		msg := sampleMail(otp.SignIn)
 		start := time.Now()
 		_, err := newProvider(t, srv, baseConfig()).Send(providertest.Deadline(t, 300*time.Millisecond), msg)
 		if elapsed := time.Since(start); elapsed > 5*time.Second {
@@ -298,7 +298,7 @@ func TestSendTransportErrors(t *testing.T) {
 		srv := providertest.NewServer(t, ok)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err := newProvider(t, srv, baseConfig()).Send(ctx, sampleMail(providers.SignIn))
+		_, err := newProvider(t, srv, baseConfig()).Send(ctx, sampleMail(otp.SignIn))
 		providertest.WantError(t, err, provider, "canceled", true)
 		wantRequests(t, srv, 0)
 	})
@@ -307,14 +307,14 @@ func TestSendTransportErrors(t *testing.T) {
 // TestSendRejects checks messages the provider refuses without a request.
 func TestSendRejects(t *testing.T) {
 	t.Parallel()
-	sms := providertest.Message(providers.SMS, "+14155550123", providers.SignIn)
-	list := sampleMail(providers.SignIn)
+	sms := providertest.Message(otp.SMS, "+14155550123", otp.SignIn)
+	list := sampleMail(otp.SignIn)
 	list.To = `"a,b"@example.com`
-	bare := sampleMail(providers.SignIn)
-	bare.Content = providers.Content{}
+	bare := sampleMail(otp.SignIn)
+	bare.Content = otp.Content{}
 	for _, tc := range []struct {
 		name   string
-		msg    providers.Message
+		msg    otp.Message
 		reason string
 	}{
 		{"sms", sms, "unsupported_channel"},
@@ -346,7 +346,7 @@ func TestSendConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			if _, err := p.Send(providertest.Deadline(t, 5*time.Second), sampleMail(providers.Generic)); err != nil {
+			if _, err := p.Send(providertest.Deadline(t, 5*time.Second), sampleMail(otp.Generic)); err != nil {
 				t.Errorf("Send: %v", err)
 			}
 		})
@@ -390,7 +390,7 @@ func TestSendHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	aliyundm.Transport(p).TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
-	if _, err := p.Send(providertest.Deadline(t, 5*time.Second), sampleMail(providers.SignIn)); err != nil {
+	if _, err := p.Send(providertest.Deadline(t, 5*time.Second), sampleMail(otp.SignIn)); err != nil {
 		t.Fatalf("Send over https: %v", err)
 	}
 	mu.Lock()

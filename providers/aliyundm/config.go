@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/templates"
 )
@@ -95,12 +96,12 @@ type settings struct {
 	region    string // RegionId, defaulted
 	scheme    string // "https", or "http" for an http:// endpoint
 	host      string // API host[:port]
-	templates map[providers.UsageType]compiled
+	templates map[otp.UsageType]compiled
 }
 
 // compiled is a Template ready to execute.
 type compiled struct {
-	usage   providers.UsageType
+	usage   otp.UsageType
 	subject *templates.Template // text
 	content *templates.Template // HTML
 }
@@ -185,10 +186,10 @@ const codeProbe = "0x7d1c0de0x"
 
 // compileTemplates compiles the templates of the usage types otpd serves,
 // or returns every problem with the templates.
-func (c Config) compileTemplates() (map[providers.UsageType]compiled, error) {
+func (c Config) compileTemplates() (map[otp.UsageType]compiled, error) {
 	var errs []error
-	byUsage := make(map[providers.UsageType]compiled)
-	seen := make(map[providers.UsageType]int)
+	byUsage := make(map[otp.UsageType]compiled)
+	seen := make(map[otp.UsageType]int)
 	for i, t := range c.Templates {
 		key := fmt.Sprintf("templates[%d]", i)
 		u, served, err := providers.ParseLogtoUsageType(t.UsageType)
@@ -220,7 +221,7 @@ func (c Config) compileTemplates() (map[providers.UsageType]compiled, error) {
 }
 
 // compileTemplate compiles the template at key for usage type u.
-func compileTemplate(key string, u providers.UsageType, t Template) (compiled, error) {
+func compileTemplate(key string, u otp.UsageType, t Template) (compiled, error) {
 	var errs []error
 	compile := func(field, text string, html bool) *templates.Template {
 		if strings.TrimSpace(text) == "" {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/otpd/otpd/internal/redact"
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/aliyundm"
 	"github.com/otpd/otpd/providers/providertest"
 )
@@ -63,7 +63,7 @@ func TestParseConfigPasted(t *testing.T) {
 			if got := p.Describe(); got != tc.describe {
 				t.Errorf("Describe() =\n%s\nwant\n%s", got, tc.describe)
 			}
-			for _, u := range providers.UsageTypes {
+			for _, u := range otp.UsageTypes {
 				if err := p.CanServe(u); err != nil {
 					t.Errorf("CanServe(%s) = %v", u, err)
 				}
@@ -147,7 +147,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newProvider(t, nil, cfg)
-	preview, err := p.Preview(sampleMail(providers.SignIn))
+	preview, err := p.Preview(sampleMail(otp.SignIn))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,18 +165,18 @@ func TestSecretsNeverPrint(t *testing.T) {
 func TestDescribeAndPreview(t *testing.T) {
 	t.Parallel()
 	generic := []aliyundm.Template{{UsageType: "Generic", Subject: "Your {{app_name}} code is {{code}}", Content: "<p>{{code}}</p>"}}
-	textOnly := sampleMail(providers.SignIn)
+	textOnly := sampleMail(otp.SignIn)
 	textOnly.Content.HTML = ""
 	for _, tc := range []struct {
 		name              string
 		cfg               func(*aliyundm.Config)
-		msg               providers.Message
+		msg               otp.Message
 		describe, preview string
 	}{
 		{
 			name: "default region, own template",
 			cfg:  func(c *aliyundm.Config) { c.FromAlias, c.Templates = "Acme", generic },
-			msg:  sampleMail(providers.SignIn),
+			msg:  sampleMail(otp.SignIn),
 			describe: `accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias "Acme", ` +
 				`region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Generic`,
 			preview: `email from no-reply@dm.example.com ("Acme") subject "Your Acme code is 482915" html 13 bytes "482915" (template Generic), ` +
@@ -185,7 +185,7 @@ func TestDescribeAndPreview(t *testing.T) {
 		{
 			name: "Singapore, otpd's templates",
 			cfg:  func(c *aliyundm.Config) { c.RegionID = "ap-southeast-1" },
-			msg:  sampleMail(providers.Register),
+			msg:  sampleMail(otp.Register),
 			describe: `accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias none, ` +
 				`region ap-southeast-1, endpoint https://dm.ap-southeast-1.aliyuncs.com, templates none (otpd's own for all)`,
 			preview: `email from no-reply@dm.example.com subject "Your Acme code: 482915" html 39 bytes "Your Acme code is 482915." (otpd templates), ` +
@@ -201,21 +201,21 @@ func TestDescribeAndPreview(t *testing.T) {
 		{
 			name:     "Frankfurt",
 			cfg:      func(c *aliyundm.Config) { c.RegionID = "eu-central-1" },
-			msg:      sampleMail(providers.SignIn),
+			msg:      sampleMail(otp.SignIn),
 			describe: "region eu-central-1, endpoint https://dm.eu-central-1.aliyuncs.com,",
 			preview:  "region eu-central-1 via dm.eu-central-1.aliyuncs.com",
 		},
 		{
 			name:     "Virginia",
 			cfg:      func(c *aliyundm.Config) { c.RegionID = "us-east-1" },
-			msg:      sampleMail(providers.SignIn),
+			msg:      sampleMail(otp.SignIn),
 			describe: "region us-east-1, endpoint https://dm.us-east-1.aliyuncs.com,",
 			preview:  "region us-east-1 via dm.us-east-1.aliyuncs.com",
 		},
 		{
 			name:     "http endpoint of a test double",
 			cfg:      func(c *aliyundm.Config) { c.RegionID, c.Endpoint = "us-east-1", "http://127.0.0.1:8080" },
-			msg:      sampleMail(providers.SignIn),
+			msg:      sampleMail(otp.SignIn),
 			describe: "region us-east-1, endpoint http://127.0.0.1:8080,",
 			preview:  "region us-east-1 via http://127.0.0.1:8080",
 		},

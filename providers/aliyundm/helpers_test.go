@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/aliyundm"
 	"github.com/otpd/otpd/providers/providertest"
 )
@@ -52,13 +52,13 @@ func newProvider(tb testing.TB, srv *providertest.Server, cfg aliyundm.Config) *
 
 // sampleMail returns an email of usage type u to recipient, rendered from
 // otpd's templates as the service would.
-func sampleMail(u providers.UsageType) providers.Message {
-	return providertest.Message(providers.Email, recipient, u)
+func sampleMail(u otp.UsageType) otp.Message {
+	return providertest.Message(otp.Email, recipient, u)
 }
 
 // leaks lists what no error text may hold: the credentials, the code, and
 // the recipient plainly or percent-encoded as in a URL or a string to sign.
-func leaks(msg providers.Message) []string {
+func leaks(msg otp.Message) []string {
 	once := url.QueryEscape(msg.To)
 	return []string{keyID, keySecret, msg.Code, msg.To, once, url.QueryEscape(once), "Signature=", "AccessKeyId="}
 }

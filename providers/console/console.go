@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 )
 
@@ -50,21 +51,21 @@ func New(name string, cfg Config, w io.Writer) (*Provider, error) {
 // masked recipient, the usage type, locale and verification ID, then the
 // code, the subject and the text, and the size of the HTML part, then a
 // footer. The code is printed on purpose: this provider is for development.
-func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	if err := ctx.Err(); err != nil {
-		return providers.Receipt{}, providers.ClassifyTransport(p.name, err)
+		return otp.Receipt{}, providers.ClassifyTransport(p.name, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.n++
 	id := "console-" + strconv.FormatUint(p.n, 10)
 	if _, err := io.WriteString(p.w, render(msg, id)); err != nil {
-		return providers.Receipt{}, providers.Transient(p.name, "write", fmt.Errorf("write message: %w", err))
+		return otp.Receipt{}, providers.Transient(p.name, "write", fmt.Errorf("write message: %w", err))
 	}
-	return providers.Receipt{Provider: p.name, MessageID: id}, nil
+	return otp.Receipt{Provider: p.name, MessageID: id}, nil
 }
 
-func render(msg providers.Message, id string) string {
+func render(msg otp.Message, id string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "===== otpd console: %s to %s (%s, %s, id %s) =====\n",
 		msg.Channel, redact.Recipient(msg.To), msg.UsageType, orNone(msg.Locale), orNone(msg.VerificationID))

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/console"
 )
@@ -25,16 +26,16 @@ func TestSend(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name    string
-		msg     providers.Message
+		msg     otp.Message
 		want    []string
 		wantNot []string
 	}{
 		{
 			name: "sms",
-			msg: providers.Message{
-				Channel: providers.SMS, To: "+14155550123", UsageType: providers.SignIn, Locale: "en",
+			msg: otp.Message{
+				Channel: otp.SMS, To: "+14155550123", UsageType: otp.SignIn, Locale: "en",
 				Code: "482915", VerificationID: "vid-7",
-				Content: providers.Content{Text: "Your Acme code is 482915.\nIt expires in 10 minutes."},
+				Content: otp.Content{Text: "Your Acme code is 482915.\nIt expires in 10 minutes."},
 			},
 			want: []string{
 				"otpd console: sms to +14******123 (SignIn, en, id vid-7)",
@@ -46,10 +47,10 @@ func TestSend(t *testing.T) {
 		},
 		{
 			name: "email",
-			msg: providers.Message{
-				Channel: providers.Email, To: "john@example.com", UsageType: providers.Register, Locale: "de",
+			msg: otp.Message{
+				Channel: otp.Email, To: "john@example.com", UsageType: otp.Register, Locale: "de",
 				Code: "120034", VerificationID: "vid-8",
-				Content: providers.Content{Subject: "Ihr Code 120034", Text: "Code: 120034", HTML: "<p>Code: <b>120034</b></p>"},
+				Content: otp.Content{Subject: "Ihr Code 120034", Text: "Code: 120034", HTML: "<p>Code: <b>120034</b></p>"},
 			},
 			want: []string{
 				"otpd console: email to j***@example.com (Register, de, id vid-8)",
@@ -68,7 +69,7 @@ func TestSend(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			if rc != (providers.Receipt{Provider: "dev", MessageID: "console-1"}) {
+			if rc != (otp.Receipt{Provider: "dev", MessageID: "console-1"}) {
 				t.Errorf("Send receipt = %+v, want dev/console-1", rc)
 			}
 			out := buf.String()
@@ -94,8 +95,8 @@ func TestSendConcurrentBlocksDoNotInterleave(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			msg := providers.Message{Channel: providers.SMS, To: "+8613800138000", UsageType: providers.Generic, Code: "000111",
-				Content: providers.Content{Text: "line one\nline two"}}
+			msg := otp.Message{Channel: otp.SMS, To: "+8613800138000", UsageType: otp.Generic, Code: "000111",
+				Content: otp.Content{Text: "line one\nline two"}}
 			if _, err := p.Send(context.Background(), msg); err != nil {
 				t.Errorf("Send: %v", err)
 			}
@@ -119,7 +120,7 @@ func TestSendHonoursContext(t *testing.T) {
 	p := newConsole(t, &buf)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := p.Send(ctx, providers.Message{Channel: providers.SMS, To: "+14155550123", Code: "1234"})
+	_, err := p.Send(ctx, otp.Message{Channel: otp.SMS, To: "+14155550123", Code: "1234"})
 	perr, ok := providers.AsError(err)
 	if !ok || !perr.Retryable || perr.Reason != "canceled" || !errors.Is(err, context.Canceled) {
 		t.Errorf("Send on a canceled context = %v, want a transient canceled *providers.Error", err)
@@ -139,7 +140,7 @@ func TestSendWriteFailureIsTransient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = p.Send(t.Context(), providers.Message{Channel: providers.SMS, To: "+14155550123", Code: "1234"})
+	_, err = p.Send(t.Context(), otp.Message{Channel: otp.SMS, To: "+14155550123", Code: "1234"})
 	if perr, ok := providers.AsError(err); !ok || !perr.Retryable || perr.Provider != "dev" {
 		t.Errorf("Send to a failing writer = %v, want a transient *providers.Error of dev", err)
 	}

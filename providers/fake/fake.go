@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 )
 
@@ -36,8 +37,8 @@ type Provider struct {
 	mode  string
 	delay time.Duration
 	calls int
-	sent  []providers.Message // a ring of the last maxSent accepted messages
-	next  int                 // where the next accepted message goes in sent, once it is full
+	sent  []otp.Message // a ring of the last maxSent accepted messages
+	next  int           // where the next accepted message goes in sent, once it is full
 }
 
 // New returns a fake provider called name.
@@ -57,30 +58,30 @@ func New(name string, cfg Config) (*Provider, error) {
 // Send waits for the delay, if any, then accepts msg or fails it according
 // to FailFirst and the mode. A context that ends first fails the send
 // transiently ("timeout" or "canceled").
-func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	p.mu.Lock()
 	p.calls++
 	n, mode, delay := p.calls, p.mode, p.delay
 	p.mu.Unlock()
 
 	if err := ctx.Err(); err != nil {
-		return providers.Receipt{}, providers.ClassifyTransport(p.name, err)
+		return otp.Receipt{}, providers.ClassifyTransport(p.name, err)
 	}
 	if delay > 0 {
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return providers.Receipt{}, providers.ClassifyTransport(p.name, ctx.Err())
+			return otp.Receipt{}, providers.ClassifyTransport(p.name, ctx.Err())
 		case <-t.C:
 		}
 	}
 
 	switch {
 	case n <= p.cfg.FailFirst || mode == ModeTransient:
-		return providers.Receipt{}, providers.Transient(p.name, p.reason("fake_transient"), errTransient)
+		return otp.Receipt{}, providers.Transient(p.name, p.reason("fake_transient"), errTransient)
 	case mode == ModePermanent:
-		return providers.Receipt{}, providers.Permanent(p.name, p.reason("fake_permanent"), errPermanent)
+		return otp.Receipt{}, providers.Permanent(p.name, p.reason("fake_permanent"), errPermanent)
 	}
 
 	p.mu.Lock()
@@ -91,7 +92,7 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 		p.next = (p.next + 1) % maxSent
 	}
 	p.mu.Unlock()
-	return providers.Receipt{Provider: p.name, MessageID: "fake-" + strconv.Itoa(n)}, nil
+	return otp.Receipt{Provider: p.name, MessageID: "fake-" + strconv.Itoa(n)}, nil
 }
 
 func (p *Provider) reason(def string) string {
@@ -121,10 +122,10 @@ func (p *Provider) SetDelay(d time.Duration) {
 
 // Sent returns copies of the messages the provider accepted, oldest first:
 // the last 1024 of them.
-func (p *Provider) Sent() []providers.Message {
+func (p *Provider) Sent() []otp.Message {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]providers.Message, 0, len(p.sent))
+	out := make([]otp.Message, 0, len(p.sent))
 	out = append(out, p.sent[p.next:]...)
 	return append(out, p.sent[:p.next]...)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/fake"
 )
@@ -22,12 +23,12 @@ func newFake(tb testing.TB, cfg fake.Config) *fake.Provider {
 	return p
 }
 
-func msg(code string) providers.Message {
-	return providers.Message{Channel: providers.SMS, To: "+14155550123", UsageType: providers.SignIn, Code: code}
+func msg(code string) otp.Message {
+	return otp.Message{Channel: otp.SMS, To: "+14155550123", UsageType: otp.SignIn, Code: code}
 }
 
 // outcome summarises a send: "ok", or "<transient|permanent>:<reason>".
-func outcome(tb testing.TB, rc providers.Receipt, err error) string {
+func outcome(tb testing.TB, rc otp.Receipt, err error) string {
 	tb.Helper()
 	if err == nil {
 		if rc.Provider != "fake" || rc.MessageID == "" {
@@ -182,7 +183,7 @@ func TestSentKeepsTheLatest(t *testing.T) {
 	p := newFake(t, fake.Config{})
 	const n = 1500
 	for i := range n {
-		if _, err := p.Send(t.Context(), providers.Message{VerificationID: strconv.Itoa(i)}); err != nil {
+		if _, err := p.Send(t.Context(), otp.Message{VerificationID: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/templates"
 )
@@ -132,7 +133,7 @@ func (c Config) Validate() error {
 // settings is a validated Config, templates compiled.
 type settings struct {
 	apiBase    string // endpoint + "/v3", as the SDK wants it
-	deliveries map[providers.UsageType]*delivery
+	deliveries map[otp.UsageType]*delivery
 	ignored    []string // Logto-only usage types the config lists, sorted
 }
 
@@ -166,7 +167,7 @@ func (c Config) compile() (settings, error) {
 		errs = append(errs, fmt.Errorf("from: %w", err))
 	}
 
-	s.deliveries = make(map[providers.UsageType]*delivery)
+	s.deliveries = make(map[otp.UsageType]*delivery)
 	for _, name := range slices.Sorted(maps.Keys(c.Deliveries)) {
 		u, served, err := providers.ParseLogtoUsageType(name)
 		switch {

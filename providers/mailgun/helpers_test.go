@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/mailgun"
 	"github.com/otpd/otpd/providers/providertest"
 )
@@ -103,8 +103,8 @@ func newFake(tb testing.TB) *providertest.Server {
 }
 
 // sample is an email to the test recipient, rendered from otpd's templates.
-func sample(u providers.UsageType) providers.Message {
-	return providertest.Message(providers.Email, to, u)
+func sample(u otp.UsageType) otp.Message {
+	return providertest.Message(otp.Email, to, u)
 }
 
 // wantBasicAuth checks, without Go's own parser, that r carries Basic auth

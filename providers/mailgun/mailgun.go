@@ -19,6 +19,7 @@ import (
 	"github.com/mailgun/mailgun-go/v4"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/templates"
 )
@@ -37,7 +38,7 @@ type Provider struct {
 	from       string
 	apiBase    string
 	apiKey     redact.Secret // kept to scrub it from Mailgun's error text
-	deliveries map[providers.UsageType]*delivery
+	deliveries map[otp.UsageType]*delivery
 	ignored    []string
 	mg         *mailgun.MailgunImpl
 }
@@ -87,8 +88,8 @@ type wire struct {
 
 // compose builds the message for msg: its usage type's delivery, else
 // Generic's, else the content rendered from otpd's templates.
-func (p *Provider) compose(msg providers.Message) (wire, error) {
-	if msg.Channel != providers.Email {
+func (p *Provider) compose(msg otp.Message) (wire, error) {
+	if msg.Channel != otp.Email {
 		return wire{}, providers.Permanent(p.name, "unsupported_channel",
 			fmt.Errorf("channel %q: mailgun sends email only", msg.Channel))
 	}
@@ -126,13 +127,13 @@ func (p *Provider) compose(msg providers.Message) (wire, error) {
 // Send posts msg to Mailgun's messages API and returns Mailgun's message id
 // ("<20261121.1@mg.example.com>"). ctx bounds the whole call; the SDK does
 // not retry.
-func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	if err := ctx.Err(); err != nil {
-		return providers.Receipt{}, providers.ClassifyTransport(p.name, err)
+		return otp.Receipt{}, providers.ClassifyTransport(p.name, err)
 	}
 	w, err := p.compose(msg)
 	if err != nil {
-		return providers.Receipt{}, err
+		return otp.Receipt{}, err
 	}
 	// The SDK always sends "text", empty in template mode; Mailgun ignores
 	// text when a template is given.
@@ -149,24 +150,24 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 		// one JSON object in h:X-Mailgun-Variables.
 		for k, v := range w.variables {
 			if err := m.AddTemplateVariable(k, v); err != nil {
-				return providers.Receipt{}, providers.Permanent(p.name, "invalid_message", fmt.Errorf("add template variable: %w", err))
+				return otp.Receipt{}, providers.Permanent(p.name, "invalid_message", fmt.Errorf("add template variable: %w", err))
 			}
 		}
 	}
 	_, id, err := p.mg.Send(ctx, m)
 	if err != nil {
-		return providers.Receipt{}, p.classify(ctx, err, msg)
+		return otp.Receipt{}, p.classify(ctx, err, msg)
 	}
 	if id == "" {
-		return providers.Receipt{}, providers.Transient(p.name, "bad_response", errors.New("mailgun answered 200 without a message id"))
+		return otp.Receipt{}, providers.Transient(p.name, "bad_response", errors.New("mailgun answered 200 without a message id"))
 	}
-	return providers.Receipt{Provider: p.name, MessageID: id}, nil
+	return otp.Receipt{Provider: p.name, MessageID: id}, nil
 }
 
 // classify turns an SDK error into a *providers.Error whose text holds no
 // secret, code or full recipient: the SDK's own error text (URL and raw
 // response body) is never quoted, only Mailgun's "message", scrubbed.
-func (p *Provider) classify(ctx context.Context, err error, msg providers.Message) *providers.Error {
+func (p *Provider) classify(ctx context.Context, err error, msg otp.Message) *providers.Error {
 	var (
 		resp    *mailgun.UnexpectedResponseError
 		urlErr  *url.Error
@@ -195,7 +196,7 @@ func (p *Provider) classify(ctx context.Context, err error, msg providers.Messag
 // httpError classifies a non-2xx answer by its status (Mailgun has no error
 // codes of its own), quoting the body's "message" scrubbed: Mailgun echoes
 // parameters such as the recipient.
-func (p *Provider) httpError(resp *mailgun.UnexpectedResponseError, msg providers.Message) *providers.Error {
+func (p *Provider) httpError(resp *mailgun.UnexpectedResponseError, msg otp.Message) *providers.Error {
 	text := fmt.Sprintf("mailgun answered HTTP %d", resp.Actual)
 	var body struct {
 		Message string `json:"message"`
@@ -211,7 +212,7 @@ func (p *Provider) httpError(resp *mailgun.UnexpectedResponseError, msg provider
 // of the HTML and the text, or the template and its variables. For example:
 //
 //	email via deliveries.SignIn from "Acme <no-reply@mg.example.com>" subject "Welcome back" template "logto-sign-in" variables {"bar":"baz","code":"482915"}
-func (p *Provider) Preview(msg providers.Message) (string, error) {
+func (p *Provider) Preview(msg otp.Message) (string, error) {
 	w, err := p.compose(msg)
 	if err != nil {
 		return "", err
@@ -247,11 +248,11 @@ func (p *Provider) Preview(msg providers.Message) (string, error) {
 func (p *Provider) Describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "mailgun domain %s, API %s, from %q", p.domain, p.apiBase, p.from)
-	for _, u := range providers.UsageTypes {
+	for _, u := range otp.UsageTypes {
 		fmt.Fprintf(&b, ", %s: ", u)
 		d, ok := p.deliveries[u]
 		switch {
-		case !ok && u != providers.Generic && p.deliveries[providers.Generic] != nil:
+		case !ok && u != otp.Generic && p.deliveries[otp.Generic] != nil:
 			b.WriteString("as Generic")
 		case !ok:
 			b.WriteString("otpd templates")
@@ -276,4 +277,4 @@ func (p *Provider) Describe() string {
 // CanServe reports whether the provider can send codes of usage type u. It
 // always can, one of otpd's usage types: what has no delivery of its own
 // nor a Generic one goes out as rendered from otpd's templates.
-func (p *Provider) CanServe(u providers.UsageType) error { return providers.CheckUsageType(u) }
+func (p *Provider) CanServe(u otp.UsageType) error { return providers.CheckUsageType(u) }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/mailgun"
 	"github.com/otpd/otpd/providers/providertest"
 )
@@ -19,17 +19,17 @@ const code = providertest.Code
 // wire: method, path, Basic auth, every form field, and the receipt.
 func TestSendWire(t *testing.T) {
 	t.Parallel()
-	otpd := sample(providers.Register).Content // what otpd's templates render
+	otpd := sample(otp.Register).Content // what otpd's templates render
 	const genericOnly = `{"Generic": {"subject": "{{app_name}}: {{code}}", "html": "<p>{{app_name}} {{code}}, {{ttl_minutes}} min</p>", "text": "{{app_name}} {{code}}"}}`
 	for _, tc := range []struct {
 		name       string
 		deliveries string
-		usage      providers.UsageType
+		usage      otp.UsageType
 		appName    string // "" keeps the sample's "Acme"
 		want       map[string]string
 	}{
 		{
-			name: "seed Register: raw html and text", deliveries: seedDeliveries, usage: providers.Register,
+			name: "seed Register: raw html and text", deliveries: seedDeliveries, usage: otp.Register,
 			want: map[string]string{
 				"from": from, "to": to,
 				"subject":    code + " est votre code de vérification",
@@ -39,7 +39,7 @@ func TestSendWire(t *testing.T) {
 			},
 		},
 		{
-			name: "seed SignIn: Mailgun template, variables and code in h:X-Mailgun-Variables", deliveries: seedDeliveries, usage: providers.SignIn,
+			name: "seed SignIn: Mailgun template, variables and code in h:X-Mailgun-Variables", deliveries: seedDeliveries, usage: otp.SignIn,
 			want: map[string]string{
 				"from": from, "to": to,
 				"subject":               "Bon retour sur Logto",
@@ -50,22 +50,22 @@ func TestSendWire(t *testing.T) {
 			},
 		},
 		{
-			name: "no delivery and no Generic: otpd's content", deliveries: seedDeliveries, usage: providers.ForgotPassword,
+			name: "no delivery and no Generic: otpd's content", deliveries: seedDeliveries, usage: otp.ForgotPassword,
 			want: map[string]string{"from": from, "to": to, "subject": otpd.Subject, "html": otpd.HTML, "text": otpd.Text},
 		},
 		{
-			name: "no deliveries at all: otpd's content", deliveries: `null`, usage: providers.Generic,
+			name: "no deliveries at all: otpd's content", deliveries: `null`, usage: otp.Generic,
 			want: map[string]string{"from": from, "to": to, "subject": otpd.Subject, "html": otpd.HTML, "text": otpd.Text},
 		},
 		{
-			name: "no delivery: Generic's", deliveries: genericOnly, usage: providers.SignIn,
+			name: "no delivery: Generic's", deliveries: genericOnly, usage: otp.SignIn,
 			want: map[string]string{
 				"from": from, "to": to, "subject": "Acme: " + code,
 				"html": "<p>Acme " + code + ", 10 min</p>", "text": "Acme " + code,
 			},
 		},
 		{
-			name: "html escapes what it inserts, subject and text do not", deliveries: genericOnly, usage: providers.Generic, appName: `A&B <Corp>`,
+			name: "html escapes what it inserts, subject and text do not", deliveries: genericOnly, usage: otp.Generic, appName: `A&B <Corp>`,
 			want: map[string]string{
 				"from": from, "to": to, "subject": "A&B <Corp>: " + code,
 				"html": "<p>A&amp;B &lt;Corp&gt; " + code + ", 10 min</p>", "text": "A&B <Corp> " + code,
@@ -73,13 +73,13 @@ func TestSendWire(t *testing.T) {
 		},
 		{
 			name:       "own subject empty: otpd's subject; text only",
-			deliveries: `{"ForgotPassword": {"text": "code {{code}}"}}`, usage: providers.ForgotPassword,
+			deliveries: `{"ForgotPassword": {"text": "code {{code}}"}}`, usage: otp.ForgotPassword,
 			want: map[string]string{"from": from, "to": to, "subject": otpd.Subject, "text": "code " + code},
 		},
 		{
 			name:       "configured code loses to the real one; values kept as written",
 			deliveries: `{"Generic": {"template": "otp", "variables": {"code": "000000", "n": 12345678901234567890, "nested": {"a": [1, true, null]}}}}`,
-			usage:      providers.Register,
+			usage:      otp.Register,
 			want: map[string]string{
 				"from": from, "to": to, "subject": otpd.Subject, "template": "otp", "text": "",
 				"h:X-Mailgun-Variables": `{"code":"` + code + `","n":12345678901234567890,"nested":{"a":[1,true,null]}}`,
@@ -98,7 +98,7 @@ func TestSendWire(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			if want := (providers.Receipt{Provider: "mailgun", MessageID: messageID}); rc != want {
+			if want := (otp.Receipt{Provider: "mailgun", MessageID: messageID}); rc != want {
 				t.Errorf("receipt = %+v, want %+v", rc, want)
 			}
 			if n := len(srv.Requests()); n != 1 {
@@ -130,7 +130,7 @@ func TestSendEndpoint(t *testing.T) {
 			t.Parallel()
 			srv := newFake(t)
 			p := newProvider(t, logtoConfig(srv.URL+tc.suffix, seedDeliveries))
-			if _, err := p.Send(t.Context(), sample(providers.Register)); err != nil {
+			if _, err := p.Send(t.Context(), sample(otp.Register)); err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			if r := srv.Last(t); r.Path != tc.wantPath {
@@ -181,7 +181,7 @@ func TestSendErrors(t *testing.T) {
 			t.Parallel()
 			srv := providertest.NewServer(t, func(providertest.Request) providertest.Response { return tc.resp })
 			p := newProvider(t, logtoConfig(srv.URL, seedDeliveries))
-			_, err := p.Send(t.Context(), sample(providers.Register))
+			_, err := p.Send(t.Context(), sample(otp.Register))
 			providertest.WantError(t, err, "mailgun", tc.reason, tc.retryable, apiKey, code, to)
 			for _, s := range tc.wantText {
 				if err != nil && !strings.Contains(err.Error(), s) {
@@ -201,7 +201,7 @@ func TestSendTransport(t *testing.T) {
 		srv := newFake(t)
 		p := newProvider(t, logtoConfig(srv.URL, seedDeliveries))
 		srv.Close()
-		_, err := p.Send(t.Context(), sample(providers.Register))
+		_, err := p.Send(t.Context(), sample(otp.Register))
 		providertest.WantError(t, err, "mailgun", "transport", true, apiKey, code, to)
 	})
 	t.Run("slow server and deadline", func(t *testing.T) {
@@ -211,7 +211,7 @@ func TestSendTransport(t *testing.T) {
 		})
 		p := newProvider(t, logtoConfig(srv.URL, seedDeliveries))
 		start := time.Now()
-		_, err := p.Send(providertest.Deadline(t, 300*time.Millisecond), sample(providers.Register))
+		_, err := p.Send(providertest.Deadline(t, 300*time.Millisecond), sample(otp.Register))
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("Send returned after %s despite a 300ms deadline", d)
 		}
@@ -226,7 +226,7 @@ func TestSendTransport(t *testing.T) {
 		p := newProvider(t, logtoConfig(srv.URL, seedDeliveries))
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err := p.Send(ctx, sample(providers.Register))
+		_, err := p.Send(ctx, sample(otp.Register))
 		providertest.WantError(t, err, "mailgun", "canceled", true)
 		if n := len(srv.Requests()); n != 0 {
 			t.Errorf("the fake API got %d requests, want none", n)
@@ -239,7 +239,7 @@ func TestEmailOnly(t *testing.T) {
 	t.Parallel()
 	srv := newFake(t)
 	p := newProvider(t, logtoConfig(srv.URL, seedDeliveries))
-	msg := providertest.Message(providers.SMS, "+14155550123", providers.Register)
+	msg := providertest.Message(otp.SMS, "+14155550123", otp.Register)
 	_, err := p.Send(t.Context(), msg)
 	providertest.WantError(t, err, "mailgun", "unsupported_channel", false)
 	if _, err := p.Preview(msg); err == nil {
@@ -255,17 +255,17 @@ func TestEmailOnly(t *testing.T) {
 func TestPreview(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t, logtoConfig("", seedDeliveries))
-	otpd := sample(providers.ForgotPassword).Content
+	otpd := sample(otp.ForgotPassword).Content
 	seedHTML := "<h1>Bienvenue sur Logto</h1><p>Votre code de vérification est " + code + ".</p>"
 	for _, tc := range []struct {
-		usage providers.UsageType
+		usage otp.UsageType
 		want  string
 	}{
-		{providers.Register, `email via deliveries.Register from "Acme <no-reply@mg.example.com>" reply-to "Foo <foo@bar.com>"` +
+		{otp.Register, `email via deliveries.Register from "Acme <no-reply@mg.example.com>" reply-to "Foo <foo@bar.com>"` +
 			` subject "482915 est votre code de vérification" html ` + strconv.Itoa(len(seedHTML)) + ` bytes text "Bienvenue sur Logto. Votre code de vérification est 482915."`},
-		{providers.SignIn, `email via deliveries.SignIn from "Acme <no-reply@mg.example.com>" reply-to "Foo <foo@bar.com>"` +
+		{otp.SignIn, `email via deliveries.SignIn from "Acme <no-reply@mg.example.com>" reply-to "Foo <foo@bar.com>"` +
 			` subject "Bon retour sur Logto" template "logto-sign-in" variables {"bar":"baz","code":"482915"}`},
-		{providers.ForgotPassword, `email via otpd templates from "Acme <no-reply@mg.example.com>" subject "` + otpd.Subject + `"` +
+		{otp.ForgotPassword, `email via otpd templates from "Acme <no-reply@mg.example.com>" subject "` + otpd.Subject + `"` +
 			` html ` + strconv.Itoa(len(otpd.HTML)) + ` bytes text "` + otpd.Text + `"`},
 	} {
 		t.Run(string(tc.usage), func(t *testing.T) {
@@ -314,7 +314,7 @@ func TestCanServe(t *testing.T) {
 	t.Parallel()
 	for _, deliveries := range []string{seedDeliveries, `{}`, `{"SignIn": {"template": "only-sign-in"}}`} {
 		p := newProvider(t, logtoConfig("", deliveries))
-		for _, u := range providers.UsageTypes {
+		for _, u := range otp.UsageTypes {
 			if err := p.CanServe(u); err != nil {
 				t.Errorf("deliveries %s: CanServe(%s) = %v, want nil", deliveries, u, err)
 			}

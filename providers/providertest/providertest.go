@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 )
 
@@ -142,20 +143,20 @@ const Code = "482915"
 
 // Message returns a sample message of usage type u to to on ch, rendered
 // from otpd's own templates as the service would.
-func Message(ch providers.Channel, to string, u providers.UsageType) providers.Message {
-	msg := providers.Message{
+func Message(ch otp.Channel, to string, u otp.UsageType) otp.Message {
+	msg := otp.Message{
 		Channel: ch, To: to, UsageType: u, Locale: "en", Code: Code, AppName: "Acme",
 		TTL: 10 * time.Minute, VerificationID: "vid-test",
 	}
 	switch ch {
-	case providers.Email:
-		msg.Content = providers.Content{
+	case otp.Email:
+		msg.Content = otp.Content{
 			Subject: "Your Acme code: " + Code,
 			Text:    "Your Acme code is " + Code + ".",
 			HTML:    "<p>Your Acme code is <b>" + Code + "</b>.</p>",
 		}
 	default:
-		msg.Content = providers.Content{Text: "Your Acme code is " + Code + "."}
+		msg.Content = otp.Content{Text: "Your Acme code is " + Code + "."}
 	}
 	return msg
 }

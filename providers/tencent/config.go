@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 )
 
@@ -84,10 +85,10 @@ func (c Config) Validate() error {
 
 // templatesByUsage returns the template IDs of the usage types otpd serves,
 // or every problem with the templates.
-func (c Config) templatesByUsage() (map[providers.UsageType]string, error) {
+func (c Config) templatesByUsage() (map[otp.UsageType]string, error) {
 	var errs []error
-	byUsage := make(map[providers.UsageType]string)
-	seen := make(map[providers.UsageType]int)
+	byUsage := make(map[otp.UsageType]string)
+	seen := make(map[otp.UsageType]int)
 	for i, t := range c.Templates {
 		key := fmt.Sprintf("templates[%d]", i)
 		u, served, err := providers.ParseLogtoUsageType(t.UsageType)

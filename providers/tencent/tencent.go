@@ -20,6 +20,7 @@ import (
 	sms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/sms/v20210111"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 )
 
@@ -35,8 +36,8 @@ var (
 type Provider struct {
 	name      string
 	cfg       Config
-	endpoint  string                         // scheme://host[:port], for Describe
-	templates map[providers.UsageType]string // template IDs by usage type
+	endpoint  string                   // scheme://host[:port], for Describe
+	templates map[otp.UsageType]string // template IDs by usage type
 	client    *sms.Client
 	secrets   []string // what Scrub removes from Tencent's error text
 }
@@ -98,13 +99,13 @@ func New(name string, cfg Config) (*Provider, error) {
 // Send sends msg's code with the approved template for its usage type, or
 // the Generic one. The SDK honours ctx, whose deadline bounds the whole
 // call. A Tencent error code becomes the error's Reason.
-func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	templateID, err := p.template(msg)
 	if err != nil {
-		return providers.Receipt{}, err
+		return otp.Receipt{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return providers.Receipt{}, providers.ClassifyTransport(p.name, err)
+		return otp.Receipt{}, providers.ClassifyTransport(p.name, err)
 	}
 	// A new request every time: the SDK writes the call's parameters,
 	// timestamp and context into the request it is given.
@@ -117,34 +118,34 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 
 	resp, err := p.client.SendSmsWithContext(ctx, req)
 	if err != nil {
-		return providers.Receipt{}, p.classify(ctx, msg, err)
+		return otp.Receipt{}, p.classify(ctx, msg, err)
 	}
 	return p.receipt(msg, resp)
 }
 
 // receipt checks a SendSms answer that is not an error: Tencent reports a
 // failure for a number inside it, with the call itself succeeding.
-func (p *Provider) receipt(msg providers.Message, resp *sms.SendSmsResponse) (providers.Receipt, error) {
+func (p *Provider) receipt(msg otp.Message, resp *sms.SendSmsResponse) (otp.Receipt, error) {
 	if resp == nil || resp.Response == nil || len(resp.Response.SendStatusSet) == 0 {
-		return providers.Receipt{}, p.badResponse("response has no SendStatusSet")
+		return otp.Receipt{}, p.badResponse("response has no SendStatusSet")
 	}
 	requestID := deref(resp.Response.RequestId)
 	serialNo := ""
 	for _, st := range resp.Response.SendStatusSet {
 		if st == nil || deref(st.Code) == "" {
-			return providers.Receipt{}, p.badResponse("SendStatusSet entry has no Code")
+			return otp.Receipt{}, p.badResponse("SendStatusSet entry has no Code")
 		}
 		if code := deref(st.Code); code != "Ok" {
-			return providers.Receipt{}, p.vendorError(msg, code, deref(st.Message), requestID)
+			return otp.Receipt{}, p.vendorError(msg, code, deref(st.Message), requestID)
 		}
 		if serialNo == "" {
 			serialNo = deref(st.SerialNo)
 		}
 	}
 	if serialNo == "" {
-		return providers.Receipt{}, p.badResponse("SendStatusSet says Ok but has no SerialNo")
+		return otp.Receipt{}, p.badResponse("SendStatusSet says Ok but has no SerialNo")
 	}
-	return providers.Receipt{Provider: p.name, MessageID: serialNo}, nil
+	return otp.Receipt{Provider: p.name, MessageID: serialNo}, nil
 }
 
 // badResponse is an answer that is neither a success nor a Tencent error,
@@ -156,7 +157,7 @@ func (p *Provider) badResponse(what string) *providers.Error {
 }
 
 // classify turns an error of SendSmsWithContext into a *providers.Error.
-func (p *Provider) classify(ctx context.Context, msg providers.Message, err error) *providers.Error {
+func (p *Provider) classify(ctx context.Context, msg otp.Message, err error) *providers.Error {
 	var sdkErr *tcerr.TencentCloudSDKError
 	if !errors.As(err, &sdkErr) {
 		// Plumbing of the SDK (building the request, decompressing the
@@ -201,7 +202,7 @@ func (p *Provider) classify(ctx context.Context, msg providers.Message, err erro
 
 // vendorError is a failure Tencent reported, for the whole request or for
 // the number, with its code as Reason.
-func (p *Provider) vendorError(msg providers.Message, code, message, requestID string) *providers.Error {
+func (p *Provider) vendorError(msg otp.Message, code, message, requestID string) *providers.Error {
 	err := fmt.Errorf("send sms: tencent %s: %s (request %s)", code, providers.Scrub(message, msg, p.secrets...), orNone(requestID))
 	if retryable(code) {
 		return providers.Transient(p.name, code, err)
@@ -238,8 +239,8 @@ func retryable(code string) bool {
 
 // template returns the template ID for msg, or a permanent error when the
 // provider cannot serve it.
-func (p *Provider) template(msg providers.Message) (string, error) {
-	if msg.Channel != providers.SMS {
+func (p *Provider) template(msg otp.Message) (string, error) {
+	if msg.Channel != otp.SMS {
 		return "", providers.Permanent(p.name, "unsupported_channel",
 			fmt.Errorf("send %s: tencent sends SMS only", msg.Channel))
 	}
@@ -250,13 +251,13 @@ func (p *Provider) template(msg providers.Message) (string, error) {
 	return id, nil
 }
 
-func (p *Provider) noTemplate(u providers.UsageType) error {
+func (p *Provider) noTemplate(u otp.UsageType) error {
 	return fmt.Errorf("tencent needs a templateCode for %s or Generic: it sends only templates approved in its console", u)
 }
 
 // CanServe returns nil when the provider has a template for u or a Generic
 // one, and an error otherwise: Tencent cannot send otpd's own text.
-func (p *Provider) CanServe(u providers.UsageType) error {
+func (p *Provider) CanServe(u otp.UsageType) error {
 	if _, ok := providers.PickTemplate(p.templates, u); !ok {
 		return p.noTemplate(u)
 	}
@@ -266,7 +267,7 @@ func (p *Provider) CanServe(u providers.UsageType) error {
 // Preview returns what Send would ask Tencent to send, such as
 //
 //	sms template 1234567 sign "Acme" app 1400000000 region ap-guangzhou params ["482915"]
-func (p *Provider) Preview(msg providers.Message) (string, error) {
+func (p *Provider) Preview(msg otp.Message) (string, error) {
 	templateID, err := p.template(msg)
 	if err != nil {
 		return "", err
@@ -280,7 +281,7 @@ func (p *Provider) Preview(msg providers.Message) (string, error) {
 // ID masked and the secret left out.
 func (p *Provider) Describe() string {
 	var tpls []string
-	for _, u := range providers.UsageTypes {
+	for _, u := range otp.UsageTypes {
 		if id, ok := p.templates[u]; ok {
 			tpls = append(tpls, string(u)+"="+id)
 		}

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/providertest"
 	"github.com/otpd/otpd/providers/tencent"
 )
@@ -65,8 +65,8 @@ func fakeAPI(tb testing.TB, resp providertest.Response, templates ...tencent.Tem
 	return s, newProvider(tb, s.URL, templates...)
 }
 
-func smsMessage(u providers.UsageType) providers.Message {
-	return providertest.Message(providers.SMS, testTo, u)
+func smsMessage(u otp.UsageType) otp.Message {
+	return providertest.Message(otp.SMS, testTo, u)
 }
 
 // sendStatus is one entry of a SendSms answer's SendStatusSet.
@@ -147,11 +147,11 @@ func TestSendWire(t *testing.T) {
 	t.Parallel()
 	s, p := fakeAPI(t, providertest.Response{Body: statusBody(t, okStatus("2028:3361234567890123456789"))})
 
-	rc, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+	rc, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	if want := (providers.Receipt{Provider: providerName, MessageID: "2028:3361234567890123456789"}); rc != want {
+	if want := (otp.Receipt{Provider: providerName, MessageID: "2028:3361234567890123456789"}); rc != want {
 		t.Errorf("receipt = %+v, want %+v", rc, want)
 	}
 
@@ -195,7 +195,7 @@ func TestSendWire(t *testing.T) {
 func TestVerifyTC3RejectsTampering(t *testing.T) {
 	t.Parallel()
 	s, p := fakeAPI(t, providertest.Response{Body: statusBody(t, okStatus("sn-1"))})
-	if _, err := p.Send(t.Context(), smsMessage(providers.Register)); err != nil {
+	if _, err := p.Send(t.Context(), smsMessage(otp.Register)); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
 	r := s.Last(t)
@@ -221,14 +221,14 @@ func TestTemplateChoice(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		templates []tencent.Template
-		usage     providers.UsageType
+		usage     otp.UsageType
 		want      string // TemplateId on the wire; empty when Send must refuse
 	}{
-		{"own template", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, providers.Register, "1111"},
-		{"generic fallback", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, providers.SignIn, "9999"},
-		{"generic itself", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, providers.Generic, "9999"},
-		{"logto-only template unused", []tencent.Template{tpl("MfaVerification", "5555"), tpl("Generic", "9999")}, providers.ForgotPassword, "9999"},
-		{"no template, no generic", []tencent.Template{tpl("Register", "1111")}, providers.SignIn, ""},
+		{"own template", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, otp.Register, "1111"},
+		{"generic fallback", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, otp.SignIn, "9999"},
+		{"generic itself", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, otp.Generic, "9999"},
+		{"logto-only template unused", []tencent.Template{tpl("MfaVerification", "5555"), tpl("Generic", "9999")}, otp.ForgotPassword, "9999"},
+		{"no template, no generic", []tencent.Template{tpl("Register", "1111")}, otp.SignIn, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -306,9 +306,9 @@ func TestSendErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, p := fakeAPI(t, tc.resp(t))
-			rc, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+			rc, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 			providertest.WantError(t, err, providerName, tc.reason, tc.retryable, leaks...)
-			if rc != (providers.Receipt{}) {
+			if rc != (otp.Receipt{}) {
 				t.Errorf("failed send gave receipt %+v", rc)
 			}
 			// One request: the SDK must not retry on its own.
@@ -341,7 +341,7 @@ func TestVendorMessageQuotedMasked(t *testing.T) {
 	t.Parallel()
 	msg := fmt.Sprintf("phone number %s is not valid", testTo)
 	_, p := fakeAPI(t, providertest.Response{Body: errorBody(t, "InvalidParameterValue.IncorrectPhoneNumber", msg)})
-	_, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+	_, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 	if err == nil {
 		t.Fatal("Send succeeded")
 	}
@@ -361,7 +361,7 @@ func TestSendTransportFailures(t *testing.T) {
 		url := s.URL
 		s.Close()
 		p := newProvider(t, url)
-		_, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+		_, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 		providertest.WantError(t, err, providerName, "transport", true, leaks...)
 	})
 	t.Run("deadline", func(t *testing.T) {
@@ -369,7 +369,7 @@ func TestSendTransportFailures(t *testing.T) {
 		_, p := fakeAPI(t, providertest.Response{Delay: time.Minute, Body: statusBody(t, okStatus("late"))})
 		ctx := providertest.Deadline(t, 300*time.Millisecond)
 		start := time.Now()
-		_, err := p.Send(ctx, smsMessage(providers.SignIn))
+		_, err := p.Send(ctx, smsMessage(otp.SignIn))
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("Send returned after %s, want soon after its 300ms deadline", d)
 		}
@@ -392,7 +392,7 @@ func TestSendTransportFailures(t *testing.T) {
 		p := newProvider(t, s.URL)
 		ctx := providertest.Deadline(t, 300*time.Millisecond)
 		start := time.Now()
-		_, err := p.Send(ctx, smsMessage(providers.SignIn))
+		_, err := p.Send(ctx, smsMessage(otp.SignIn))
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("Send returned after %s, want soon after its 300ms deadline", d)
 		}
@@ -403,7 +403,7 @@ func TestSendTransportFailures(t *testing.T) {
 		s, p := fakeAPI(t, providertest.Response{Body: statusBody(t, okStatus("sn-1"))})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err := p.Send(ctx, smsMessage(providers.SignIn))
+		_, err := p.Send(ctx, smsMessage(otp.SignIn))
 		providertest.WantError(t, err, providerName, "canceled", true, leaks...)
 		if n := len(s.Requests()); n != 0 {
 			t.Errorf("the fake API got %d requests, want none", n)
@@ -412,7 +412,7 @@ func TestSendTransportFailures(t *testing.T) {
 	t.Run("email", func(t *testing.T) {
 		t.Parallel()
 		s, p := fakeAPI(t, providertest.Response{Body: statusBody(t, okStatus("sn-1"))})
-		_, err := p.Send(t.Context(), providertest.Message(providers.Email, "john@example.com", providers.SignIn))
+		_, err := p.Send(t.Context(), providertest.Message(otp.Email, "john@example.com", otp.SignIn))
 		providertest.WantError(t, err, providerName, "unsupported_channel", false, leaks...)
 		if n := len(s.Requests()); n != 0 {
 			t.Errorf("the fake API got %d requests, want none", n)
@@ -435,7 +435,7 @@ func TestConcurrentSends(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {
-			msg := smsMessage(providers.SignIn)
+			msg := smsMessage(otp.SignIn)
 			msg.Code = strconv.Itoa(100000 + i)
 			rc, err := p.Send(t.Context(), msg)
 			if err != nil || rc.MessageID != "sn-"+msg.Code {
@@ -454,17 +454,17 @@ func TestCanServe(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		templates []tencent.Template
-		serves    []providers.UsageType
+		serves    []otp.UsageType
 	}{
-		{"generic serves all", []tencent.Template{tpl("Generic", "1")}, providers.UsageTypes},
-		{"one usage type", []tencent.Template{tpl("Register", "1")}, []providers.UsageType{providers.Register}},
+		{"generic serves all", []tencent.Template{tpl("Generic", "1")}, otp.UsageTypes},
+		{"one usage type", []tencent.Template{tpl("Register", "1")}, []otp.UsageType{otp.Register}},
 		{"two plus logto-only", []tencent.Template{tpl("SignIn", "1"), tpl("ForgotPassword", "2"), tpl("BindMfa", "3")},
-			[]providers.UsageType{providers.SignIn, providers.ForgotPassword}},
+			[]otp.UsageType{otp.SignIn, otp.ForgotPassword}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := newProvider(t, "", tc.templates...)
-			for _, u := range providers.UsageTypes {
+			for _, u := range otp.UsageTypes {
 				err := p.CanServe(u)
 				want := false
 				for _, s := range tc.serves {
@@ -485,11 +485,11 @@ func TestPreview(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t, "", tpl("Register", "1111"), tpl("Generic", "1234567"))
 	for _, tc := range []struct {
-		usage providers.UsageType
+		usage otp.UsageType
 		want  string
 	}{
-		{providers.Register, `sms template 1111 sign "Acme" app 1400000000 region ap-guangzhou params ["482915"]`},
-		{providers.SignIn, `sms template 1234567 sign "Acme" app 1400000000 region ap-guangzhou params ["482915"]`},
+		{otp.Register, `sms template 1111 sign "Acme" app 1400000000 region ap-guangzhou params ["482915"]`},
+		{otp.SignIn, `sms template 1234567 sign "Acme" app 1400000000 region ap-guangzhou params ["482915"]`},
 	} {
 		got, err := p.Preview(smsMessage(tc.usage))
 		if err != nil || got != tc.want {
@@ -499,7 +499,7 @@ func TestPreview(t *testing.T) {
 	}
 
 	only := newProvider(t, "", tpl("Register", "1111"))
-	if _, err := only.Preview(smsMessage(providers.SignIn)); err == nil {
+	if _, err := only.Preview(smsMessage(otp.SignIn)); err == nil {
 		t.Error("Preview of a usage type without a template succeeded")
 	}
 }

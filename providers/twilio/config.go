@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/templates"
 )
@@ -77,9 +78,9 @@ func (c Config) Validate() error {
 
 // compiled is a Config made ready to send with.
 type compiled struct {
-	base      *url.URL                                    // API base URL, never nil
-	templates map[providers.UsageType]*templates.Template // by usage type otpd serves
-	ignored   []string                                    // Logto-only usage types listed
+	base      *url.URL                              // API base URL, never nil
+	templates map[otp.UsageType]*templates.Template // by usage type otpd serves
+	ignored   []string                              // Logto-only usage types listed
 }
 
 // alphanumeric is what the SDK accepts in credentials: it refuses anything
@@ -105,7 +106,7 @@ func (c Config) compile() (compiled, error) {
 	add(checkSID("fromMessagingServiceSID", c.FromMessagingServiceSID, "MG",
 		"the SID of a Messaging Service (Messaging > Services in the Twilio console), not a phone number"))
 
-	out := compiled{templates: map[providers.UsageType]*templates.Template{}}
+	out := compiled{templates: map[otp.UsageType]*templates.Template{}}
 	base, err := providers.ParseEndpoint(c.Endpoint)
 	add(err)
 	if base == nil && err == nil {
@@ -113,7 +114,7 @@ func (c Config) compile() (compiled, error) {
 	}
 	out.base = base
 
-	seen := map[providers.UsageType]int{}
+	seen := map[otp.UsageType]int{}
 	for i, t := range c.Templates {
 		key := fmt.Sprintf("templates[%d]", i)
 		u, served, err := providers.ParseLogtoUsageType(t.UsageType)

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/providertest"
 	"github.com/otpd/otpd/providers/twilio"
 )
@@ -68,7 +68,7 @@ func TestParseLogtoConfig(t *testing.T) {
 			if got := p.Describe(); got != tc.describe {
 				t.Errorf("Describe() =\n%s\nwant\n%s", got, tc.describe)
 			}
-			for _, u := range providers.UsageTypes {
+			for _, u := range otp.UsageTypes {
 				if err := p.CanServe(u); err != nil {
 					t.Errorf("CanServe(%s) = %v", u, err)
 				}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/otpd/otpd/internal/redact"
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/providertest"
 	"github.com/otpd/otpd/providers/twilio"
 )
@@ -55,8 +55,8 @@ func fakeAPI(tb testing.TB, resp providertest.Response, cfg twilio.Config) (*pro
 	return s, newProvider(tb, cfg)
 }
 
-func smsMessage(u providers.UsageType) providers.Message {
-	return providertest.Message(providers.SMS, testTo, u)
+func smsMessage(u otp.UsageType) otp.Message {
+	return providertest.Message(otp.SMS, testTo, u)
 }
 
 // created is Twilio's 201 answer to a send, for a message with SID sid.
@@ -91,7 +91,7 @@ func mustJSON(tb testing.TB, v any) string {
 
 // sendBody sends msg through p and returns the Body form field the fake
 // API s received.
-func sendBody(tb testing.TB, s *providertest.Server, p *twilio.Provider, msg providers.Message) string {
+func sendBody(tb testing.TB, s *providertest.Server, p *twilio.Provider, msg otp.Message) string {
 	tb.Helper()
 	if _, err := p.Send(tb.Context(), msg); err != nil {
 		tb.Fatalf("Send: %v", err)

@@ -26,6 +26,7 @@ import (
 	twapi "github.com/twilio/twilio-go/rest/api/v2010"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/templates"
 )
@@ -45,7 +46,7 @@ type Provider struct {
 	messagingService string
 	disableRiskCheck bool
 	base             *url.URL // API base URL
-	templates        map[providers.UsageType]*templates.Template
+	templates        map[otp.UsageType]*templates.Template
 	ignored          []string // Logto-only usage types with a template
 	transport        *http.Transport
 	secrets          []string // what Scrub removes from Twilio's error text
@@ -80,15 +81,15 @@ func New(name string, cfg Config) (*Provider, error) {
 // compose returns the SMS text for msg and where it came from: the
 // provider's template for the usage type, else its Generic one, else the
 // text rendered from otpd's templates.
-func (p *Provider) compose(msg providers.Message) (body, source string, err error) {
-	if msg.Channel != providers.SMS {
+func (p *Provider) compose(msg otp.Message) (body, source string, err error) {
+	if msg.Channel != otp.SMS {
 		return "", "", providers.Permanent(p.name, "unsupported_channel",
 			fmt.Errorf("send %s: twilio sends SMS only", msg.Channel))
 	}
 	if tpl, ok := providers.PickTemplate(p.templates, msg.UsageType); ok {
 		used := msg.UsageType
 		if _, own := p.templates[used]; !own {
-			used = providers.Generic
+			used = otp.Generic
 		}
 		body = tpl.Execute(templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL})
 		return body, "template " + string(used), nil
@@ -101,15 +102,15 @@ func (p *Provider) compose(msg providers.Message) (body, source string, err erro
 
 // Send posts msg to Twilio's Messages API and returns the message SID
 // ("SM..."). ctx's deadline bounds the whole call; the SDK does not retry.
-func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.Receipt, error) {
+func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	body, _, err := p.compose(msg)
 	if err != nil {
-		return providers.Receipt{}, err
+		return otp.Receipt{}, err
 	}
 	rt := &callTransport{base: p.base, next: p.transport}
 	hc, err := providers.DeadlineClient(ctx, rt)
 	if err != nil {
-		return providers.Receipt{}, providers.ClassifyTransport(p.name, fmt.Errorf("send sms: %w", err))
+		return otp.Receipt{}, providers.ClassifyTransport(p.name, fmt.Errorf("send sms: %w", err))
 	}
 	// Twilio's API does not redirect: a redirect means a wrong endpoint, and
 	// following it would turn the POST into a GET. The SDK's own default
@@ -129,17 +130,17 @@ func (p *Provider) Send(ctx context.Context, msg providers.Message) (providers.R
 	}
 	m, err := twapi.NewApiServiceWithClient(cl).CreateMessage(params)
 	if err != nil {
-		return providers.Receipt{}, p.classify(ctx, msg, rt.status, err)
+		return otp.Receipt{}, p.classify(ctx, msg, rt.status, err)
 	}
 	if m == nil || m.Sid == nil || *m.Sid == "" {
-		return providers.Receipt{}, p.unexpected(rt.status, "without a message sid")
+		return otp.Receipt{}, p.unexpected(rt.status, "without a message sid")
 	}
-	return providers.Receipt{Provider: p.name, MessageID: *m.Sid}, nil
+	return otp.Receipt{Provider: p.name, MessageID: *m.Sid}, nil
 }
 
 // classify turns an error of CreateMessage into a *providers.Error. status
 // is the HTTP status of Twilio's answer, 0 if there was none.
-func (p *Provider) classify(ctx context.Context, msg providers.Message, status int, err error) *providers.Error {
+func (p *Provider) classify(ctx context.Context, msg otp.Message, status int, err error) *providers.Error {
 	var (
 		restErr *client.TwilioRestError
 		urlErr  *url.Error
@@ -169,7 +170,7 @@ func (p *Provider) classify(ctx context.Context, msg providers.Message, status i
 
 // restError classifies an error Twilio answered with, by its error code
 // when it has one (which becomes the Reason), else by its HTTP status.
-func (p *Provider) restError(msg providers.Message, status int, e *client.TwilioRestError) *providers.Error {
+func (p *Provider) restError(msg otp.Message, status int, e *client.TwilioRestError) *providers.Error {
 	if status == 0 {
 		status = e.Status // the SDK's own refusals carry a status and no answer
 	}
@@ -278,7 +279,7 @@ func (t *callTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // included, such as
 //
 //	sms via Messaging Service MG0000, template Generic, body "Your code is 482915" (risk check disabled)
-func (p *Provider) Preview(msg providers.Message) (string, error) {
+func (p *Provider) Preview(msg otp.Message) (string, error) {
 	body, source, err := p.compose(msg)
 	if err != nil {
 		return "", err
@@ -303,7 +304,7 @@ func (p *Provider) Describe() string {
 	}
 	b.WriteString(", templates")
 	n := 0
-	for _, u := range providers.UsageTypes {
+	for _, u := range otp.UsageTypes {
 		if _, ok := p.templates[u]; ok {
 			fmt.Fprintf(&b, " %s", u)
 			n++
@@ -321,4 +322,4 @@ func (p *Provider) Describe() string {
 // CanServe reports whether the provider can send codes of usage type u. It
 // always can, one of otpd's usage types: what has no template of its own
 // nor a Generic one goes out as rendered from otpd's templates.
-func (p *Provider) CanServe(u providers.UsageType) error { return providers.CheckUsageType(u) }
+func (p *Provider) CanServe(u otp.UsageType) error { return providers.CheckUsageType(u) }

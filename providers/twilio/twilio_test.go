@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers/providertest"
 	"github.com/otpd/otpd/providers/twilio"
 )
@@ -58,11 +58,11 @@ func TestSendWire(t *testing.T) {
 			cfg.DisableRiskCheck = tc.disableRiskCheck
 			s, p := fakeAPI(t, created(t, testMsgSID), cfg)
 
-			rc, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+			rc, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			if want := (providers.Receipt{Provider: providerName, MessageID: testMsgSID}); rc != want {
+			if want := (otp.Receipt{Provider: providerName, MessageID: testMsgSID}); rc != want {
 				t.Errorf("receipt = %+v, want %+v", rc, want)
 			}
 
@@ -107,7 +107,7 @@ func TestSendGoesToEndpoint(t *testing.T) {
 	}))
 	t.Cleanup(s.Close)
 	p := newProvider(t, testConfig(s.URL))
-	if rc, err := p.Send(t.Context(), smsMessage(providers.SignIn)); err != nil || rc.MessageID != testMsgSID {
+	if rc, err := p.Send(t.Context(), smsMessage(otp.SignIn)); err != nil || rc.MessageID != testMsgSID {
 		t.Fatalf("Send = %+v, %v; want message %s", rc, err, testMsgSID)
 	}
 	if got, want := <-hosts, strings.TrimPrefix(s.URL, "http://"); got != want {
@@ -121,17 +121,17 @@ func TestTemplateChoice(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		templates []twilio.Template
-		msg       func() providers.Message
+		msg       func() otp.Message
 		want      string // Body on the wire
 	}{
-		{"own template", ownAndGeneric, sample(providers.Register), "Welcome! 482915"},
-		{"generic fallback", ownAndGeneric, sample(providers.SignIn), "Code: 482915"},
-		{"otpd content without templates", nil, sample(providers.ForgotPassword), "Your Acme code is 482915."},
+		{"own template", ownAndGeneric, sample(otp.Register), "Welcome! 482915"},
+		{"generic fallback", ownAndGeneric, sample(otp.SignIn), "Code: 482915"},
+		{"otpd content without templates", nil, sample(otp.ForgotPassword), "Your Acme code is 482915."},
 		{"otpd content when only logto-only templates", []twilio.Template{tpl("MfaVerification", "MFA {{code}}")},
-			sample(providers.SignIn), "Your Acme code is 482915."},
+			sample(otp.SignIn), "Your Acme code is 482915."},
 		{"every placeholder, none escaped", []twilio.Template{tpl("Generic", "{{app_name}}: {{code}}, valid {{ttl_minutes}} min. Again: {{ code }}")},
-			func() providers.Message {
-				msg := smsMessage(providers.SignIn)
+			func() otp.Message {
+				msg := smsMessage(otp.SignIn)
 				msg.AppName, msg.TTL = `A&B <"Shop">`, 90*time.Second
 				return msg
 			}, `A&B <"Shop">: 482915, valid 2 min. Again: 482915`},
@@ -146,8 +146,8 @@ func TestTemplateChoice(t *testing.T) {
 	}
 }
 
-func sample(u providers.UsageType) func() providers.Message {
-	return func() providers.Message { return smsMessage(u) }
+func sample(u otp.UsageType) func() otp.Message {
+	return func() otp.Message { return smsMessage(u) }
 }
 
 func TestSendErrors(t *testing.T) {
@@ -187,9 +187,9 @@ func TestSendErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, p := fakeAPI(t, tc.resp(t), testConfig(""))
-			rc, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+			rc, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 			providertest.WantError(t, err, providerName, tc.reason, tc.retryable, leaks...)
-			if rc != (providers.Receipt{}) {
+			if rc != (otp.Receipt{}) {
 				t.Errorf("failed send gave receipt %+v", rc)
 			}
 			// One request: the SDK must not retry nor follow redirects.
@@ -213,7 +213,7 @@ func plain(status int, body string) func(testing.TB) providertest.Response {
 func TestVendorMessageQuotedMasked(t *testing.T) {
 	t.Parallel()
 	_, p := fakeAPI(t, restError(t, 400, 21211, "The 'To' number "+testTo+" is not a valid phone number."), testConfig(""))
-	_, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+	_, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 	if err == nil {
 		t.Fatal("Send succeeded")
 	}
@@ -236,7 +236,7 @@ func TestSendTransportFailures(t *testing.T) {
 		endpoint := s.URL
 		s.Close()
 		p := newProvider(t, testConfig(endpoint))
-		_, err := p.Send(t.Context(), smsMessage(providers.SignIn))
+		_, err := p.Send(t.Context(), smsMessage(otp.SignIn))
 		// The SDK's url.Error names the URL, whose path holds the account
 		// SID: leaks has it.
 		providertest.WantError(t, err, providerName, "transport", true, leaks...)
@@ -269,21 +269,21 @@ func TestSendTransportFailures(t *testing.T) {
 		s, p := fakeAPI(t, created(t, testMsgSID), testConfig(""))
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err := p.Send(ctx, smsMessage(providers.SignIn))
+		_, err := p.Send(ctx, smsMessage(otp.SignIn))
 		providertest.WantError(t, err, providerName, "canceled", true, leaks...)
 		wantNoRequest(t, s)
 	})
 	t.Run("email", func(t *testing.T) {
 		t.Parallel()
 		s, p := fakeAPI(t, created(t, testMsgSID), testConfig(""))
-		_, err := p.Send(t.Context(), providertest.Message(providers.Email, "john@example.com", providers.SignIn))
+		_, err := p.Send(t.Context(), providertest.Message(otp.Email, "john@example.com", otp.SignIn))
 		providertest.WantError(t, err, providerName, "unsupported_channel", false, leaks...)
 		wantNoRequest(t, s)
 	})
 	t.Run("no text", func(t *testing.T) {
 		t.Parallel()
 		s, p := fakeAPI(t, created(t, testMsgSID), testConfig(""))
-		msg := smsMessage(providers.SignIn)
+		msg := smsMessage(otp.SignIn)
 		msg.Content.Text = ""
 		_, err := p.Send(t.Context(), msg)
 		providertest.WantError(t, err, providerName, "no_content", false, leaks...)
@@ -297,7 +297,7 @@ func wantPromptTimeout(t *testing.T, p *twilio.Provider) {
 	t.Helper()
 	ctx := providertest.Deadline(t, 300*time.Millisecond)
 	start := time.Now()
-	_, err := p.Send(ctx, smsMessage(providers.SignIn))
+	_, err := p.Send(ctx, smsMessage(otp.SignIn))
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Send returned after %s, want soon after its 300ms deadline", d)
 	}
@@ -336,7 +336,7 @@ func TestConnectionsReused(t *testing.T) {
 	t.Cleanup(s.Close)
 	p := newProvider(t, testConfig(s.URL))
 	for range answers {
-		_, _ = p.Send(t.Context(), smsMessage(providers.SignIn))
+		_, _ = p.Send(t.Context(), smsMessage(otp.SignIn))
 	}
 	if served.Load() != int32(len(answers)) {
 		t.Fatalf("the fake API answered %d requests, want %d", served.Load(), len(answers))
@@ -358,7 +358,7 @@ func TestConcurrentSends(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {
-			msg := smsMessage(providers.SignIn)
+			msg := smsMessage(otp.SignIn)
 			msg.Code = strconv.Itoa(100000 + i)
 			rc, err := p.Send(t.Context(), msg)
 			if err != nil || rc.MessageID != "SM"+msg.Code {
@@ -378,7 +378,7 @@ func TestCanServe(t *testing.T) {
 	// text: every provider serves every usage type.
 	for _, templates := range [][]twilio.Template{nil, {tpl("Register", "{{code}}")}} {
 		p := newProvider(t, testConfig("", templates...))
-		for _, u := range providers.UsageTypes {
+		for _, u := range otp.UsageTypes {
 			if err := p.CanServe(u); err != nil {
 				t.Errorf("CanServe(%s) with templates %v = %v, want nil", u, templates, err)
 			}
@@ -397,14 +397,14 @@ func TestPreview(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		cfg   twilio.Config
-		usage providers.UsageType
+		usage otp.UsageType
 		want  string
 	}{
-		{"own template", cfg, providers.Register,
+		{"own template", cfg, otp.Register,
 			`sms via Messaging Service ` + testService + `, template Register, body "Welcome to Acme: 482915"`},
-		{"otpd templates", cfg, providers.SignIn,
+		{"otpd templates", cfg, otp.SignIn,
 			`sms via Messaging Service ` + testService + `, otpd templates, body "Your Acme code is 482915."`},
-		{"risk check disabled", risky, providers.Register,
+		{"risk check disabled", risky, otp.Register,
 			`sms via Messaging Service ` + testService + `, template Register, body "Welcome to Acme: 482915" (risk check disabled)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -416,7 +416,7 @@ func TestPreview(t *testing.T) {
 			providertest.NoLeak(t, got, testToken, testSID, testTo)
 		})
 	}
-	if _, err := newProvider(t, cfg).Preview(providertest.Message(providers.Email, "john@example.com", providers.SignIn)); err == nil {
+	if _, err := newProvider(t, cfg).Preview(providertest.Message(otp.Email, "john@example.com", otp.SignIn)); err == nil {
 		t.Error("Preview of an email succeeded")
 	}
 }

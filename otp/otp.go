@@ -1,0 +1,80 @@
+// Package otp holds the domain types every layer of otpd shares: the
+// channel a code goes out on, what the code is for, the message a provider
+// delivers and the provider's receipt. It imports nothing of otpd's own, so
+// that templates, providers and the service can all depend on it without
+// depending on each other.
+package otp
+
+import "time"
+
+// Channel is how a message reaches its recipient.
+type Channel string
+
+// The channels otpd delivers on.
+const (
+	SMS   Channel = "sms"
+	Email Channel = "email"
+)
+
+// Channels lists the channels otpd delivers on.
+var Channels = []Channel{SMS, Email}
+
+// UsageType is what a code is for, spelled as Logto spells it in connector
+// configuration ("Register", "SignIn", "ForgotPassword", "Generic").
+type UsageType string
+
+// The usage types otpd sends codes for.
+const (
+	Register       UsageType = "Register"
+	SignIn         UsageType = "SignIn"
+	ForgotPassword UsageType = "ForgotPassword"
+	Generic        UsageType = "Generic"
+)
+
+// UsageTypes lists every usage type otpd sends codes for, Generic last.
+var UsageTypes = []UsageType{Register, SignIn, ForgotPassword, Generic}
+
+// Content is a message rendered from otpd's own templates. Providers that
+// have a template of their own for the usage type use theirs instead.
+type Content struct {
+	// Subject is the email subject; empty for SMS.
+	Subject string
+	// Text is the SMS body, or the plain-text part of an email.
+	Text string
+	// HTML is the HTML part of an email; empty for SMS.
+	HTML string
+}
+
+// Message is one code to deliver.
+type Message struct {
+	// Channel is the channel the message goes out on.
+	Channel Channel
+	// To is the normalised recipient: an E.164 phone number or an email
+	// address with a lower-cased domain. It is personal data: never log it
+	// unmasked.
+	To string
+	// UsageType is what the code is for.
+	UsageType UsageType
+	// Locale is the BCP 47 tag the content was rendered in.
+	Locale string
+	// Code is the one-time code. It is a secret: never log it.
+	Code string
+	// AppName is the configured application name, for provider templates.
+	AppName string
+	// TTL is how long the code stays valid.
+	TTL time.Duration
+	// Content is the message rendered from otpd's templates.
+	Content Content
+	// VerificationID identifies the code in logs.
+	VerificationID string
+}
+
+// Receipt is a provider's acknowledgement of a message.
+type Receipt struct {
+	// Provider is the configured name of the provider that accepted the
+	// message.
+	Provider string
+	// MessageID is the provider's own identifier of the message, if it gives
+	// one.
+	MessageID string
+}
