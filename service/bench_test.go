@@ -16,10 +16,10 @@ import (
 
 func benchHarness(b *testing.B) *harness {
 	h := newHarness(b, func(c *service.Config) {
-		c.PerCountry = service.Window{} // every call is a +1 number
-		c.PerIP.Count = 1 << 30         // counted, never reached
-		c.MaxAttempts = 100
-		c.VerifyPerRecipient = service.Window{}
+		c.Limits.PerCountry = service.Window{} // every call is a +1 number
+		c.Limits.PerIP.Count = 1 << 30         // counted, never reached
+		c.Code.MaxAttempts = 100
+		c.Limits.VerifyPerRecipient = service.Window{}
 	})
 	h.logs.discard = true
 	return h

@@ -18,15 +18,6 @@ import (
 // errorDomain is the google.rpc.ErrorInfo domain of otpd's errors.
 const errorDomain = "otpd"
 
-// The limits, as named in configuration, errors and metrics.
-const (
-	limitResend             = "resend_interval"
-	limitPerRecipient       = "per_recipient"
-	limitPerIP              = "per_ip"
-	limitPerCountry         = "per_country"
-	limitVerifyPerRecipient = "verify_per_recipient"
-)
-
 // violations collects bad-input findings for a BadRequest.
 type violations struct {
 	list []*errdetails.BadRequest_FieldViolation

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"hash"
 	"sync"
 )
@@ -19,10 +18,9 @@ type keyring struct {
 	recipient, code, ip, idem hmacPool
 }
 
-func newKeyring(secret []byte) (*keyring, error) {
-	if len(secret) < MinSecretLen {
-		return nil, errors.New("secret must be at least 32 bytes")
-	}
+// newKeyring derives the subkeys of secret, which Config.Validate has
+// checked.
+func newKeyring(secret []byte) *keyring {
 	derive := func(label string) hmacPool {
 		m := hmac.New(sha256.New, secret)
 		m.Write([]byte("otpd/v1/" + label))
@@ -33,7 +31,7 @@ func newKeyring(secret []byte) (*keyring, error) {
 		code:      derive("code"),
 		ip:        derive("ip"),
 		idem:      derive("idempotency"),
-	}, nil
+	}
 }
 
 // recipientID is the recipient's identity in the store: 128 bits of its

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
-	"github.com/otpd/otpd/providers"
 )
 
 // Input size limits: anything longer is rejected before any work is done.
@@ -25,7 +25,7 @@ const (
 
 // recipient is a validated, normalised recipient.
 type recipient struct {
-	channel providers.Channel
+	channel otp.Channel
 	// addr is the E.164 number or the email address with a lower-cased
 	// domain.
 	addr string
@@ -94,7 +94,7 @@ func parsePhone(raw string, v *violations) (recipient, bool) {
 		return recipient{}, false
 	}
 	return recipient{
-		channel: providers.SMS,
+		channel: otp.SMS,
 		addr:    phonenumbers.Format(num, phonenumbers.E164),
 		country: strconv.Itoa(int(num.GetCountryCode())),
 	}, true
@@ -114,7 +114,7 @@ func parseEmail(raw string, v *violations) (recipient, bool) {
 		v.add("recipient", "is not a valid email address: the domain must be a fully qualified host name")
 		return recipient{}, false
 	}
-	return recipient{channel: providers.Email, addr: local + "@" + domain}, true
+	return recipient{channel: otp.Email, addr: local + "@" + domain}, true
 }
 
 // hostName reports whether d is a fully qualified host name: two or more
@@ -178,22 +178,22 @@ func clientNet(ip string) string {
 	return p.String()
 }
 
-func usageKey(u otpv1.UsageType) (providers.UsageType, string, bool) {
+func usageKey(u otpv1.UsageType) (otp.UsageType, string, bool) {
 	switch u {
 	case otpv1.UsageType_USAGE_TYPE_REGISTER:
-		return providers.Register, "register", true
+		return otp.Register, "register", true
 	case otpv1.UsageType_USAGE_TYPE_SIGN_IN:
-		return providers.SignIn, "sign_in", true
+		return otp.SignIn, "sign_in", true
 	case otpv1.UsageType_USAGE_TYPE_FORGOT_PASSWORD:
-		return providers.ForgotPassword, "forgot_password", true
+		return otp.ForgotPassword, "forgot_password", true
 	case otpv1.UsageType_USAGE_TYPE_GENERIC:
-		return providers.Generic, "generic", true
+		return otp.Generic, "generic", true
 	}
 	return "", "", false
 }
 
-func channelProto(c providers.Channel) otpv1.Channel {
-	if c == providers.Email {
+func channelProto(c otp.Channel) otpv1.Channel {
+	if c == otp.Email {
 		return otpv1.Channel_CHANNEL_EMAIL
 	}
 	return otpv1.Channel_CHANNEL_SMS
@@ -206,4 +206,12 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+func parseUsage(u otpv1.UsageType, v *violations) (otp.UsageType, string) {
+	usage, key, ok := usageKey(u)
+	if !ok {
+		v.add("usage_type", "must be USAGE_TYPE_REGISTER, USAGE_TYPE_SIGN_IN, USAGE_TYPE_FORGOT_PASSWORD or USAGE_TYPE_GENERIC")
+	}
+	return usage, key
 }

@@ -21,7 +21,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/otpd/otpd/internal/redact"
 	"github.com/otpd/otpd/internal/redistest"
+	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/fake"
@@ -108,7 +110,7 @@ func newHarnessOn(tb testing.TB, wrap func(service.Store) service.Store, mutate 
 		tb.Fatal(err)
 	}
 	var routes []providers.Route
-	for _, ch := range []providers.Channel{providers.SMS, providers.Email} {
+	for _, ch := range []otp.Channel{otp.SMS, otp.Email} {
 		routes = append(routes,
 			providers.Route{Name: "primary", Channel: ch, Sender: h.primary},
 			providers.Route{Name: "secondary", Channel: ch, Sender: h.secondary})
@@ -116,7 +118,7 @@ func newHarnessOn(tb testing.TB, wrap func(service.Store) service.Store, mutate 
 	for _, o := range routeOpts {
 		o(routes)
 	}
-	router, err := providers.NewRouter(routes, providers.RouterOptions{Attempts: 1, Registerer: h.reg})
+	router, err := providers.NewRouter(routes, providers.RouterOptions{Delivery: providers.Delivery{Attempts: 1}, Registerer: h.reg})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -125,7 +127,7 @@ func newHarnessOn(tb testing.TB, wrap func(service.Store) service.Store, mutate 
 		tb.Fatal(err)
 	}
 	cfg := service.DefaultConfig()
-	cfg.Secret = []byte("0123456789abcdef0123456789abcdef-test")
+	cfg.Secret = "0123456789abcdef0123456789abcdef-test"
 	cfg.AppName = "Acme"
 	if mutate != nil {
 		mutate(&cfg)
@@ -304,8 +306,8 @@ func TestConcurrentVerifyExactlyOneOK(t *testing.T) {
 func TestConcurrentSendsPerRecipient(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *service.Config) {
-		c.ResendInterval = 0
-		c.PerRecipient = service.Window{Count: 5, Window: 10 * time.Minute}
+		c.Limits.ResendInterval = 0
+		c.Limits.PerRecipient = service.Window{Count: 5, Window: 10 * time.Minute}
 	})
 	const n = 50
 	var ok, limited atomic.Int64
@@ -373,7 +375,7 @@ func TestTooManyAttempts(t *testing.T) {
 
 func TestShortTTLExpires(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *service.Config) { c.CodeTTL = 2 * time.Second })
+	h := newHarness(t, func(c *service.Config) { c.Code.TTL = 2 * time.Second })
 	_, code := h.send(t, phone, signIn)
 	h.clock.Advance(2 * time.Second)
 	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "verify after the TTL")
@@ -383,7 +385,7 @@ func TestRealTTLExpiresInRedis(t *testing.T) {
 	t.Parallel()
 	// The otpd clock stands still here: only Redis's own expiry, on the
 	// real clock, can end the code.
-	h := newHarness(t, func(c *service.Config) { c.CodeTTL = time.Second })
+	h := newHarness(t, func(c *service.Config) { c.Code.TTL = time.Second })
 	_, code := h.send(t, phone, signIn)
 	for i := 0; ; i++ {
 		keys, err := h.rdb.Keys(context.Background(), "*:code:*").Result()
@@ -693,8 +695,8 @@ func TestIdempotencyKey(t *testing.T) {
 func TestPerIPAndPerCountryLimits(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *service.Config) {
-		c.PerIP = service.Window{Count: 2, Window: time.Hour}
-		c.PerCountry = service.Window{Count: 3, Window: time.Hour}
+		c.Limits.PerIP = service.Window{Count: 2, Window: time.Hour}
+		c.Limits.PerCountry = service.Window{Count: 3, Window: time.Hour}
 	})
 	ctx := context.Background()
 	send := func(to, ip string) error {
@@ -739,8 +741,8 @@ func TestPerIPAndPerCountryLimits(t *testing.T) {
 func TestVerifyPerRecipientLimit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *service.Config) {
-		c.VerifyPerRecipient = service.Window{Count: 3, Window: time.Hour}
-		c.ResendInterval = 0
+		c.Limits.VerifyPerRecipient = service.Window{Count: 3, Window: time.Hour}
+		c.Limits.ResendInterval = 0
 	})
 	_, code := h.send(t, phone, signIn)
 	for range 3 {
@@ -879,7 +881,7 @@ func TestConcurrentSendsCooldownOneAccepted(t *testing.T) {
 
 func TestIdempotentRetryIgnoresFullWindows(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *service.Config) { c.PerIP = service.Window{Count: 1, Window: time.Hour} })
+	h := newHarness(t, func(c *service.Config) { c.Limits.PerIP = service.Window{Count: 1, Window: time.Hour} })
 	req := &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn, ClientIp: "198.51.100.7", IdempotencyKey: "k1"}
 	first, err := h.client.SendCode(context.Background(), req)
 	if err != nil {
@@ -899,7 +901,7 @@ func TestNoProviderRefusedBeforeCounting(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil, func(routes []providers.Route) {
 		for i := range routes {
-			if routes[i].Channel == providers.SMS {
+			if routes[i].Channel == otp.SMS {
 				routes[i].Match = []string{"+86"}
 			}
 		}
@@ -946,8 +948,8 @@ type brokenRenderer struct{}
 
 func (brokenRenderer) MatchLocale(string) (string, error) { return "en", nil }
 
-func (brokenRenderer) Render(providers.Channel, string, providers.UsageType, templates.Data) (providers.Content, error) {
-	return providers.Content{}, fmt.Errorf("no sms template for SignIn")
+func (brokenRenderer) Render(otp.Channel, string, otp.UsageType, templates.Data) (otp.Content, error) {
+	return otp.Content{}, fmt.Errorf("no sms template for SignIn")
 }
 
 func TestRenderFailureFreesTheSend(t *testing.T) {
@@ -956,12 +958,12 @@ func TestRenderFailureFreesTheSend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, err := providers.NewRouter([]providers.Route{{Name: "p", Channel: providers.SMS, Sender: p}}, providers.RouterOptions{})
+	router, err := providers.NewRouter([]providers.Route{{Name: "p", Channel: otp.SMS, Sender: p}}, providers.RouterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := service.DefaultConfig()
-	cfg.Secret = bytes.Repeat([]byte("s"), 32)
+	cfg.Secret = redact.Secret(strings.Repeat("s", 32))
 	store := memstore.New()
 	svc, err := service.New(cfg, store, router, brokenRenderer{})
 	if err != nil {
@@ -1026,7 +1028,7 @@ func TestCallerCancelIsNotAStoreError(t *testing.T) {
 			t.Parallel()
 			lossy := &answerLost{}
 			h := newHarnessOn(t, func(s service.Store) service.Store { lossy.Store = s; return lossy },
-				func(c *service.Config) { c.PerIP = service.Window{Count: 1, Window: time.Hour} })
+				func(c *service.Config) { c.Limits.PerIP = service.Window{Count: 1, Window: time.Hour} })
 			_, code := h.send(t, phone, signIn)
 			h.clock.Advance(2 * time.Minute) // past the resend cooldown
 

@@ -12,16 +12,6 @@ import (
 // UNAVAILABLE. Other store errors are internal errors.
 var ErrStoreUnavailable = errors.New("store unavailable")
 
-// Window is a sliding-window rate limit: at most Count events within any
-// Window. A Count of 0 disables the limit.
-type Window struct {
-	Count  int
-	Window time.Duration
-}
-
-// Enabled reports whether the limit applies.
-func (w Window) Enabled() bool { return w.Count > 0 && w.Window > 0 }
-
 // Slot is one event to count against a shared sliding-window limit, such as
 // the per-IP or per-country send limit.
 type Slot struct {

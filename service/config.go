@@ -1,0 +1,72 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/otpd/otpd/internal/redact"
+)
+
+// Config is what the service owns of otpd.yaml: the secret, the code rules,
+// the limits and the send deadlines, all keys at the file's root.
+// DefaultConfig gives the defaults.
+type Config struct {
+	// Secret keys every hash otpd stores; at least MinSecretLen bytes.
+	Secret redact.Secret `yaml:"secret"`
+	// Code holds the rules of a code.
+	Code CodeConfig `yaml:"code"`
+	// Limits holds the rate limits.
+	Limits Limits `yaml:"limits"`
+	// SendTimeout bounds a SendCode call when the caller's deadline is later
+	// or absent (15s).
+	SendTimeout time.Duration `yaml:"send_timeout"`
+	// IdempotencyTTL is how long the answer to an idempotent send is kept
+	// (24h).
+	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
+	// AppName is inserted as {{app_name}} and handed to providers; it is
+	// templates.app_name in otpd.yaml.
+	AppName string `yaml:"-"`
+}
+
+// CodeConfig is the code block of otpd.yaml.
+type CodeConfig struct {
+	// Length is the number of digits of a code, 4 to 10 (6).
+	Length int `yaml:"length"`
+	// TTL is how long a code stays valid (10m).
+	TTL time.Duration `yaml:"ttl"`
+	// MaxAttempts is how many wrong verifications kill a code (5).
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// DefaultConfig returns the documented defaults, without a secret.
+func DefaultConfig() Config {
+	return Config{
+		Code:           CodeConfig{Length: 6, TTL: 10 * time.Minute, MaxAttempts: 5},
+		Limits:         DefaultLimits(),
+		SendTimeout:    15 * time.Second,
+		IdempotencyTTL: 24 * time.Hour,
+		AppName:        "otpd",
+	}
+}
+
+// Validate checks the configuration; errors name the key of otpd.yaml.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, key, msg string) {
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s", key, msg))
+		}
+	}
+	check(len(c.Secret) >= MinSecretLen, "secret",
+		fmt.Sprintf("must be at least %d bytes (set OTPD_HMAC_KEY to a long random value)", MinSecretLen))
+	check(c.Code.Length >= 4 && c.Code.Length <= 10, "code.length", "must be between 4 and 10")
+	check(c.Code.TTL >= time.Second, "code.ttl", "must be at least 1s")
+	check(c.Code.MaxAttempts >= 1 && c.Code.MaxAttempts <= 100, "code.max_attempts", "must be between 1 and 100")
+	if err := c.Limits.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	check(c.SendTimeout >= 100*time.Millisecond, "send_timeout", "must be at least 100ms")
+	check(c.IdempotencyTTL >= time.Minute, "idempotency_ttl", "must be at least 1m")
+	return errors.Join(errs...)
+}
