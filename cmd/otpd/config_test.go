@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd/internal/testpki"
-	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/service"
 )
 
@@ -812,7 +812,7 @@ providers:
 		if !strings.HasPrefix(sec, wantSections[i]) {
 			t.Errorf("section %d starts %q, want %q", i, firstLine(sec), wantSections[i])
 		}
-		for _, u := range providers.UsageTypes {
+		for _, u := range otp.UsageTypes {
 			line := lineWith(sec, "  "+string(u)+":")
 			if line == "" {
 				t.Errorf("section %q does not render %s:\n%s", firstLine(sec), u, sec)
@@ -997,7 +997,7 @@ func TestCheckVendorConfigs(t *testing.T) {
 				if lineWith(sec, "  settings: ") == "" {
 					t.Errorf("section %q prints no settings:\n%s", firstLine(sec), sec)
 				}
-				for _, u := range providers.UsageTypes {
+				for _, u := range otp.UsageTypes {
 					if line := lineWith(sec, "  "+string(u)+":"); !strings.Contains(line, "123456") {
 						t.Errorf("%s %s: preview %q lacks the sample code", firstLine(sec), u, line)
 					}

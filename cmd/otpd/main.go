@@ -2,14 +2,18 @@
 // (plus grpc.health.v1 and reflection) and an admin HTTP port with
 // /metrics, /healthz and /readyz.
 //
-//	otpd -config otpd.yaml          serve
-//	otpd -config otpd.yaml -check   validate the configuration and exit
-//	otpd                            dev mode: in-memory store, console provider
+//	otpd -config otpd.yaml               serve
+//	otpd -config otpd.yaml -check        validate the configuration and exit
+//	otpd -config otpd.yaml -check -json  the same, as JSON for programs
+//	otpd                                 dev mode: in-memory store, console provider
+//
+// This file is wiring only: flags, configuration (internal/config), then
+// internal/app builds and runs otpd.
 package main
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +23,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/otpd/otpd/internal/app"
+	"github.com/otpd/otpd/internal/config"
+	"github.com/otpd/otpd/internal/grpcauth"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -26,12 +34,14 @@ var version = "dev"
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
 
-// run is otpd without process globals: it returns the exit code.
+// run is otpd without process globals: it returns the exit code, 2 for
+// bad flags or configuration, 1 when serving failed.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("otpd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("OTPD_CONFIG"), "configuration file (env OTPD_CONFIG); none starts dev mode")
 	check := fs.Bool("check", false, "validate the configuration, render every provider × usage type, and exit")
+	asJSON := fs.Bool("json", false, "with -check: print the effective configuration and the previews (or the errors) as JSON")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	listenGRPC := fs.String("listen-grpc", "", "override listen.grpc (host:port or unix:///path)")
 	listenHTTP := fs.String("listen-http", "", "override listen.http")
@@ -49,49 +59,50 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stdout, "otpd", version)
 		return 0
 	}
+	invalid := func(what string, err error) int {
+		if *check && *asJSON {
+			writeErrors(stdout, err)
+		}
+		fmt.Fprintf(stderr, "otpd: invalid %s:\n%s\n", what, indent(err))
+		return 2
+	}
 
-	var cfg *config
-	if *configPath == "" {
-		cfg = devConfig()
-	} else {
+	cfg := config.Dev()
+	if *configPath != "" {
 		var err error
-		if cfg, err = loadConfig(*configPath, getenv); err != nil {
-			fmt.Fprintf(stderr, "otpd: invalid configuration %s:\n%s\n", *configPath, indent(err))
-			return 2
+		if cfg, err = config.Load(*configPath, getenv); err != nil {
+			return invalid("configuration "+*configPath, err)
 		}
 	}
 	if *listenGRPC != "" || *listenHTTP != "" {
 		if *listenGRPC != "" {
-			cfg.Listen.GRPC = *listenGRPC
+			cfg.Server.Listen.GRPC = *listenGRPC
 		}
 		if *listenHTTP != "" {
-			cfg.Listen.HTTP = *listenHTTP
+			cfg.Server.Listen.HTTP = *listenHTTP
 		}
-		if err := cfg.validate(); err != nil {
-			fmt.Fprintf(stderr, "otpd: invalid listen flags:\n%s\n", indent(err))
-			return 2
+		if err := cfg.Validate(); err != nil {
+			return invalid("listen flags", err)
 		}
 	}
-	level, _ := parseLevel(cfg.Log.Level)
-	log := slog.New(callerHandler{slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})})
-
 	if *check {
-		if err := checkConfig(cfg, stdout); err != nil {
-			fmt.Fprintf(stderr, "otpd: invalid configuration:\n%s\n", indent(err))
-			return 2
+		checkFn := app.Check
+		if *asJSON {
+			checkFn = app.CheckJSON
+		}
+		if err := checkFn(cfg, stdout); err != nil {
+			return invalid("configuration", err)
 		}
 		return 0
 	}
 
-	if cfg.dev {
-		secret := make([]byte, 32)
-		_, _ = rand.Read(secret)
-		cfg.devSecret = secret
+	log := slog.New(grpcauth.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.Log.SlogLevel()})))
+	if cfg.Dev {
 		warnDev(stderr, log)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log, stderr); err != nil {
+	if err := app.Run(ctx, cfg, log, stderr, version); err != nil {
 		log.Error("otpd stopped", "error", err)
 		return 1
 	}
@@ -111,21 +122,24 @@ func warnDev(w io.Writer, log *slog.Logger) {
 	log.Warn("dev mode: in-memory store, console provider, random secret; not for production")
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("%q is not one of debug, info, warn, error", s)
-	}
-	return l, nil
-}
-
 // indent prints each error of a joined error on its own line.
 func indent(err error) string {
 	var b strings.Builder
-	for _, e := range splitJoined(err) {
+	for _, e := range config.Split(err) {
 		for _, line := range strings.Split(e.Error(), "\n") {
 			b.WriteString("  " + line + "\n")
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// writeErrors prints err as {"errors": [...]} for otpd -check -json.
+func writeErrors(w io.Writer, err error) {
+	var list []string
+	for _, e := range config.Split(err) {
+		list = append(list, e.Error())
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(map[string][]string{"errors": list})
 }
