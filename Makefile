@@ -36,7 +36,7 @@ test-go: redis-server ## go test -race ./... against real redis-server processes
 
 lint: tools ## go vet, gofmt, buf lint, buf format
 	$(GO) vet ./...
-	$(GO) vet -tags pprof ./cmd/otpd
+	$(GO) vet -tags otpd_fake,pprof ./internal/registry ./internal/server
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(BUF) lint
 	$(BUF) format -d --exit-code
@@ -73,6 +73,8 @@ $(GHZ): tools/go.mod tools/go.sum
 	@touch $(GHZ)
 
 validate-deploy: $(KUSTOMIZE) ## render deploy/kubernetes into bin/k8s and check it, the Dockerfile, alert rules and dashboard (offline)
+	@# deploy/validate asks bin/otpd (-print-config) what each otpd container's configuration is.
+	$(GO) build -trimpath -o $(BIN)/otpd ./cmd/otpd
 	@rm -rf $(BIN)/k8s && mkdir -p $(BIN)/k8s
 	@for k in $(KUSTOMIZATIONS); do \
 		echo "kustomize build $$k > bin/k8s/$$(basename $$k).yaml"; \
@@ -80,7 +82,7 @@ validate-deploy: $(KUSTOMIZE) ## render deploy/kubernetes into bin/k8s and check
 	done
 	cd deploy/validate && $(GO) vet ./...
 	@out=$$(gofmt -l deploy/validate); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	cd deploy/validate && OTPD_K8S_RENDERED=$(BIN)/k8s OTPD_K8S_CONFIG_OUT=$(BIN) $(GO) test -count=1 ./...
+	cd deploy/validate && OTPD_BIN=$(BIN)/otpd OTPD_K8S_RENDERED=$(BIN)/k8s OTPD_K8S_CONFIG_OUT=$(BIN) $(GO) test -count=1 ./...
 	@echo "otpd.yaml of each layout: $$(cd $(BIN) && ls k8s-otpd*.yaml | tr '\n' ' ')(in bin/)"
 
 image: ## build the container image otpd:$(VERSION) with deploy/Dockerfile (needs Docker with BuildKit)

@@ -1,11 +1,11 @@
 // Package providers holds what every message provider shares: the Sender
-// contract, the classified provider Error, and
-// the Router that picks providers by channel and recipient and fails over
-// between them.
+// contract, the classified provider Error, and the Router that picks
+// providers by channel and recipient and fails over between them. The
+// message itself is otp.Message.
 //
 // Vendor packages (console, twilio, tencent, mailgun, aliyundm) import this
-// package; it never imports them. The registry that maps a configured type to
-// a constructor lives in cmd/otpd.
+// package; it never imports them. The registry that maps a configured type
+// to a constructor is internal/registry.
 package providers
 
 import (

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/templates"
 )
 
 // Config is what the service owns of otpd.yaml: the secret, the code rules,
@@ -46,7 +47,7 @@ func DefaultConfig() Config {
 		Limits:         DefaultLimits(),
 		SendTimeout:    15 * time.Second,
 		IdempotencyTTL: 24 * time.Hour,
-		AppName:        "otpd",
+		AppName:        templates.DefaultOptions().AppName,
 	}
 }
 

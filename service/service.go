@@ -2,7 +2,8 @@
 // generation and keyed hashing, the rate limits, and the Store contract that
 // the Redis and in-memory stores implement.
 //
-// A code is checked in Service.VerifyCode; the check-and-update itself runs
+// A code is sent in send.go and checked in verify.go; the limits are in
+// limits.go, the error model in errors.go. Every check-and-update runs
 // atomically inside the Store (a Lua script in Redis).
 package service
 

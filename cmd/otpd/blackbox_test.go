@@ -33,7 +33,8 @@ var (
 	buildErr  error
 )
 
-// otpdBinary builds cmd/otpd once per test run.
+// otpdBinary builds cmd/otpd once per test run, with the fake provider
+// (-tags otpd_fake), which release builds leave out.
 func otpdBinary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
@@ -44,7 +45,7 @@ func otpdBinary(tb testing.TB) string {
 		}
 		binPath = filepath.Join(dir, "otpd")
 		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		out, err := exec.Command(goBin, "build", "-race", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command(goBin, "build", "-race", "-tags", "otpd_fake", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

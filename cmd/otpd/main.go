@@ -5,6 +5,7 @@
 //	otpd -config otpd.yaml               serve
 //	otpd -config otpd.yaml -check        validate the configuration and exit
 //	otpd -config otpd.yaml -check -json  the same, as JSON for programs
+//	otpd -config otpd.yaml -print-config the effective configuration, as JSON
 //	otpd                                 dev mode: in-memory store, console provider
 //
 // This file is wiring only: flags, configuration (internal/config), then
@@ -42,6 +43,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	configPath := fs.String("config", getenv("OTPD_CONFIG"), "configuration file (env OTPD_CONFIG); none starts dev mode")
 	check := fs.Bool("check", false, "validate the configuration, render every provider × usage type, and exit")
 	asJSON := fs.Bool("json", false, "with -check: print the effective configuration and the previews (or the errors) as JSON")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration (defaults applied, secrets redacted) as JSON, or the errors, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	listenGRPC := fs.String("listen-grpc", "", "override listen.grpc (host:port or unix:///path)")
 	listenHTTP := fs.String("listen-http", "", "override listen.http")
@@ -60,7 +62,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	}
 	invalid := func(what string, err error) int {
-		if *check && *asJSON {
+		if (*check && *asJSON) || *printConfig {
 			writeErrors(stdout, err)
 		}
 		fmt.Fprintf(stderr, "otpd: invalid %s:\n%s\n", what, indent(err))
@@ -84,6 +86,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		if err := cfg.Validate(); err != nil {
 			return invalid("listen flags", err)
 		}
+	}
+	if *printConfig {
+		if err := app.PrintConfig(cfg, stdout); err != nil {
+			return invalid("configuration", err)
+		}
+		return 0
 	}
 	if *check {
 		checkFn := app.Check
@@ -133,13 +141,17 @@ func indent(err error) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// writeErrors prints err as {"errors": [...]} for otpd -check -json.
+// writeErrors prints err for programs (-check -json, -print-config):
+// {"errors": ["key: message", ...], "missing_env": [{"key": ..., "name": ...}]}.
 func writeErrors(w io.Writer, err error) {
-	var list []string
+	out := struct {
+		Errors     []string        `json:"errors"`
+		MissingEnv []config.EnvRef `json:"missing_env,omitempty"`
+	}{MissingEnv: config.MissingEnv(err)}
 	for _, e := range config.Split(err) {
-		list = append(list, e.Error())
+		out.Errors = append(out.Errors, e.Error())
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(map[string][]string{"errors": list})
+	_ = enc.Encode(out)
 }

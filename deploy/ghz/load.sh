@@ -60,10 +60,11 @@ declare -A RPS_MIN=([VerifyCode]=0.8 [SendCode]=0.6)
 P99_MAX=2.0
 
 NEEDED=(redis-server redis-cli jq "$GO")
-TAGS=()
+# otpd_fake: the fake provider, left out of release builds (README, "Providers").
+TAGS=(-tags otpd_fake)
 if [ "$LOAD_PROFILE" = 1 ]; then
 	NEEDED+=(curl)
-	TAGS=(-tags pprof)
+	TAGS=(-tags otpd_fake,pprof)
 	[[ $LOAD_DURATION =~ ^[0-9]+s$ ]] && [ "${LOAD_DURATION%s}" -ge 3 ] ||
 		{ echo "load: LOAD_PROFILE=1 needs LOAD_DURATION in seconds, at least 3s (got $LOAD_DURATION)" >&2; exit 1; }
 fi

@@ -1,7 +1,6 @@
 package validate
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"regexp"
@@ -19,7 +18,6 @@ type Instruction struct {
 // Stage is a FROM and the instructions after it.
 type Stage struct {
 	From         string // image
-	Name         string // AS name
 	Instructions []Instruction
 }
 
@@ -58,16 +56,12 @@ func ParseDockerfile(text string) ([]Stage, error) {
 	}
 	for _, in := range insts {
 		if in.Cmd == "FROM" {
-			f := strings.Fields(in.Args)
 			st := Stage{}
-			for _, w := range f {
-				if !strings.HasPrefix(w, "--") {
+			for _, w := range strings.Fields(in.Args) {
+				if !strings.HasPrefix(w, "--") { // --platform=...
 					st.From = os.Expand(w, func(name string) string { return globalArgs[name] })
 					break
 				}
-			}
-			if n := len(f); n >= 3 && strings.EqualFold(f[n-2], "AS") {
-				st.Name = f[n-1]
 			}
 			stages = append(stages, st)
 			continue
@@ -88,16 +82,11 @@ func ParseDockerfile(text string) ([]Stage, error) {
 	return stages, nil
 }
 
-// FinalImage is the base the image must ship on.
-const FinalImage = "gcr.io/distroless/static-debian12:nonroot"
-
-var ldflagsVersion = regexp.MustCompile(`-ldflags\s+"[^"]*-s\b[^"]*-w\b[^"]*-X\s+main\.version=`)
+var ldflagsVersion = regexp.MustCompile(`-ldflags\s+"[^"]*-X\s+main\.version=`)
 
 // CheckDockerfile verifies deploy/Dockerfile: a Go builder matching goVersion
-// (go.mod's "go" line, e.g. "1.26.0") that caches modules in their own layer
-// and builds a static, trimmed binary with its version stamped, and a final
-// distroless nonroot stage with no RUN, no shell-form ENTRYPOINT and otpd's
-// two ports.
+// (go.mod's "go" line, e.g. "1.26.0") that builds a static binary with its
+// version stamped, and a final stage that runs as nonroot.
 func CheckDockerfile(text, goVersion string) []string {
 	stages, err := ParseDockerfile(text)
 	if err != nil {
@@ -110,83 +99,42 @@ func CheckDockerfile(text, goVersion string) []string {
 		return problems
 	}
 
+	// The builder: go.mod's Go (GOTOOLCHAIN=local refuses an older one),
+	// no cgo (the final image has no libc), -X main.version (otpd -version).
 	build := stages[0]
 	want := "golang:" + strings.Join(strings.SplitN(goVersion, ".", 3)[:2], ".")
 	if tag, _, _ := strings.Cut(build.From, "@"); tag != want && !strings.HasPrefix(tag, want+".") && !strings.HasPrefix(tag, want+"-") {
 		errorf("builder FROM %s: want %s (go.mod says go %s)", build.From, want, goVersion)
 	}
-	var download, copyAll, goBuild = -1, -1, -1
-	cgoOff := false
-	for i, in := range build.Instructions {
+	goBuild, cgoOff := false, false
+	for _, in := range build.Instructions {
 		switch {
 		case in.Cmd == "ENV" && slices.Contains(strings.Fields(in.Args), "CGO_ENABLED=0"):
 			cgoOff = true
-		case in.Cmd == "RUN" && strings.Contains(in.Args, "go mod download"):
-			download = i
-		case in.Cmd == "COPY" && slices.Contains(strings.Fields(in.Args), "."): // the whole context
-			copyAll = i
 		case in.Cmd == "RUN" && strings.Contains(in.Args, "go build"):
-			goBuild = i
-			if strings.Contains(in.Args, "CGO_ENABLED=0") {
-				cgoOff = true
-			}
-			for _, want := range []string{"-trimpath", "./cmd/otpd"} {
-				if !strings.Contains(in.Args, want) {
-					errorf("line %d: go build without %s", in.Line, want)
-				}
-			}
+			goBuild = true
+			cgoOff = cgoOff || strings.Contains(in.Args, "CGO_ENABLED=0")
 			if !ldflagsVersion.MatchString(in.Args) {
-				errorf(`line %d: go build without -ldflags "-s -w -X main.version=..."`, in.Line)
+				errorf(`line %d: go build without -ldflags "-X main.version=...": otpd -version would print "dev"`, in.Line)
 			}
 		}
 	}
-	switch {
-	case goBuild < 0:
+	if !goBuild {
 		errorf("the builder never runs go build")
-	case download < 0:
-		errorf("no RUN go mod download: modules are fetched again on every source change")
-	case copyAll >= 0 && download > copyAll:
-		errorf("go mod download runs after COPY . .: its layer is rebuilt on every source change")
 	}
 	if !cgoOff {
 		errorf("CGO_ENABLED=0 is not set for go build: the binary would need libc, which distroless/static lacks")
 	}
 
-	final := stages[len(stages)-1]
-	if base, _, _ := strings.Cut(final.From, "@"); base != FinalImage {
-		errorf("final stage FROM %s, want %s", final.From, FinalImage)
-	}
+	// The final stage runs as nonroot also where no pod securityContext says so.
 	var user string
-	var entrypoint []string
-	var exposed []string
-	for _, in := range final.Instructions {
-		switch in.Cmd {
-		case "RUN":
-			errorf("line %d: RUN in the final stage: it has no shell", in.Line)
-		case "USER":
+	for _, in := range stages[len(stages)-1].Instructions {
+		if in.Cmd == "USER" {
 			user = in.Args
-		case "EXPOSE":
-			exposed = append(exposed, strings.Fields(in.Args)...)
-		case "ENTRYPOINT":
-			if err := json.Unmarshal([]byte(in.Args), &entrypoint); err != nil {
-				errorf("line %d: ENTRYPOINT is not in exec form (a JSON array): shell form needs /bin/sh", in.Line)
-			}
-		case "CMD":
-			if !strings.HasPrefix(in.Args, "[") {
-				errorf("line %d: CMD is not in exec form", in.Line)
-			}
 		}
 	}
 	if u, _, _ := strings.Cut(user, ":"); u != "nonroot" && u != "65532" {
 		errorf("final stage USER %q, want nonroot (65532)", user)
-	}
-	if len(entrypoint) == 0 || entrypoint[0] != "/otpd" {
-		errorf(`final stage ENTRYPOINT %v, want ["/otpd"]`, entrypoint)
-	}
-	for _, p := range []string{"50051", "9464"} {
-		if !slices.ContainsFunc(exposed, func(e string) bool { return strings.TrimSuffix(e, "/tcp") == p }) {
-			errorf("final stage does not EXPOSE %s", p)
-		}
 	}
 	return problems
 }

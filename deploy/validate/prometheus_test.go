@@ -37,19 +37,8 @@ func TestDashboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, used := CheckDashboard(data, NewExprChecker(loadMetrics(t)))
-	for _, p := range problems {
+	for _, p := range CheckDashboard(data, NewExprChecker(loadMetrics(t))) {
 		t.Error(p)
-	}
-	// The panels the dashboard promises.
-	for _, m := range []string{
-		"otpd_codes_sent_total", "otpd_verifications_total", "otpd_rate_limited_total",
-		"otpd_provider_request_duration_seconds_bucket", "otpd_provider_errors_total",
-		"grpc_server_handled_total", "otpd_sms_sent_by_country_total", "otpd_store_up",
-	} {
-		if !used[m] {
-			t.Errorf("no panel queries %s", m)
-		}
 	}
 }
 
@@ -85,7 +74,7 @@ func TestDashboardRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, _ := CheckDashboard(data, NewExprChecker(loadMetrics(t)))
+	problems := CheckDashboard(data, NewExprChecker(loadMetrics(t)))
 	for _, want := range []string{
 		`variable job: otpd_store_up{foo="bar"}: metric otpd_store_up has no label "foo"`,
 		`panel 2 "Wrong metric" target A: otpd_sms_sent_by_country{`,

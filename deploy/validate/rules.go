@@ -33,10 +33,6 @@ func CheckRules(content []byte, c *ExprChecker) []string {
 	if groups == nil {
 		return problems
 	}
-	if len(groups.Groups) == 0 {
-		problems = append(problems, "no rule groups")
-	}
-	seen := map[string]bool{}
 	for _, g := range groups.Groups {
 		for _, r := range g.Rules {
 			name := r.Alert + r.Record
@@ -44,10 +40,6 @@ func CheckRules(content []byte, c *ExprChecker) []string {
 			errorf := func(format string, args ...any) {
 				problems = append(problems, where+": "+fmt.Sprintf(format, args...))
 			}
-			if seen[name] {
-				errorf("name is used twice")
-			}
-			seen[name] = true
 			out, exprProblems := c.Check(r.Expr)
 			for _, p := range exprProblems {
 				errorf("expr: %s", p)
@@ -114,15 +106,12 @@ var DashboardFilters = []string{"namespace", "job"}
 
 // CheckDashboard checks a Grafana dashboard: a Prometheus datasource
 // variable used by every panel and query, the DashboardFilters variables
-// applied to every selector, and every expression (panels and label_values
-// variable queries) valid PromQL over otpd's metrics. It returns the problems
-// and the metric names the panels use.
-func CheckDashboard(data []byte, c *ExprChecker) ([]string, map[string]bool) {
+// applied to every selector, unique panel ids, and every expression (panels
+// and label_values variable queries) valid PromQL over otpd's metrics.
+func CheckDashboard(data []byte, c *ExprChecker) []string {
 	var problems []string
 	errorf := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	var d struct {
-		UID        string `json:"uid"`
-		Title      string `json:"title"`
 		Templating struct {
 			List []struct {
 				Name  string          `json:"name"`
@@ -133,10 +122,7 @@ func CheckDashboard(data []byte, c *ExprChecker) ([]string, map[string]bool) {
 		Panels []panel `json:"panels"`
 	}
 	if err := json.Unmarshal(data, &d); err != nil {
-		return []string{err.Error()}, nil
-	}
-	if d.UID == "" || d.Title == "" {
-		errorf("dashboard has no uid or title")
+		return []string{err.Error()}
 	}
 
 	// Variables.
@@ -182,7 +168,6 @@ func CheckDashboard(data []byte, c *ExprChecker) ([]string, map[string]bool) {
 	}
 
 	// Panels, rows included.
-	used := map[string]bool{}
 	ids := map[int]bool{}
 	var walk func([]panel)
 	walk = func(ps []panel) {
@@ -192,9 +177,6 @@ func CheckDashboard(data []byte, c *ExprChecker) ([]string, map[string]bool) {
 				errorf("%s: id is used twice", where)
 			}
 			ids[p.ID] = true
-			if p.GridPos.W == 0 || p.GridPos.H == 0 {
-				errorf("%s: no gridPos", where)
-			}
 			walk(p.Panels)
 			if p.Type == "row" {
 				continue
@@ -223,7 +205,6 @@ func CheckDashboard(data []byte, c *ExprChecker) ([]string, map[string]bool) {
 					if !ok {
 						return nil
 					}
-					used[vs.Name] = true
 					for _, f := range DashboardFilters {
 						if !slices.ContainsFunc(vs.LabelMatchers, func(m *labels.Matcher) bool {
 							return m.Name == f && strings.Contains(m.Value, grafanaVarValue(f))
@@ -237,7 +218,7 @@ func CheckDashboard(data []byte, c *ExprChecker) ([]string, map[string]bool) {
 		}
 	}
 	walk(d.Panels)
-	return problems, used
+	return problems
 }
 
 type panel struct {
@@ -247,10 +228,6 @@ type panel struct {
 	Datasource struct {
 		UID string `json:"uid"`
 	} `json:"datasource"`
-	GridPos struct {
-		W int `json:"w"`
-		H int `json:"h"`
-	} `json:"gridPos"`
 	Targets []struct {
 		RefID      string `json:"refId"`
 		Expr       string `json:"expr"`

@@ -63,14 +63,29 @@ func CheckJSON(cfg *config.Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	eff, err := effective(cfg)
+	if r.Config, err = Effective(cfg); err != nil {
+		return err
+	}
+	return writeJSON(w, r)
+}
+
+// PrintConfig writes the effective configuration of cfg as JSON (see
+// Effective), without building anything: it needs neither the TLS files nor
+// the providers' services, so deploy/validate can ask otpd what a mounted
+// otpd.yaml means.
+func PrintConfig(cfg *config.Config, w io.Writer) error {
+	eff, err := Effective(cfg)
 	if err != nil {
 		return err
 	}
-	r.Config = eff
+	return writeJSON(w, eff)
+}
+
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 // Report is what otpd -check found.
@@ -149,10 +164,11 @@ func check(cfg *config.Config) (*Report, error) {
 	return r, errors.Join(errs...)
 }
 
-// effective is cfg keyed as in otpd.yaml, for CheckJSON: secrets print as
-// "<redacted>" (redact.Secret), and each provider's own block, which may
-// hold credentials, is left out (its masked settings are in the routes).
-func effective(cfg *config.Config) (map[string]any, error) {
+// Effective is cfg keyed as in otpd.yaml, defaults applied: secrets print
+// as "<redacted>" (redact.Secret, and the password in redis.url), durations as "20s", and each provider's
+// own block, which may hold credentials, is left out (CheckJSON's routes
+// carry its masked settings).
+func Effective(cfg *config.Config) (map[string]any, error) {
 	c := *cfg
 	c.Providers = make([]registry.Spec, len(cfg.Providers))
 	for i, p := range cfg.Providers {

@@ -148,12 +148,47 @@ var envRef = regexp.MustCompile(`\$\$|\$\{[^}]*\}?`)
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// EnvError is a value whose ${NAME} references name variables that are
+// unset or empty. Programs read Missing (otpd -print-config reports them as
+// "missing_env"); people read Error.
+type EnvError struct {
+	Key     string
+	Missing []string
+}
+
+func (e *EnvError) Error() string {
+	return fmt.Sprintf("%s: environment variable %s is not set", e.Key, strings.Join(e.Missing, ", "))
+}
+
+// EnvRef is a ${NAME} reference of the file: the key whose value holds it
+// and the variable's name.
+type EnvRef struct {
+	Key  string `json:"key"`
+	Name string `json:"name"`
+}
+
+// MissingEnv lists, in file order, the references of the EnvErrors joined in
+// err.
+func MissingEnv(err error) []EnvRef {
+	var refs []EnvRef
+	for _, e := range Split(err) {
+		var ee *EnvError
+		if errors.As(e, &ee) {
+			for _, name := range ee.Missing {
+				refs = append(refs, EnvRef{Key: ee.Key, Name: name})
+			}
+		}
+	}
+	return refs
+}
+
 // expandEnv replaces ${NAME} in every scalar value with the environment
 // variable's value ("$$" stands for "$"). An unset variable, or a "${" that
 // is not a well-formed reference, is an error that names the key, so a
-// missing secret never becomes an empty one. Expanded nodes are recorded in
-// expanded.
+// missing secret never becomes an empty one; every such error of the file is
+// reported at once. Expanded nodes are recorded in expanded.
 func expandEnv(n *yaml.Node, path string, getenv func(string) string, expanded map[*yaml.Node]bool) error {
+	var errs []error
 	switch n.Kind {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -161,15 +196,11 @@ func expandEnv(n *yaml.Node, path string, getenv func(string) string, expanded m
 			if path != "" {
 				key = path + "." + key
 			}
-			if err := expandEnv(n.Content[i+1], key, getenv, expanded); err != nil {
-				return err
-			}
+			errs = append(errs, expandEnv(n.Content[i+1], key, getenv, expanded))
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if err := expandEnv(c, path+"["+strconv.Itoa(i)+"]", getenv, expanded); err != nil {
-				return err
-			}
+			errs = append(errs, expandEnv(c, path+"["+strconv.Itoa(i)+"]", getenv, expanded))
 		}
 	case yaml.ScalarNode:
 		if !strings.Contains(n.Value, "$") {
@@ -195,7 +226,7 @@ func expandEnv(n *yaml.Node, path string, getenv func(string) string, expanded m
 			return fmt.Errorf("%s: %q is not a ${NAME} reference (NAME: letters, digits, _); write $$ for a literal $", path, malformed[0])
 		}
 		if len(missing) > 0 {
-			return fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
+			return &EnvError{Key: path, Missing: missing}
 		}
 		if out != n.Value {
 			n.Value = out
@@ -206,5 +237,5 @@ func expandEnv(n *yaml.Node, path string, getenv func(string) string, expanded m
 			expanded[n] = true
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -61,12 +61,14 @@ type keyPair struct {
 // recheck is how often the files are looked at, at most.
 const recheck = 10 * time.Second
 
+// fileStamp returns the files' sizes and modification times; an error
+// names the key of the file at fault.
 func (k *keyPair) fileStamp() (string, error) {
 	var b strings.Builder
-	for _, f := range []string{k.certFile, k.keyFile} {
-		st, err := os.Stat(f)
+	for _, f := range []struct{ key, path string }{{"tls.cert_file", k.certFile}, {"tls.key_file", k.keyFile}} {
+		st, err := os.Stat(f.path)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("%s: %w", f.key, err)
 		}
 		fmt.Fprintf(&b, "%d/%d;", st.Size(), st.ModTime().UnixNano())
 	}
@@ -76,7 +78,7 @@ func (k *keyPair) fileStamp() (string, error) {
 func (k *keyPair) load() error {
 	stamp, err := k.fileStamp()
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return err
 	}
 	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
 	if err != nil {

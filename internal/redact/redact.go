@@ -4,6 +4,7 @@ package redact
 
 import (
 	"log/slog"
+	"net/url"
 	"strings"
 )
 
@@ -74,3 +75,24 @@ func (k KeyID) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // MarshalText returns the ID masked.
 func (k KeyID) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// URL returns a URL with its password, if any, replaced by "<redacted>". A
+// URL that does not parse is masked whole: where its password is cannot be
+// told.
+func URL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return redacted
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	// A username never holds an unescaped ':', so the first ":" + mark + "@"
+	// is the password's place.
+	const mark = "PASSWORD"
+	u.User = url.UserPassword(u.User.Username(), mark)
+	return strings.Replace(u.String(), ":"+mark+"@", ":"+redacted+"@", 1)
+}

@@ -72,3 +72,18 @@ func TestKeyIDPrintsMasked(t *testing.T) {
 		t.Errorf("decoded %q, %v; want the ID as written", back.K, err)
 	}
 }
+
+func TestURLHidesPassword(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"redis://:S3cretPass@redis:6379/0":         "redis://:<redacted>@redis:6379/0",
+		"rediss://app:S3cretPass@redis.internal/1": "rediss://app:<redacted>@redis.internal/1",
+		"redis://redis:6379/0":                     "redis://redis:6379/0",
+		"redis://admin:S3cret%zz@127.0.0.1:6379/0": "<redacted>",
+		"": "",
+	} {
+		if got := URL(in); got != want {
+			t.Errorf("URL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

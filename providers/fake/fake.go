@@ -1,7 +1,11 @@
 // Package fake is a provider that does no I/O and fails on demand, for tests
-// and load tests: it accepts messages, fails them transiently or permanently,
-// fails the first few, or takes its time, as configured or as a test sets it
-// while running.
+// and load tests only: it accepts messages, fails them transiently or
+// permanently, fails the first few, or takes its time, as configured or as a
+// test sets it while running.
+//
+// Release builds of otpd do not carry it: "type: fake" is known only to
+// binaries built with -tags otpd_fake (internal/registry), so that a
+// provider that delivers nothing is never one typo away from production.
 package fake
 
 import (

@@ -77,6 +77,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// MarshalYAML encodes the block with the password of url, if it has one,
+// as "<redacted>", as the password key already prints (redact.Secret): otpd
+// -check -json prints the effective configuration, and a URL from
+// ${REDIS_URL} often carries the password.
+func (c Config) MarshalYAML() (any, error) {
+	type plain Config // Config without this method
+	p := plain(c)
+	p.URL = redact.URL(c.URL)
+	return p, nil
+}
+
 // Client returns the go-redis client of c, which must pass Validate: a
 // single-node client for a URL, else a Sentinel, Cluster or single-node
 // client as go-redis's UniversalClient picks from the addresses.
