@@ -10,13 +10,36 @@ BUF_VERSION := v1.75.0
 BUF := $(BIN)/buf
 KUSTOMIZE := $(BIN)/kustomize
 GHZ := $(BIN)/ghz
+# golangci-lint v2 is installed with `go install` from its own module, at an
+# exact version (its docs advise against sharing a go.mod with other tools:
+# MVS would move ~200 of its dependencies and those of ghz/kustomize). The
+# binary name carries the version, so a bump here reinstalls it. ~3 min cold.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# govulncheck is a `tool` of tools/go.mod (go get -tool golang.org/x/vuln/cmd/govulncheck@v1.9.0):
+# it only shares golang.org/x/* modules with the other tools. ~50 s cold.
+GOVULNCHECK := $(BIN)/govulncheck
+# The Go vulnerability database, offline: the module proxy serves
+# golang.org/x/vulndb, whose data/osv/ holds every GO-*.json OSV entry, and
+# `govulncheck -db file://<dir>` reads such a flat directory. Refresh by
+# setting this to what `go list -m -json golang.org/x/vulndb@latest` prints.
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+# Every module of the repository, for tidy-check.
+GO_MODULES := . tools deploy/validate deploy/ghz/baseline
+# The modules govulncheck scans: what ships (deploy/validate and the load
+# baseline are test tools that never run in production).
+VULN_MODULES := .
+# 1 = standard-library findings fail `make vuln` as well. They are fixed by
+# a newer Go toolchain, not by go.mod, so they only warn by default.
+VULN_STRICT ?= 0
+
 GOTEST_FLAGS ?= -race -count=1 -timeout 10m
 # Image tag and the version otpd -version prints (make image VERSION=1.2.3).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # Every kustomization rendered and checked by validate-deploy.
 KUSTOMIZATIONS := deploy/kubernetes/base $(wildcard deploy/kubernetes/overlays/*)
 
-.PHONY: help run build test test-go lint fmt generate check-generate tools redis-server validate-deploy image bench load clean
+.PHONY: help run build test test-go lint fmt tidy-check vuln generate check-generate tools redis-server validate-deploy image bench load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,16 +57,37 @@ test: redis-server lint check-generate validate-deploy test-go ## everything CI 
 test-go: redis-server ## go test -race ./... against real redis-server processes
 	OTPD_REQUIRE_REDIS=1 $(GO) test $(GOTEST_FLAGS) ./...
 
-lint: tools ## go vet, gofmt, buf lint, buf format
-	$(GO) vet ./...
-	$(GO) vet -tags otpd_fake,pprof ./internal/registry ./internal/server
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+lint: tools $(GOLANGCI_LINT) tidy-check vuln ## golangci-lint (.golangci.yml) on every module and tagged build, go mod tidy, govulncheck, buf lint, buf format
+	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --build-tags otpd_fake,pprof ./internal/registry/... ./internal/server/...
+	cd deploy/validate && $(GOLANGCI_LINT) run ./...
+	cd deploy/ghz/baseline && $(GOLANGCI_LINT) run ./...
 	$(BUF) lint
 	$(BUF) format -d --exit-code
 
-fmt: tools ## format Go and proto files
-	gofmt -w $$(git ls-files '*.go')
+fmt: tools $(GOLANGCI_LINT) ## format Go (gofmt, goimports with the local group) and proto files
+	$(GOLANGCI_LINT) fmt
 	$(BUF) format -w
+
+tidy-check: ## fail if go.mod/go.sum of any module is not what go mod tidy would write
+	@fail=0; for m in $(GO_MODULES); do \
+		echo "go mod tidy -diff ($$m)"; \
+		(cd $$m && $(GO) mod tidy -diff) || fail=1; \
+	done; exit $$fail
+
+vuln: $(GOVULNCHECK) ## govulncheck every module offline against the pinned Go vulnerability database
+	@$(GO) mod download golang.org/x/vulndb@$(VULNDB_VERSION)
+	@db="file://$$($(GO) env GOMODCACHE)/golang.org/x/vulndb@$(VULNDB_VERSION)/data/osv"; fail=0; \
+	for m in $(VULN_MODULES); do \
+		echo "== govulncheck ($$m)"; \
+		(cd $$m && $(GOVULNCHECK) -db "$$db" ./...) && continue; \
+		if [ "$(VULN_STRICT)" = 1 ]; then fail=1; continue; fi; \
+		ids=$$(cd $$m && $(GOVULNCHECK) -db "$$db" -format json ./... | \
+			jq -rs '[.[] | .finding? // empty | select(.trace[0].function != null and .trace[0].module != "stdlib") | .osv] | unique | join(" ")') || \
+			{ echo "!! govulncheck could not scan $$m"; fail=1; continue; }; \
+		if [ -n "$$ids" ]; then echo "!! called vulnerabilities in dependencies (fix in go.mod): $$ids"; fail=1; \
+		else echo "-- only standard-library findings: fixed by a newer Go, not by go.mod (VULN_STRICT=1 fails on them)"; fi; \
+	done; exit $$fail
 
 generate: tools ## regenerate the Go code of proto/ with buf
 	PATH="$(BIN):$$PATH" $(BUF) generate
@@ -55,7 +99,7 @@ check-generate: tools ## fail if the committed generated code does not match pro
 		echo "generated code is stale: run 'make generate' and commit"; exit 1; \
 	fi; echo "generated code matches proto/"
 
-tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(KUSTOMIZE) ## install pinned tools into bin/
+tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(KUSTOMIZE) $(GOLANGCI_LINT) $(GOVULNCHECK) ## install pinned tools into bin/
 
 $(BUF):
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -63,6 +107,16 @@ $(BUF):
 $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc &: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	@touch $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(BIN); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "go install golangci-lint@$(GOLANGCI_LINT_VERSION)"; \
+	GOBIN=$$tmp $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	mv "$$tmp/golangci-lint" $@
+
+$(GOVULNCHECK): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/ golang.org/x/vuln/cmd/govulncheck
+	@touch $(GOVULNCHECK)
 
 $(KUSTOMIZE): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ sigs.k8s.io/kustomize/kustomize/v5

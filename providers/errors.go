@@ -139,7 +139,7 @@ func ClassifyTransport(provider string, err error) *Error {
 // itself is a *url.Error. A *url.Error deeper in the chain is left alone, so
 // that wrapping errors keep their identity for errors.Is.
 func redactURLError(err error) error {
-	ue, ok := err.(*url.Error)
+	ue, ok := err.(*url.Error) //nolint:errorlint // only the outermost error is redacted, see above
 	if !ok {
 		return err
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math/rand/v2" //nolint:depguard // retry jitter (backoff spread), not a secret
 	"strconv"
 	"strings"
 	"time"

@@ -24,9 +24,9 @@ func PickTemplate[T any](byUsage map[otp.UsageType]T, u otp.UsageType) (t T, ok 
 
 // PreviewHTML returns the text a reader sees in an HTML body, for previews:
 // tags dropped (block tags such as <p> and <br> leave a blank), entities
-// decoded, blanks collapsed, cut to max bytes with an ellipsis. It is no
+// decoded, blanks collapsed, cut to maxBytes bytes with an ellipsis. It is no
 // HTML parser: comments, scripts and styles show.
-func PreviewHTML(s string, max int) string {
+func PreviewHTML(s string, maxBytes int) string {
 	var b strings.Builder
 	for {
 		i := strings.IndexByte(s, '<')
@@ -46,10 +46,10 @@ func PreviewHTML(s string, max int) string {
 		s = s[i+j+1:]
 	}
 	text := strings.Join(strings.Fields(html.UnescapeString(b.String())), " ")
-	if len(text) <= max {
+	if len(text) <= maxBytes {
 		return text
 	}
-	cut := max
+	cut := maxBytes
 	for cut > 0 && !utf8.RuneStart(text[cut]) {
 		cut--
 	}

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -77,7 +78,7 @@ func ParseDockerfile(text string) ([]Stage, error) {
 		stages[len(stages)-1].Instructions = append(stages[len(stages)-1].Instructions, in)
 	}
 	if len(stages) == 0 {
-		return nil, fmt.Errorf("no FROM")
+		return nil, errors.New("no FROM")
 	}
 	return stages, nil
 }

@@ -153,12 +153,12 @@ func otpdIn(pod *corev1.PodSpec) *corev1.Container {
 	return nil
 }
 
-// editConfig replaces old by new in every otpd.yaml of objs.
-func editConfig(t *testing.T, objs []Object, old, new string) {
+// editConfig replaces old by repl in the first otpd.yaml of objs that holds it.
+func editConfig(t *testing.T, objs []Object, old, repl string) {
 	t.Helper()
 	for _, obj := range objs {
 		if cm, ok := obj.Value.(*corev1.ConfigMap); ok && strings.Contains(cm.Data["otpd.yaml"], old) {
-			cm.Data["otpd.yaml"] = strings.Replace(cm.Data["otpd.yaml"], old, new, 1)
+			cm.Data["otpd.yaml"] = strings.Replace(cm.Data["otpd.yaml"], old, repl, 1)
 			return
 		}
 	}
@@ -176,102 +176,102 @@ func TestCheckRejects(t *testing.T) {
 		return &find[*appsv1.Deployment](t, objs, "auth-server").Spec.Template.Spec
 	}
 	tests := []struct {
-		name   string
-		file   string
-		break_ func(objs []Object)
-		want   string
-		otpd   OtpdFunc // instead of the real one
+		name    string
+		file    string
+		breakIt func(objs []Object)
+		want    string
+		otpd    OtpdFunc // instead of the real one
 	}{
-		{name: "no cpu limit", file: "base.yaml", break_: func(o []Object) { delete(base(o).Resources.Limits, corev1.ResourceCPU) },
+		{name: "no cpu limit", file: "base.yaml", breakIt: func(o []Object) { delete(base(o).Resources.Limits, corev1.ResourceCPU) },
 			want: "resources.limits.cpu is not set"},
-		{name: "root allowed", file: "base.yaml", break_: func(o []Object) {
+		{name: "root allowed", file: "base.yaml", breakIt: func(o []Object) {
 			base(o).SecurityContext.RunAsNonRoot = nil
 			find[*appsv1.Deployment](t, o, "otpd").Spec.Template.Spec.SecurityContext.RunAsNonRoot = ptr.To(false)
 		}, want: "runAsNonRoot is not true"},
-		{name: "writable root", file: "base.yaml", break_: func(o []Object) { base(o).SecurityContext.ReadOnlyRootFilesystem = nil },
+		{name: "writable root", file: "base.yaml", breakIt: func(o []Object) { base(o).SecurityContext.ReadOnlyRootFilesystem = nil },
 			want: "readOnlyRootFilesystem is not true"},
-		{name: "escalation", file: "base.yaml", break_: func(o []Object) { base(o).SecurityContext.AllowPrivilegeEscalation = ptr.To(true) },
+		{name: "escalation", file: "base.yaml", breakIt: func(o []Object) { base(o).SecurityContext.AllowPrivilegeEscalation = ptr.To(true) },
 			want: "allowPrivilegeEscalation is not false"},
-		{name: "capability added", file: "base.yaml", break_: func(o []Object) {
+		{name: "capability added", file: "base.yaml", breakIt: func(o []Object) {
 			base(o).SecurityContext.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
 		}, want: "capabilities does not drop ALL and add none"},
-		{name: "latest image", file: "base.yaml", break_: func(o []Object) { base(o).Image = "ghcr.io/otpd/otpd:latest" },
+		{name: "latest image", file: "base.yaml", breakIt: func(o []Object) { base(o).Image = "ghcr.io/otpd/otpd:latest" },
 			want: "has no tag (or :latest)"},
-		{name: "missing configmap", file: "base.yaml", break_: func(o []Object) {
+		{name: "missing configmap", file: "base.yaml", breakIt: func(o []Object) {
 			find[*appsv1.Deployment](t, o, "otpd").Spec.Template.Spec.Volumes[0].ConfigMap.Name = "otpd-config"
 		}, want: `volume config: ConfigMap "otpd-config" is not in the manifests`},
-		{name: "real secret", file: "base.yaml", break_: func(o []Object) {
+		{name: "real secret", file: "base.yaml", breakIt: func(o []Object) {
 			find[*corev1.Secret](t, o, "otpd-secrets").StringData["OTPD_HMAC_KEY"] = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t"
 		}, want: "Secret/otpd-secrets: stringData.OTPD_HMAC_KEY is not a placeholder"},
 
 		// otpd's configuration, as otpd reads it in the container.
-		{name: "dev mode", file: "base.yaml", break_: func(o []Object) { base(o).Args = nil },
+		{name: "dev mode", file: "base.yaml", breakIt: func(o []Object) { base(o).Args = nil },
 			want: "no -config argument: otpd would start in dev mode"},
-		{name: "env not provided", file: "base.yaml", break_: func(o []Object) {
+		{name: "env not provided", file: "base.yaml", breakIt: func(o []Object) {
 			delete(find[*corev1.Secret](t, o, "otpd-secrets").StringData, "MAILGUN_API_KEY")
 		}, want: "container otpd: otpd.yaml providers[2].config.apiKey uses ${MAILGUN_API_KEY}, which the container's env and envFrom do not provide"},
-		{name: "env empty", file: "base.yaml", break_: func(o []Object) {
+		{name: "env empty", file: "base.yaml", breakIt: func(o []Object) {
 			base(o).Env = append(base(o).Env, corev1.EnvVar{Name: "REDIS_URL"})
 		}, want: "otpd.yaml redis.url uses ${REDIS_URL}, which is empty in the container's environment"},
-		{name: "config otpd rejects", file: "base.yaml", break_: func(o []Object) { editConfig(t, o, "length: 6", "length: 3") },
+		{name: "config otpd rejects", file: "base.yaml", breakIt: func(o []Object) { editConfig(t, o, "length: 6", "length: 3") },
 			want: "otpd rejects otpd.yaml of ConfigMap otpd-config-"},
-		{name: "otpd fails", file: "base.yaml", break_: func([]Object) {}, want: "otpd: boom",
+		{name: "otpd fails", file: "base.yaml", breakIt: func([]Object) {}, want: "otpd: boom",
 			otpd: func(string, []string, map[string]string) (*OtpdConfig, error) { return nil, errors.New("otpd: boom") }},
-		{name: "admin port moved in otpd.yaml only", file: "base.yaml", break_: func(o []Object) {
+		{name: "admin port moved in otpd.yaml only", file: "base.yaml", breakIt: func(o []Object) {
 			editConfig(t, o, `http: "0.0.0.0:9464"`, `http: "0.0.0.0:9465"`)
 		}, want: "readinessProbe port metrics is not listen.http's 9465"},
-		{name: "admin HTTP on loopback by flag", file: "base.yaml", break_: func(o []Object) {
+		{name: "admin HTTP on loopback by flag", file: "base.yaml", breakIt: func(o []Object) {
 			base(o).Args = append(base(o).Args, "-listen-http=127.0.0.1:9464")
 		}, want: `listen.http "127.0.0.1:9464" is not reachable on the pod IP`},
-		{name: "grpc port moved in otpd.yaml only", file: "base.yaml", break_: func(o []Object) {
+		{name: "grpc port moved in otpd.yaml only", file: "base.yaml", breakIt: func(o []Object) {
 			editConfig(t, o, `grpc: "0.0.0.0:50051"`, `grpc: "0.0.0.0:50052"`)
 		}, want: "no container port named grpc on 50052 (listen.grpc)"},
-		{name: "liveness on readyz", file: "base.yaml", break_: func(o []Object) { base(o).LivenessProbe.HTTPGet.Path = "/readyz" },
+		{name: "liveness on readyz", file: "base.yaml", breakIt: func(o []Object) { base(o).LivenessProbe.HTTPGet.Path = "/readyz" },
 			want: `livenessProbe path "/readyz"`},
-		{name: "readiness on grpc port", file: "base.yaml", break_: func(o []Object) {
+		{name: "readiness on grpc port", file: "base.yaml", breakIt: func(o []Object) {
 			base(o).ReadinessProbe.HTTPGet.Port = intstr.FromString("grpc")
 		}, want: "readinessProbe port grpc"},
-		{name: "no readiness", file: "base.yaml", break_: func(o []Object) { base(o).ReadinessProbe = nil }, want: "no readinessProbe"},
-		{name: "tls not mounted", file: "base.yaml", break_: func(o []Object) { base(o).VolumeMounts = base(o).VolumeMounts[:1] },
+		{name: "no readiness", file: "base.yaml", breakIt: func(o []Object) { base(o).ReadinessProbe = nil }, want: "no readinessProbe"},
+		{name: "tls not mounted", file: "base.yaml", breakIt: func(o []Object) { base(o).VolumeMounts = base(o).VolumeMounts[:1] },
 			want: "tls.cert_file /etc/otpd/tls/tls.crt is not in a mounted Secret"},
-		{name: "short grace period", file: "base.yaml", break_: func(o []Object) {
+		{name: "short grace period", file: "base.yaml", breakIt: func(o []Object) {
 			find[*appsv1.Deployment](t, o, "otpd").Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](30)
 		}, want: "terminationGracePeriodSeconds 30 is not above preStop sleep 5s + shutdown.delay + shutdown.timeout 25s"},
-		{name: "long drain in otpd.yaml", file: "base.yaml", break_: func(o []Object) { editConfig(t, o, "timeout: 20s", "timeout: 60s") },
+		{name: "long drain in otpd.yaml", file: "base.yaml", breakIt: func(o []Object) { editConfig(t, o, "timeout: 20s", "timeout: 60s") },
 			want: "terminationGracePeriodSeconds 45 is not above"},
-		{name: "shell preStop", file: "base.yaml", break_: func(o []Object) {
+		{name: "shell preStop", file: "base.yaml", breakIt: func(o []Object) {
 			base(o).Lifecycle.PreStop = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sleep", "5"}}}
 		}, want: "preStop exec [sleep 5]: the distroless image has no shell"},
 
 		// Objects that select otpd's pods.
-		{name: "service selector", file: "base.yaml", break_: func(o []Object) {
+		{name: "service selector", file: "base.yaml", breakIt: func(o []Object) {
 			find[*corev1.Service](t, o, "otpd").Spec.Selector["app.kubernetes.io/component"] = "api"
 		}, want: "Service/otpd: selector map[app.kubernetes.io/component:api app.kubernetes.io/name:otpd] matches no Deployment"},
-		{name: "grpc open to all", file: "base.yaml", break_: func(o []Object) {
+		{name: "grpc open to all", file: "base.yaml", breakIt: func(o []Object) {
 			find[*networkingv1.NetworkPolicy](t, o, "otpd").Spec.Ingress[0].From = nil
 		}, want: "ingress[0] lets anyone reach otpd's gRPC port"},
-		{name: "no dns egress", file: "base.yaml", break_: func(o []Object) {
+		{name: "no dns egress", file: "base.yaml", breakIt: func(o []Object) {
 			find[*networkingv1.NetworkPolicy](t, o, "otpd").Spec.Egress[0].Ports = nil
 		}, want: "egress does not allow 53/UDP"},
-		{name: "pdb blocks drains", file: "base.yaml", break_: func(o []Object) {
+		{name: "pdb blocks drains", file: "base.yaml", breakIt: func(o []Object) {
 			find[*policyv1.PodDisruptionBudget](t, o, "otpd").Spec.MinAvailable = ptr.To(intstr.FromInt32(2))
 		}, want: "minAvailable 2 with 2 replica(s)"},
-		{name: "servicemonitor port", file: "base.yaml", break_: func(o []Object) {
+		{name: "servicemonitor port", file: "base.yaml", breakIt: func(o []Object) {
 			find[*ServiceMonitor](t, o, "otpd").Spec.Endpoints[0].Port = "http"
 		}, want: `endpoints[0].port "http" is not a port name of Service/otpd`},
 
 		// The native sidecar and its unix socket.
-		{name: "sidecar not native", file: "sidecar.yaml", break_: func(o []Object) { otpdIn(sidecarPod(o)).RestartPolicy = nil },
+		{name: "sidecar not native", file: "sidecar.yaml", breakIt: func(o []Object) { otpdIn(sidecarPod(o)).RestartPolicy = nil },
 			want: "needs restartPolicy: Always"},
-		{name: "socket not in an emptyDir", file: "sidecar.yaml", break_: func(o []Object) {
+		{name: "socket not in an emptyDir", file: "sidecar.yaml", breakIt: func(o []Object) {
 			otpdIn(sidecarPod(o)).VolumeMounts[0].MountPath = "/run/other"
 		}, want: "listen.grpc unix:///run/otpd/otpd.sock: /run/otpd is not an emptyDir mounted in otpd"},
-		{name: "auth server without socket", file: "sidecar.yaml", break_: func(o []Object) { sidecarPod(o).Containers[0].VolumeMounts = nil },
+		{name: "auth server without socket", file: "sidecar.yaml", breakIt: func(o []Object) { sidecarPod(o).Containers[0].VolumeMounts = nil },
 			want: "has OTPD_ADDR but does not mount otpd's socket volume otpd-socket"},
-		{name: "auth server wrong address", file: "sidecar.yaml", break_: func(o []Object) {
+		{name: "auth server wrong address", file: "sidecar.yaml", breakIt: func(o []Object) {
 			sidecarPod(o).Containers[0].Env[0].Value = "127.0.0.1:50051"
 		}, want: `OTPD_ADDR is "127.0.0.1:50051", want "unix:///run/otpd/otpd.sock"`},
-		{name: "sidecar on tcp", file: "sidecar.yaml", break_: func(o []Object) {
+		{name: "sidecar on tcp", file: "sidecar.yaml", breakIt: func(o []Object) {
 			editConfig(t, o, `"unix:///run/otpd/otpd.sock"`, `"0.0.0.0:50051"`)
 		}, want: `otpd sidecar listens on "0.0.0.0:50051", not on a unix socket`},
 	}
@@ -282,7 +282,7 @@ func TestCheckRejects(t *testing.T) {
 			if res := Check(objs, otpd); len(res.Problems) != 0 {
 				t.Fatalf("the unbroken %s already fails: %v", tc.file, res.Problems)
 			}
-			tc.break_(objs)
+			tc.breakIt(objs)
 			fn := otpd
 			if tc.otpd != nil {
 				fn = tc.otpd

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 )
@@ -32,7 +33,7 @@ func ParseMetrics(text string) (Metrics, error) {
 		}
 		f := strings.Fields(line)
 		if len(f) < 2 {
-			return nil, fmt.Errorf("line %d: want NAME TYPE LABEL...", n)
+			return nil, fmt.Errorf("line %d: want NAME TYPE [LABEL ...]", n)
 		}
 		m := Metric{Name: f[0], Type: f[1], Labels: f[2:]}
 		if !slices.Contains([]string{"counter", "gauge", "histogram"}, m.Type) {
@@ -151,7 +152,7 @@ func (a *exprAnalysis) labels(e parser.Expr) labelSet {
 	case *parser.VectorSelector:
 		name := e.Name
 		for _, m := range e.LabelMatchers {
-			if m.Name == labels.MetricName {
+			if m.Name == model.MetricNameLabel {
 				if m.Type != labels.MatchEqual {
 					a.errorf("%s: select metrics by exact name, not %s", e, m)
 					return anyLabels
@@ -165,7 +166,7 @@ func (a *exprAnalysis) labels(e parser.Expr) labelSet {
 			return anyLabels
 		}
 		for _, m := range e.LabelMatchers {
-			if m.Name != labels.MetricName && !have[m.Name] {
+			if m.Name != model.MetricNameLabel && !have[m.Name] {
 				a.errorf("%s: metric %s has no label %q (it has %s)", e, name, m.Name, strings.Join(have.sorted(), ", "))
 			}
 		}

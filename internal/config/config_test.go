@@ -545,7 +545,7 @@ func TestUnknownKeys(t *testing.T) {
 		{"top level", "secrets: x\n", []string{"secrets"}},
 		{"second level", "listen: {grpcc: \"127.0.0.1:1\"}\n", []string{"listen.grpcc"}},
 		{"third level", "limits: {per_ip: {cnt: 3}}\n", []string{"limits.per_ip.cnt"}},
-		{"in a provider", "    nmae: x\n", []string{"providers[0].nmae"}},
+		{"in a provider", "    nmae: x\n", []string{"providers[0].nmae"}}, //nolint:misspell // the typo is the input: an unknown key
 		{"in a later list entry", "  - {name: b, type: console, chanel: sms}\n", []string{"providers[1].chanel"}},
 		{"in an auth token", "auth: {tokens: [{name: a, sha: x}]}\n", []string{"auth.tokens[0].sha"}},
 		{"in each component's block", "shutdown: {dealy: 1s}\nhealth: {intervall: 1s}\nredis: {url: x, passwd: y}\n" +

@@ -129,7 +129,7 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, expanded map[*yaml.Nod
 	}
 	if err := n.Decode(reflect.New(t).Interface()); err != nil {
 		msg := err.Error()
-		if te, ok := err.(*yaml.TypeError); ok && len(te.Errors) > 0 {
+		if te := (*yaml.TypeError)(nil); errors.As(err, &te) && len(te.Errors) > 0 {
 			msg = te.Errors[0]
 		}
 		return fmt.Errorf("%s: %s", path, strings.TrimPrefix(msg, "yaml: "))

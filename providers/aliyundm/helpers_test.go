@@ -83,7 +83,7 @@ func params(tb testing.TB, r providertest.Request) map[string]string {
 // byte but the unreserved characters becomes %XX, a space %20, '*' %2A.
 func percentEncode(s string) string {
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		c := s[i]
 		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.IndexByte("-_.~", c) >= 0 {
 			b.WriteByte(c)

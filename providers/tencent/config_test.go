@@ -145,7 +145,7 @@ func TestConfigNeverPrintsSecrets(t *testing.T) {
 		"%v":   fmt.Sprintf("%v", cfg),
 		"%+v":  fmt.Sprintf("%+v", cfg),
 		"%#v":  fmt.Sprintf("%#v", cfg),
-		"%s":   fmt.Sprintf("%s", cfg.AccessKeyID),
+		"%s":   fmt.Sprintf("%s", cfg.AccessKeyID), //nolint:staticcheck // S1025: the %s verb itself is under test, not String()
 		"slog": logged.String(),
 		"json": string(encoded),
 	} {

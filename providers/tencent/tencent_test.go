@@ -156,7 +156,7 @@ func TestSendWire(t *testing.T) {
 	}
 
 	r := s.Last(t)
-	if r.Method != "POST" || r.Path != "/" || len(r.Query) != 0 {
+	if r.Method != http.MethodPost || r.Path != "/" || len(r.Query) != 0 {
 		t.Errorf("request = %s %s?%s, want POST /", r.Method, r.Path, r.Query.Encode())
 	}
 	for header, want := range map[string]string{
@@ -245,13 +245,15 @@ func TestTemplateChoice(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
-			var body struct{ TemplateId string }
+			var body struct {
+				TemplateID string `json:"TemplateId"`
+			}
 			r := s.Last(t)
 			if err := json.Unmarshal(r.Body, &body); err != nil {
 				t.Fatal(err)
 			}
-			if body.TemplateId != tc.want {
-				t.Errorf("TemplateId = %q, want %q", body.TemplateId, tc.want)
+			if body.TemplateID != tc.want {
+				t.Errorf("TemplateId = %q, want %q", body.TemplateID, tc.want)
 			}
 			if strings.Contains(string(r.Body), msg.Content.Text) {
 				t.Errorf("body %s carries otpd's own text; Tencent sends only its templates", r.Body)

@@ -79,12 +79,12 @@ func TestParseLogtoConfig(t *testing.T) {
 
 func TestParseConfigErrors(t *testing.T) {
 	t.Parallel()
-	// with replaces old in designConfig by new.
-	with := func(old, new string) string {
+	// with replaces old in designConfig by repl.
+	with := func(old, repl string) string {
 		if !strings.Contains(designConfig, old) {
 			t.Fatalf("designConfig has no %q", old)
 		}
-		return strings.Replace(designConfig, old, new, 1)
+		return strings.Replace(designConfig, old, repl, 1)
 	}
 	withTemplates := func(templates string) string {
 		return with(`[{"usageType": "Generic", "content": "Your code is {{code}}"}]`, templates)

@@ -67,7 +67,7 @@ func TestSendWire(t *testing.T) {
 			}
 
 			r := s.Last(t)
-			if want := tc.prefix + "/2010-04-01/Accounts/" + testSID + "/Messages.json"; r.Method != "POST" || r.Path != want || len(r.Query) != 0 {
+			if want := tc.prefix + "/2010-04-01/Accounts/" + testSID + "/Messages.json"; r.Method != http.MethodPost || r.Path != want || len(r.Query) != 0 {
 				t.Errorf("request = %s %s?%s, want POST %s", r.Method, r.Path, r.Query.Encode(), want)
 			}
 			if user, password, err := basicAuth(r.Header.Get("Authorization")); err != nil || user != testSID || password != testToken {
@@ -102,7 +102,7 @@ func TestSendGoesToEndpoint(t *testing.T) {
 	hosts := make(chan string, 1)
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hosts <- r.Host
-		w.WriteHeader(201)
+		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, `{"sid": "`+testMsgSID+`"}`)
 	}))
 	t.Cleanup(s.Close)
@@ -256,7 +256,7 @@ func TestSendTransportFailures(t *testing.T) {
 		// Headers at once, then a body that never ends.
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(201)
+			w.WriteHeader(http.StatusCreated)
 			_, _ = io.WriteString(w, `{"sid": "SM`)
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()

@@ -26,6 +26,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"flag"
+	"fmt"
 	"log"
 	"net"
 	"os"
@@ -96,14 +97,21 @@ func main() {
 	addr := flag.String("redis", "127.0.0.1:6379", "Redis address")
 	db := flag.Int("db", 0, "Redis database number")
 	flag.Parse()
-
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{*addr}, DB: *db})
-	if err := rdb.Ping(context.Background()).Err(); err != nil {
-		log.Fatalf("connect redis %s: %v", *addr, err)
+	if err := run(*listen, *addr, *db); err != nil {
+		log.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", *listen)
+}
+
+// run serves on listen with Redis database db at addr until SIGINT or
+// SIGTERM, then stops gracefully. It returns why it could not start or serve.
+func run(listen, addr string, db int) error {
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{addr}, DB: db})
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		return fmt.Errorf("connect redis %s: %w", addr, err)
+	}
+	lis, err := net.Listen("tcp", listen)
 	if err != nil {
-		log.Fatalf("listen %s: %v", *listen, err)
+		return fmt.Errorf("listen %s: %w", listen, err)
 	}
 	gs := grpc.NewServer()
 	healthpb.RegisterHealthServer(gs, &health{rdb: rdb})
@@ -113,8 +121,6 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); gs.GracefulStop() }()
-	log.Printf("baseline: serving on %s, redis %s db %d", lis.Addr(), *addr, *db)
-	if err := gs.Serve(lis); err != nil {
-		log.Fatal(err)
-	}
+	log.Printf("baseline: serving on %s, redis %s db %d", lis.Addr(), addr, db)
+	return gs.Serve(lis)
 }
