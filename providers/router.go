@@ -235,8 +235,10 @@ func normalizeMatch(ch otp.Channel, m string) (string, error) {
 		}
 		return m, nil
 	case otp.Email:
-		d := strings.ToLower(strings.TrimPrefix(m, "@"))
-		if !validDomain(d) {
+		// Recipients are delivered to the ASCII (punycode) form of their
+		// domain, so a pattern is compared in that form too.
+		d, ok := otp.ASCIIDomain(strings.TrimPrefix(m, "@"))
+		if !ok || !validDomain(d) {
 			return "", errors.New(`want an email domain such as "example.com"`)
 		}
 		return d, nil

@@ -99,6 +99,7 @@ func TestRouterCandidates(t *testing.T) {
 		{name: "mailgun-acme", channel: otp.Email, match: []string{"@Acme.COM"}},
 		{name: "mailgun", channel: otp.Email},
 		{name: "aliyun-cn", channel: otp.Email, match: []string{"example.cn"}},
+		{name: "mailgun-idn", channel: otp.Email, match: []string{"bücher.example", "ｅｘａｍｐｌｅ．ｄｅ"}},
 	})
 	r := newRouter(t, routes, providers.RouterOptions{})
 	for _, tc := range []struct {
@@ -116,6 +117,10 @@ func TestRouterCandidates(t *testing.T) {
 		{"domain case", otp.Email, "john@ACME.Com", []string{"mailgun-acme", "mailgun"}},
 		{"suffix is not a subdomain", otp.Email, "john@notacme.com", []string{"mailgun"}},
 		{"catch-all before later match", otp.Email, "li@example.cn", []string{"mailgun", "aliyun-cn"}},
+		// Recipients arrive with the punycode domain (service/email.go);
+		// patterns written in Unicode or fullwidth match them.
+		{"IDN pattern, punycode recipient", otp.Email, "jane@xn--bcher-kva.example", []string{"mailgun", "mailgun-idn"}},
+		{"fullwidth pattern", otp.Email, "jane@example.de", []string{"mailgun", "mailgun-idn"}},
 		{"unknown channel", otp.Channel("fax"), "+14155550123", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,7 +138,7 @@ func TestRouterCandidates(t *testing.T) {
 	for _, rt := range r.Routes() {
 		names = append(names, rt.Name)
 	}
-	if want := []string{"tencent-cn", "twilio-sf", "twilio", "mailgun-acme", "mailgun", "aliyun-cn"}; !reflect.DeepEqual(names, want) {
+	if want := []string{"tencent-cn", "twilio-sf", "twilio", "mailgun-acme", "mailgun", "aliyun-cn", "mailgun-idn"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("Routes() = %v, want %v", names, want)
 	}
 }

@@ -1,11 +1,9 @@
 package service
 
 import (
-	"net/mail"
 	"net/netip"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
@@ -26,12 +24,24 @@ const (
 // recipient is a validated, normalised recipient.
 type recipient struct {
 	channel otp.Channel
-	// addr is the E.164 number or the email address with a lower-cased
-	// domain.
+	// addr is where the code is delivered: the E.164 number, or the
+	// email address in NFC with its domain in lower-case ASCII (see
+	// parseEmail).
 	addr string
 	// country is the country calling code of a phone number ("86"), empty
 	// for email.
 	country string
+}
+
+// key is the recipient's identity for codes and limits, which
+// keyring.recipientID hashes: the E.164 number, or the email address
+// case-folded (emailKey), so that every spelling of one mailbox is one
+// recipient.
+func (r recipient) key() string {
+	if r.channel == otp.Email {
+		return emailKey(r.addr)
+	}
+	return r.addr
 }
 
 // phoneParser turns a phone number into a recipient: parsePhone, or a
@@ -98,45 +108,6 @@ func parsePhone(raw string, v *violations) (recipient, bool) {
 		addr:    phonenumbers.Format(num, phonenumbers.E164),
 		country: strconv.Itoa(int(num.GetCountryCode())),
 	}, true
-}
-
-func parseEmail(raw string, v *violations) (recipient, bool) {
-	a, err := mail.ParseAddress(raw)
-	// Only a bare address is accepted: no display name, no comments, no
-	// surrounding spaces, so what is keyed is exactly what was asked for.
-	if err != nil || a.Name != "" || a.Address != raw || strings.ContainsFunc(raw, unicode.IsSpace) {
-		v.add("recipient", "is not a valid email address")
-		return recipient{}, false
-	}
-	at := strings.LastIndexByte(a.Address, '@')
-	local, domain := a.Address[:at], strings.ToLower(a.Address[at+1:])
-	if !hostName(domain) {
-		v.add("recipient", "is not a valid email address: the domain must be a fully qualified host name")
-		return recipient{}, false
-	}
-	return recipient{channel: otp.Email, addr: local + "@" + domain}, true
-}
-
-// hostName reports whether d is a fully qualified host name: two or more
-// labels of letters (any script), digits and inner hyphens, at most 63
-// bytes each, with a top-level label that is not all digits. IP addresses,
-// bracketed or not, are refused.
-func hostName(d string) bool {
-	labels := strings.Split(d, ".")
-	if len(labels) < 2 || len(d) > 253 {
-		return false
-	}
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, r := range l {
-			if r != '-' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-				return false
-			}
-		}
-	}
-	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // parseClientIP returns the address the per-IP limit counts under: the IP

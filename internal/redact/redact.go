@@ -6,24 +6,59 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
-// Recipient masks a phone number or an email address for logs: a phone
-// number keeps its first three and last three characters
-// ("+86*******000"), an email address the first character of its local part
-// and its domain ("j***@example.com"). Anything shorter is masked whole.
+// Recipient masks a phone number or an email address for logs, and always
+// returns valid UTF-8: it cuts between characters, never inside one, and
+// prints an invalid byte as U+FFFD.
+//
+// An email address keeps the first character of its local part and its
+// domain ("j***@example.com", "é***@example.fr").
+//
+// A phone number keeps its "+" and fewer than half of its digits: of n
+// digits at most (n-1)/2, the first up to two (most of the country code)
+// and the last up to three. Numbers of 11 digits or more show two and three
+// ("+86********000", "+14******123"), of 9 or 10 digits two and two
+// ("+65******67"), of 7 or 8 digits one and two ("+6****12"), and of 6 or
+// fewer none. Anything else without an "@" is masked the same way.
 func Recipient(s string) string {
 	if at := strings.LastIndexByte(s, '@'); at >= 0 {
-		local, domain := s[:at], s[at:]
+		local, domain := s[:at], strings.ToValidUTF8(s[at:], "\uFFFD")
 		if local == "" {
 			return "***" + domain
 		}
-		return local[:1] + "***" + domain
+		first, size := utf8.DecodeRuneInString(local)
+		if first == utf8.RuneError || !unicode.IsGraphic(first) || unicode.IsMark(first) {
+			// Nothing that would print oddly, or not at all.
+			return "****" + domain
+		}
+		return local[:size] + "***" + domain
 	}
-	if len(s) <= 6 {
-		return strings.Repeat("*", len(s))
+	plus := ""
+	if rest, ok := strings.CutPrefix(s, "+"); ok {
+		plus, s = "+", rest
 	}
-	return s[:3] + strings.Repeat("*", len(s)-6) + s[len(s)-3:]
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	n := utf8.RuneCountInString(s)
+	shown := (n - 1) / 2
+	if n <= 6 {
+		shown = 0
+	}
+	head := min(2, shown/2)
+	tail := min(3, shown-head)
+	// Byte offsets of the end of the head and the start of the tail.
+	end, start := 0, len(s)
+	for range head {
+		_, w := utf8.DecodeRuneInString(s[end:])
+		end += w
+	}
+	for range tail {
+		_, w := utf8.DecodeLastRuneInString(s[:start])
+		start -= w
+	}
+	return plus + s[:end] + strings.Repeat("*", n-head-tail) + s[start:]
 }
 
 // Secret is a string that never prints: fmt, slog and encoders see
