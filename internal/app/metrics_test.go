@@ -73,7 +73,7 @@ func TestMetricsFileMatchesCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := server.NewGRPC(svc, grpcauth.New(cfg.Auth, nil, rec, log), nil, rec, log)
+	g := server.NewGRPC(cfg.Server.Listen, svc, grpcauth.New(cfg.Auth, nil, rec, log), nil, rec, log)
 
 	code := map[string]string{}
 	for _, col := range rec.collectors {

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -17,13 +18,55 @@ type Config struct {
 	Health   Health   `yaml:"health"`
 }
 
-// Listen is the listen block.
+// Listen is the listen block. Its connection keys bound what a peer can
+// hold open on the gRPC listener (TCP or unix socket): otpd may face the
+// open internet, and every open connection costs memory and goroutines.
 type Listen struct {
 	// GRPC is host:port or unix:///path/to.sock ("127.0.0.1:50051").
 	GRPC string `yaml:"grpc"`
 	// HTTP serves /metrics, /healthz and /readyz ("127.0.0.1:9464"); empty
 	// turns it off.
 	HTTP string `yaml:"http"`
+
+	// MaxConnections caps the gRPC connections open at once (1000); a
+	// connection beyond it is closed as soon as it is accepted. Idle and
+	// silent connections are reaped (IdleTimeout, HandshakeTimeout), so a
+	// full cap frees up by itself.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP caps the connections of one client address, IPv6
+	// per /64 (100; 0 turns it off), so that one host cannot take every slot
+	// of MaxConnections. Unix-socket peers have no address: only
+	// MaxConnections applies to them. Turn it off or raise it behind a proxy
+	// that hides client addresses.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// MaxConcurrentStreams caps the calls in flight on one connection (250,
+	// as Go's net/http); further calls wait on the client side.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// HandshakeTimeout bounds the TLS handshake and HTTP/2 preface of a new
+	// connection (10s); a peer that stays silent is closed after it.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// IdleTimeout closes a connection (GOAWAY) that has had no call in
+	// flight for this long (2m). Clients reconnect on their next call.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxConnectionAge closes every connection after about this long
+	// (5m, ±10% jitter; 0 turns it off), so that clients spread over new
+	// replicas after a scale-up and no connection is held for ever.
+	MaxConnectionAge time.Duration `yaml:"max_connection_age"`
+	// MaxConnectionAgeGrace is how long calls in flight on a connection that
+	// reached MaxConnectionAge may finish before it is cut (1m; 0: no bound).
+	MaxConnectionAgeGrace time.Duration `yaml:"max_connection_age_grace"`
+	// KeepaliveTime is how long a connection may stay silent before otpd
+	// pings the peer (1m); KeepaliveTimeout how long the ping may go
+	// unanswered before the connection is closed (20s). They find dead peers
+	// that hold calls (a health Watch) open.
+	KeepaliveTime    time.Duration `yaml:"keepalive_time"`
+	KeepaliveTimeout time.Duration `yaml:"keepalive_timeout"`
+	// MinPingInterval is the shortest interval between client keepalive
+	// pings that otpd tolerates (10s, gRPC clients' own minimum); a client
+	// pinging faster is sent GOAWAY ("too_many_pings"). Pings are allowed
+	// without calls in flight: they do not keep a connection from
+	// IdleTimeout.
+	MinPingInterval time.Duration `yaml:"min_ping_interval"`
 }
 
 // Shutdown is the shutdown block.
@@ -41,11 +84,23 @@ type Health struct {
 	Interval time.Duration `yaml:"interval"`
 }
 
-// DefaultConfig returns the defaults: loopback listeners, a 20s drain, a
-// store ping every 2s.
+// DefaultConfig returns the defaults: loopback listeners with connection
+// limits safe on the open internet, a 20s drain, a store ping every 2s.
 func DefaultConfig() Config {
 	return Config{
-		Listen:   Listen{GRPC: "127.0.0.1:50051", HTTP: "127.0.0.1:9464"},
+		Listen: Listen{
+			GRPC: "127.0.0.1:50051", HTTP: "127.0.0.1:9464",
+			MaxConnections:        1000,
+			MaxConnectionsPerIP:   100,
+			MaxConcurrentStreams:  250,
+			HandshakeTimeout:      10 * time.Second,
+			IdleTimeout:           2 * time.Minute,
+			MaxConnectionAge:      5 * time.Minute,
+			MaxConnectionAgeGrace: time.Minute,
+			KeepaliveTime:         time.Minute,
+			KeepaliveTimeout:      20 * time.Second,
+			MinPingInterval:       10 * time.Second,
+		},
 		Shutdown: Shutdown{Timeout: 20 * time.Second},
 		Health:   Health{Interval: 2 * time.Second},
 	}
@@ -67,6 +122,7 @@ func (c Config) Validate() error {
 			bad("listen.http", "%v", err)
 		}
 	}
+	c.Listen.validateConns(bad)
 	if c.Shutdown.Timeout < time.Second {
 		bad("shutdown.timeout", "must be at least 1s")
 	}
@@ -77,6 +133,38 @@ func (c Config) Validate() error {
 		bad("health.interval", "must be at least 100ms")
 	}
 	return errors.Join(errs...)
+}
+
+// validateConns checks the connection keys of the listen block.
+func (l Listen) validateConns(bad func(key, format string, args ...any)) {
+	if l.MaxConnections < 1 {
+		bad("listen.max_connections", "must be at least 1")
+	}
+	if l.MaxConnectionsPerIP < 0 {
+		bad("listen.max_connections_per_ip", "must not be negative (0 turns it off)")
+	}
+	if l.MaxConcurrentStreams < 1 || l.MaxConcurrentStreams > math.MaxUint32 {
+		bad("listen.max_concurrent_streams", "must be from 1 to %d", uint32(math.MaxUint32))
+	}
+	atLeast := func(key string, d, floor time.Duration) {
+		if d < floor {
+			bad(key, "must be at least %s", floor)
+		}
+	}
+	atLeast("listen.handshake_timeout", l.HandshakeTimeout, 100*time.Millisecond)
+	atLeast("listen.idle_timeout", l.IdleTimeout, time.Second)
+	if l.MaxConnectionAge != 0 {
+		atLeast("listen.max_connection_age", l.MaxConnectionAge, time.Second)
+	}
+	if l.MaxConnectionAgeGrace < 0 {
+		bad("listen.max_connection_age_grace", "must not be negative")
+	}
+	// gRPC clients never ping more often than every 10s, and a server that
+	// pings more often than every second mostly measures itself.
+	atLeast("listen.keepalive_time", l.KeepaliveTime, time.Second)
+	atLeast("listen.keepalive_timeout", l.KeepaliveTimeout, 100*time.Millisecond)
+	// grpc-go reads a MinTime of 0 as its default, 5m.
+	atLeast("listen.min_ping_interval", l.MinPingInterval, time.Second)
 }
 
 func checkAddr(addr string) error {

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -41,13 +42,20 @@ import (
 type GRPC struct {
 	Server *grpc.Server
 	Health *health.Server
+
+	listen Listen      // the connection limits Run applies to the listener
+	conns  connMetrics // their metrics
 }
 
 // NewGRPC serves svc, grpc.health.v1 and reflection, with metrics, caller
 // authentication (auth; nil checks nothing), call logging and panic
-// recovery (a panic answers INTERNAL, never UNKNOWN). tlsCfg nil serves
-// plaintext.
-func NewGRPC(svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator, tlsCfg *tls.Config, reg prometheus.Registerer, log *slog.Logger) GRPC {
+// recovery (a panic answers INTERNAL, never UNKNOWN). lc bounds the
+// connections: keepalive, idle timeout, connection age, handshake timeout
+// and streams per connection here, the connection caps in Run. Malformed
+// and oversize requests are answered INVALID_ARGUMENT and
+// RESOURCE_EXHAUSTED (see requestCodec), counted and logged like any call.
+// tlsCfg nil serves plaintext.
+func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator, tlsCfg *tls.Config, reg prometheus.Registerer, log *slog.Logger) GRPC {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -55,22 +63,50 @@ func NewGRPC(svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator, tlsCfg *t
 		Help: "gRPC calls by authenticated caller (\"anonymous\" when caller auth is off or the service is open), method and status code.",
 	}, []string{"caller", "method", "code"})
 	reg.MustRegister(calls)
+	record := recordCall(log, calls)
+	countUnary := grpcMetrics.UnaryServerInterceptor()
+	cst := &callStats{unary: map[string]bool{}, report: func(ctx context.Context, method string, err error, elapsed time.Duration) {
+		// Counted through the metrics interceptor itself, so that the
+		// grpc_server_* series mean the same whoever answered.
+		_, _ = countUnary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(context.Context, any) (any, error) { return nil, err })
+		attrs := []any{"answered_by", "grpc-go"}
+		if status.Code(err) == codes.ResourceExhausted { // over maxTransportBytes
+			attrs = append(attrs, "malformed", malformedTooLarge)
+		}
+		record(ctx, method, status.Code(err), elapsed, attrs...)
+	}}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(64 << 10),
+		grpc.ForceServerCodecV2(newRequestCodec()),
+		grpc.MaxRecvMsgSize(maxTransportBytes),
+		grpc.StatsHandler(cst),
+		grpc.MaxConcurrentStreams(uint32(lc.MaxConcurrentStreams)),
+		grpc.ConnectionTimeout(lc.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     lc.IdleTimeout,
+			MaxConnectionAge:      lc.MaxConnectionAge, // 0: grpc-go's infinity
+			MaxConnectionAgeGrace: lc.MaxConnectionAgeGrace,
+			Time:                  lc.KeepaliveTime,
+			Timeout:               lc.KeepaliveTimeout,
+		}),
+		// Pings without calls in flight are fine: they do not reset the
+		// idle timeout, which reaps such connections anyway.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: lc.MinPingInterval, PermitWithoutStream: true}),
 		// Reused workers keep their grown stacks: a fresh goroutine per call
 		// grows its stack on every call (about 10% of the CPU of a verify
 		// under ghz).
 		grpc.NumStreamWorkers(64),
 		grpc.ChainUnaryInterceptor(
+			markReached,
 			grpcMetrics.UnaryServerInterceptor(),
 			auth.Unary(),
-			logCalls(log, calls),
+			logCalls(record),
+			refuseMalformed(),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 				log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				return status.Error(codes.Internal, "internal error")
 			})),
 		),
-		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), auth.Stream()),
+		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), auth.Stream(), checkStreams()),
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -81,20 +117,32 @@ func NewGRPC(svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator, tlsCfg *t
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
 	grpcMetrics.InitializeMetrics(gs)
-	return GRPC{Server: gs, Health: hs}
+	for name, info := range gs.GetServiceInfo() {
+		for _, m := range info.Methods {
+			if !m.IsClientStream && !m.IsServerStream {
+				cst.unary["/"+name+"/"+m.Name] = true
+			}
+		}
+	}
+	return GRPC{Server: gs, Health: hs, listen: lc, conns: newConnMetrics(reg)}
 }
 
 // Run serves g and the admin HTTP port until ctx is done or a listener
 // fails, then drains: health NOT_SERVING, optional delay, GracefulStop
 // bounded by shutdown.timeout, admin HTTP down. Health follows ping (the
 // store): NOT_SERVING until it first answers and while it fails. The
-// "otpd serving" line logs the bound addresses with attrs.
+// "otpd serving" line logs the bound addresses with attrs. The gRPC
+// listener closes at accept the connections beyond the caps g was built
+// with (listen.max_connections, listen.max_connections_per_ip).
 func Run(ctx context.Context, cfg Config, g GRPC, reg *prometheus.Registry, ping func(context.Context) error, log *slog.Logger, attrs ...any) error {
 	lis, cleanup, err := listen(cfg.Listen.GRPC)
 	if err != nil {
 		return fmt.Errorf("listen grpc %s: %w", cfg.Listen.GRPC, err)
 	}
 	defer cleanup()
+	if g.listen.MaxConnections > 0 { // 0: a GRPC not made by NewGRPC
+		lis = newLimitListener(lis, g.listen.MaxConnections, g.listen.MaxConnectionsPerIP, g.conns, log)
+	}
 
 	var ready, draining atomic.Bool
 	setServing := func(ok bool) {
@@ -253,14 +301,12 @@ func listen(addr string) (net.Listener, func(), error) {
 	return l, func() { _ = os.Remove(path) }, nil
 }
 
-// logCalls logs every failed call with its code (never the request: it
-// holds recipients and codes), and every call at debug.
-func logCalls(log *slog.Logger, calls *prometheus.CounterVec) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		code := status.Code(err)
-		calls.WithLabelValues(grpcauth.Caller(ctx), info.FullMethod, code.String()).Inc()
+// recordCall returns the function that counts a call in
+// otpd_rpc_calls_total and logs it: every failed call with its code (never
+// the request: it holds recipients and codes), and every call at debug.
+func recordCall(log *slog.Logger, calls *prometheus.CounterVec) func(ctx context.Context, method string, code codes.Code, elapsed time.Duration, attrs ...any) {
+	return func(ctx context.Context, method string, code codes.Code, elapsed time.Duration, attrs ...any) {
+		calls.WithLabelValues(grpcauth.Caller(ctx), method, code.String()).Inc()
 		level := slog.LevelDebug
 		switch code {
 		case codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.NotFound, codes.Canceled:
@@ -270,8 +316,26 @@ func logCalls(log *slog.Logger, calls *prometheus.CounterVec) grpc.UnaryServerIn
 			level = slog.LevelWarn
 		}
 		if log.Enabled(ctx, level) {
-			log.Log(ctx, level, "grpc call", "method", info.FullMethod, "code", code.String(), "elapsed", time.Since(start))
+			args := append([]any{"method", method, "code", code.String(), "elapsed_ms", ms(elapsed)}, attrs...)
+			log.Log(ctx, level, "grpc call", args...)
 		}
+	}
+}
+
+// logCalls records every unary call that reaches it, with why a malformed
+// request was refused.
+func logCalls(record func(context.Context, string, codes.Code, time.Duration, ...any)) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		var attrs []any
+		if cs := callStateFrom(ctx); cs != nil && cs.malformed != "" {
+			attrs = []any{"malformed", cs.malformed}
+		}
+		record(ctx, info.FullMethod, status.Code(err), time.Since(start), attrs...)
 		return resp, err
 	}
 }
+
+// ms is d in milliseconds, to the microsecond, as every elapsed_ms.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -63,7 +63,7 @@ func dialPlain(tb testing.TB, addr string) *grpc.ClientConn {
 func TestPanicAnswersInternal(t *testing.T) {
 	t.Parallel()
 	var logs lockedBuffer
-	g := NewGRPC(panicky{}, nil, nil, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(&logs, nil)))
+	g := NewGRPC(DefaultConfig().Listen, panicky{}, nil, nil, prometheus.NewRegistry(), slog.New(slog.NewJSONHandler(&logs, nil)))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,26 +80,38 @@ func TestPanicAnswersInternal(t *testing.T) {
 		t.Fatalf("the panic was not logged:\n%s", logs.String())
 	}
 	// The server survived and still answers, reflection included.
-	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(t.Context())
+	names := listServices(t, conn)
+	for _, want := range []string{"otp.v1.OtpService", "grpc.health.v1.Health"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("reflection lists %v, want %s", names, want)
+		}
+	}
+}
+
+// listServices asks server reflection for the services, space-separated.
+func listServices(tb testing.TB, conn *grpc.ClientConn) string {
+	tb.Helper()
+	stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(tb.Context())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	resp, err := stream.Recv()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	var names []string
 	for _, s := range resp.GetListServicesResponse().GetService() {
 		names = append(names, s.GetName())
 	}
-	for _, want := range []string{"otp.v1.OtpService", "grpc.health.v1.Health"} {
-		if !strings.Contains(strings.Join(names, " "), want) {
-			t.Errorf("reflection lists %v, want %s", names, want)
-		}
-	}
+	return strings.Join(names, " ")
+}
+
+// slogJSON logs JSON at debug level to w.
+func slogJSON(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 func TestConfigErrorsNameKeys(t *testing.T) {
@@ -109,6 +121,9 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		func(c *Config) { c.Listen.GRPC = "unix:///run/otpd/otpd.sock" },
 		func(c *Config) { c.Listen.HTTP = "" }, // admin port off
 		func(c *Config) { c.Listen.GRPC, c.Listen.HTTP = ":50051", "[::1]:0" },
+		func(c *Config) {
+			c.Listen.MaxConnectionsPerIP, c.Listen.MaxConnectionAge, c.Listen.MaxConnectionAgeGrace = 0, 0, 0
+		}, // off
 	} {
 		c := DefaultConfig()
 		ok(&c)
@@ -130,6 +145,16 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		{"drain under a second", func(c *Config) { c.Shutdown.Timeout = 999 * time.Millisecond }, "shutdown.timeout: must be at least 1s"},
 		{"negative delay", func(c *Config) { c.Shutdown.Delay = -time.Second }, "shutdown.delay: must not be negative"},
 		{"health interval too short", func(c *Config) { c.Health.Interval = 99 * time.Millisecond }, "health.interval: must be at least 100ms"},
+		{"no connections", func(c *Config) { c.Listen.MaxConnections = 0 }, "listen.max_connections: must be at least 1"},
+		{"negative per-IP cap", func(c *Config) { c.Listen.MaxConnectionsPerIP = -1 }, "listen.max_connections_per_ip: must not be negative"},
+		{"no streams", func(c *Config) { c.Listen.MaxConcurrentStreams = 0 }, "listen.max_concurrent_streams: must be from 1 to 4294967295"},
+		{"handshake timeout off", func(c *Config) { c.Listen.HandshakeTimeout = 0 }, "listen.handshake_timeout: must be at least 100ms"},
+		{"idle timeout off", func(c *Config) { c.Listen.IdleTimeout = 0 }, "listen.idle_timeout: must be at least 1s"},
+		{"connection age too short", func(c *Config) { c.Listen.MaxConnectionAge = time.Millisecond }, "listen.max_connection_age: must be at least 1s"},
+		{"negative grace", func(c *Config) { c.Listen.MaxConnectionAgeGrace = -time.Second }, "listen.max_connection_age_grace: must not be negative"},
+		{"keepalive too often", func(c *Config) { c.Listen.KeepaliveTime = 500 * time.Millisecond }, "listen.keepalive_time: must be at least 1s"},
+		{"keepalive timeout too short", func(c *Config) { c.Listen.KeepaliveTimeout = 0 }, "listen.keepalive_timeout: must be at least 100ms"},
+		{"ping interval zero", func(c *Config) { c.Listen.MinPingInterval = 0 }, "listen.min_ping_interval: must be at least 1s"},
 	} {
 		c := DefaultConfig()
 		tc.mutate(&c)
@@ -196,7 +221,7 @@ func TestRunFollowsStoreAndStopsOnCancel(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Listen = Listen{GRPC: "127.0.0.1:0", HTTP: "127.0.0.1:0"}
 	cfg.Health.Interval = 100 * time.Millisecond
-	g := NewGRPC(otpv1.UnimplementedOtpServiceServer{}, nil, nil, reg, log)
+	g := NewGRPC(DefaultConfig().Listen, otpv1.UnimplementedOtpServiceServer{}, nil, nil, reg, log)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
