@@ -56,6 +56,24 @@ func (e *rateLimitError) Error() string {
 	return "rate limited by " + e.limit + ", retry after " + e.retryAfter.Round(time.Millisecond).String()
 }
 
+// storeError is a store failure on a call's path. Whatever the store said
+// (refused, timed out, full, an unexpected reply), the caller gets
+// UNAVAILABLE with RetryInfo: the store failed, not the request, and the
+// service left nothing behind that a retry would trip over.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
+
+// storeErr is the error a call returns for a failed store step: the
+// caller's cancellation as such, anything else as a storeError.
+func storeErr(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return context.Canceled
+	}
+	return &storeError{err}
+}
+
 // Errors with a fixed answer.
 var (
 	errInProgress = errors.New("a send with this idempotency key is still in progress")
@@ -73,6 +91,7 @@ func toStatus(err error) error {
 		inv  *invalidError
 		rl   *rateLimitError
 		perr *providers.Error
+		serr *storeError
 	)
 	switch {
 	case errors.As(err, &inv):
@@ -103,6 +122,10 @@ func toStatus(err error) error {
 		}
 		info.Reason = "PROVIDER_REJECTED"
 		return withDetails(codes.FailedPrecondition, "provider "+perr.Provider+" rejected the message permanently ("+perr.Reason+")", info)
+	// Before the context's errors: a store step that ran out of time is
+	// an unavailable store, which RetryInfo tells the caller to try again.
+	case errors.As(err, &serr) || errors.Is(err, ErrStoreUnavailable):
+		return storeUnavailable()
 	// After provider errors: a provider attempt that timed out on its own
 	// timeout is an unavailable provider, not the caller's deadline (the
 	// service returns the context's error itself when that is what ended
@@ -111,12 +134,14 @@ func toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded before the code was delivered")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "call canceled")
-	case errors.Is(err, ErrStoreUnavailable):
-		return withDetails(codes.Unavailable, "store unavailable; try again later",
-			&errdetails.ErrorInfo{Reason: "STORE_UNAVAILABLE", Domain: errorDomain},
-			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	}
 	return status.Error(codes.Internal, "internal error")
+}
+
+func storeUnavailable() error {
+	return withDetails(codes.Unavailable, "store unavailable; try again later",
+		&errdetails.ErrorInfo{Reason: "STORE_UNAVAILABLE", Domain: errorDomain},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 }
 
 func withDetails(c codes.Code, msg string, details ...protoadapt.MessageV1) error {

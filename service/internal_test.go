@@ -294,7 +294,7 @@ func TestRecipientID(t *testing.T) {
 		}{
 			{"other number", phone, recipient{otp.SMS, "+14155550124", "1"}},
 			{"other email", email, recipient{otp.Email, "john@example.com", ""}},
-			{"local part case", email, recipient{otp.Email, "Jane@example.com", ""}},
+			{"plus tag", email, recipient{otp.Email, "jane+otp@example.com", ""}},
 			{"same address, other channel", recipient{otp.SMS, "x@example.com", ""}, recipient{otp.Email, "x@example.com", ""}},
 		}
 		for _, tt := range tests {
@@ -513,6 +513,29 @@ func TestToStatus(t *testing.T) {
 			},
 		},
 		{
+			// A store step that ran out of time, or answered what nobody
+			// expected, is the store failing: UNAVAILABLE, never INTERNAL
+			// or DEADLINE_EXCEEDED, so that the caller retries.
+			name:  "store step out of time",
+			err:   &storeError{fmt.Errorf("verify: read tcp 10.1.2.3:6379: %w", context.DeadlineExceeded)},
+			code:  codes.Unavailable,
+			never: []string{"10.1.2.3"},
+			check: func(tb testing.TB, st *status.Status) {
+				if ri := detailOf[*errdetails.RetryInfo](st); ri.GetRetryDelay().AsDuration() <= 0 {
+					tb.Errorf("RetryInfo = %v, want a positive delay", ri)
+				}
+				if info := detailOf[*errdetails.ErrorInfo](st); info.GetReason() != "STORE_UNAVAILABLE" {
+					tb.Errorf("ErrorInfo = %v, want STORE_UNAVAILABLE", info)
+				}
+			},
+		},
+		{
+			name:  "store reply nobody expected",
+			err:   &storeError{errors.New("verify: ERR user_script:12: secret-token-xyz")},
+			code:  codes.Unavailable,
+			never: []string{"secret-token-xyz", "user_script"},
+		},
+		{
 			name: "deadline exceeded",
 			err:  fmt.Errorf("begin send: %w", context.DeadlineExceeded),
 			code: codes.DeadlineExceeded,
@@ -616,6 +639,9 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		{"negative per_ip", func(c *Config) { c.Limits.PerIP.Count = -1 }, []string{"limits.per_ip.count"}},
 		{"negative per_country", func(c *Config) { c.Limits.PerCountry.Count = -1 }, []string{"limits.per_country.count"}},
 		{"negative verify_per_recipient", func(c *Config) { c.Limits.VerifyPerRecipient.Count = -1 }, []string{"limits.verify_per_recipient.count"}},
+		{"negative verify_per_ip", func(c *Config) { c.Limits.VerifyPerIP.Count = -1 }, []string{"limits.verify_per_ip.count"}},
+		{"verify_per_ip window too short", func(c *Config) { c.Limits.VerifyPerIP.Window = time.Millisecond }, []string{"limits.verify_per_ip.window"}},
+		{"verify_per_ip off", func(c *Config) { c.Limits.VerifyPerIP = Window{} }, nil},
 		{"window too short", func(c *Config) { c.Limits.PerCountry.Window = time.Millisecond }, []string{"limits.per_country.window"}},
 		{"limit off", func(c *Config) { c.Limits.PerIP = Window{} }, nil},
 		{"send timeout too short", func(c *Config) { c.SendTimeout = time.Millisecond }, []string{"send_timeout"}},

@@ -37,7 +37,7 @@ func newKeyring(secret []byte) *keyring {
 // recipientID is the recipient's identity in the store: 128 bits of its
 // keyed hash, URL-safe base64.
 func (k *keyring) recipientID(r recipient) string {
-	return enc(k.recipient.sum(string(r.channel), r.addr)[:16])
+	return enc(k.recipient.sum(string(r.channel), r.key())[:16])
 }
 
 // codeHash binds a code to its recipient and usage type, so that a stored

@@ -16,11 +16,13 @@ const (
 	limitPerIP              = "per_ip"
 	limitPerCountry         = "per_country"
 	limitVerifyPerRecipient = "verify_per_recipient"
+	limitVerifyPerIP        = "verify_per_ip"
 )
 
 // Limits is the limits block of otpd.yaml. Every limit is enforced
 // atomically by the Store: per recipient inside the send's or the verify's
-// own script, the shared windows (per IP, per country) as Slots.
+// own script, the shared windows (per IP, per country, verify per IP) as
+// Slots.
 type Limits struct {
 	// ResendInterval is the cooldown per recipient and usage type (60s); 0
 	// disables it.
@@ -34,6 +36,10 @@ type Limits struct {
 	// VerifyPerRecipient limits wrong verifications per recipient across
 	// codes (20 per 1h).
 	VerifyPerRecipient Window `yaml:"verify_per_recipient"`
+	// VerifyPerIP limits wrong verifications per client IP (IPv6 per /64)
+	// across recipients, when the caller gives one (100 per 1h): one
+	// address cannot spread its guesses over many recipients.
+	VerifyPerIP Window `yaml:"verify_per_ip"`
 }
 
 // Window is a sliding-window limit: at most Count events per Window. A zero
@@ -54,6 +60,7 @@ func DefaultLimits() Limits {
 		PerIP:              Window{Count: 20, Window: time.Hour},
 		PerCountry:         Window{Count: 1000, Window: time.Hour},
 		VerifyPerRecipient: Window{Count: 20, Window: time.Hour},
+		VerifyPerIP:        Window{Count: 100, Window: time.Hour},
 	}
 }
 
@@ -69,6 +76,7 @@ func (l Limits) validate() error {
 	}{
 		{limitPerRecipient, l.PerRecipient}, {limitPerIP, l.PerIP},
 		{limitPerCountry, l.PerCountry}, {limitVerifyPerRecipient, l.VerifyPerRecipient},
+		{limitVerifyPerIP, l.VerifyPerIP},
 	} {
 		if w.w.Count < 0 {
 			errs = append(errs, fmt.Errorf("limits.%s.count: must not be negative (0 disables the limit)", w.key))
@@ -90,6 +98,16 @@ func (s *Service) sendSlots(r sendRequest) []Slot {
 		slots = append(slots, Slot{Limit: limitPerCountry, Key: "cc:" + r.rcpt.country, Window: s.cfg.Limits.PerCountry})
 	}
 	return slots
+}
+
+// verifySlot is the client IP's verify window, nil when the caller gave no
+// IP or the limit is off. Its key differs from the send window's of the
+// same IP.
+func (s *Service) verifySlot(ip string) *Slot {
+	if ip == "" || !s.cfg.Limits.VerifyPerIP.Enabled() {
+		return nil
+	}
+	return &Slot{Limit: limitVerifyPerIP, Key: "v" + s.keys.ipID(ip), Window: s.cfg.Limits.VerifyPerIP}
 }
 
 func (s *Service) limited(ctx context.Context, count func(provider, result string), log callLog, limit string, retryAfter time.Duration) error {

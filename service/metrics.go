@@ -30,14 +30,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"usage_type", "result"}),
 		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_rate_limited_total",
-			Help: "Calls refused by a rate limit, by limit: resend_interval, per_recipient, per_ip, per_country, verify_per_recipient.",
+			Help: "Calls refused by a rate limit, by limit: resend_interval, per_recipient, per_ip, per_country, verify_per_recipient, verify_per_ip.",
 		}, []string{"limit"}),
 		smsCountry: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_sms_sent_by_country_total",
 			Help: "SMS codes a provider accepted, by the recipient's country calling code (\"86\", \"1\"): a sudden rise for one country is the sign of SMS pumping.",
 		}, []string{"country_code"}),
 	}
-	for _, l := range []string{limitResend, limitPerRecipient, limitPerIP, limitPerCountry, limitVerifyPerRecipient} {
+	for _, l := range []string{limitResend, limitPerRecipient, limitPerIP, limitPerCountry, limitVerifyPerRecipient, limitVerifyPerIP} {
 		m.rateLimited.WithLabelValues(l)
 	}
 	return m

@@ -95,9 +95,8 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		}
 	}
 
-	slots := s.sendSlots(r)
 	code := newCode(s.cfg.Code.Length)
-	res, err := s.store.BeginSend(ctx, SendParams{
+	params := SendParams{
 		Recipient:      rid,
 		Usage:          r.usageKey,
 		CodeHash:       s.keys.codeHash(rid, r.usageKey, code),
@@ -110,23 +109,34 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		IdempotencyKey: idemID,
 		Fingerprint:    fingerprint,
 		PendingTTL:     s.cfg.SendTimeout + 5*time.Second,
-		Slots:          slots,
+		Slots:          s.sendSlots(r),
+	}
+	var res SendResult
+	// Asked again with the same verification id while the answer is lost
+	// and the call has time: the store recognises its own earlier run.
+	unknown, err := retryStore(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = s.store.BeginSend(ctx, params)
+		return err
 	})
 	if err != nil {
-		// The store may have acted with its answer lost: the slots go
-		// again, and so do the code and cooldown if they are this send's.
-		if len(slots) > 0 {
-			dctx, cancel := detached(ctx)
-			if err := s.store.ReleaseSlots(dctx, vid, slots); err != nil {
-				log.WarnContext(ctx, "release send slots", "error", err)
-			}
-			cancel()
-		}
-		if ctx.Err() != nil {
-			s.abort(ctx, log, AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID})
-		}
+		// The store may have acted with its answer lost: what it stored
+		// goes again once it answers, so that the retry RetryInfo advises
+		// is not refused by this call's cooldown.
+		s.undoSend(ctx, log, params, unknown)
 		count("", storeFailed(ctx, log, "begin send", err))
-		return nil, err
+		return nil, storeErr(ctx, err)
+	}
+	// A late copy of an attempt whose answer was lost may still arrive:
+	// an abort must leave a tombstone for it.
+	abort := AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID, Now: now}
+	if unknown {
+		abort.Tombstone = tombstoneTTL
+	}
+	if unknown && res.Status != SendAccepted {
+		// Refused in the end; a late copy of an earlier attempt must not
+		// store a code after all.
+		s.undoSend(ctx, log, params, true)
 	}
 	switch res.Status {
 	case SendAccepted:
@@ -145,7 +155,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	// an SMS-pumping attack) cost no template work.
 	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: s.cfg.Code.TTL})
 	if err != nil {
-		s.abort(ctx, log, AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID})
+		s.abort(ctx, log, abort)
 		log.ErrorContext(ctx, "render template", "locale", r.locale, "error", err)
 		return nil, fmt.Errorf("%w: %v", errNoTemplate, err)
 	}
@@ -162,7 +172,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		VerificationID: vid,
 	})
 	if err != nil {
-		s.abort(ctx, log, AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID})
+		s.abort(ctx, log, abort)
 		result, provider := "transient_error", ""
 		var perr *providers.Error
 		if errors.As(err, &perr) {
@@ -200,10 +210,15 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 // replay answers a retry of an idempotent send from the stored record,
 // with done false when there is none and the send should go ahead.
 func (s *Service) replay(ctx context.Context, log callLog, count func(provider, result string), rid, idemID, fingerprint string) (*otpv1.SendCodeResponse, bool, error) {
-	res, err := s.store.LookupSend(ctx, rid, idemID, fingerprint)
+	var res SendResult
+	_, err := retryStore(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = s.store.LookupSend(ctx, rid, idemID, fingerprint)
+		return err
+	})
 	if err != nil {
 		count("", storeFailed(ctx, log, "look up idempotency key", err))
-		return nil, true, err
+		return nil, true, storeErr(ctx, err)
 	}
 	if res.Status == SendAccepted {
 		return nil, false, nil
@@ -219,7 +234,7 @@ func (s *Service) idempotentAnswer(ctx context.Context, log callLog, count func(
 	case SendReplay:
 		var resp otpv1.SendCodeResponse
 		if err := proto.Unmarshal(res.Replay, &resp); err != nil {
-			return nil, fmt.Errorf("decode stored answer: %w", err)
+			return nil, &storeError{fmt.Errorf("decode stored answer: %w", err)}
 		}
 		count(resp.GetProvider(), "replayed")
 		log.InfoContext(ctx, "idempotent send replayed", "provider", resp.GetProvider())
@@ -231,27 +246,36 @@ func (s *Service) idempotentAnswer(ctx context.Context, log callLog, count func(
 		v.add("idempotency_key", "was already used for a different request to this recipient")
 		return nil, v.err()
 	}
-	return nil, fmt.Errorf("unexpected send status %d", res.Status)
+	return nil, &storeError{fmt.Errorf("unexpected send status %d from the store", res.Status)}
 }
 
-// abort frees what a failed send holds, even when the call's own context is
-// already done (a deadline is the usual reason delivery failed).
+// abort frees what a send whose delivery failed holds, even when the
+// call's own context is already done (a deadline is the usual reason
+// delivery failed): at once, so that the user can ask again at once, and
+// in the background if the store does not answer.
 func (s *Service) abort(ctx context.Context, log callLog, p AbortParams) {
-	dctx, cancel := detached(ctx)
-	defer cancel()
-	if err := s.store.AbortSend(dctx, p); err != nil {
-		log.ErrorContext(ctx, "abort failed send: the cooldown and code stay until they expire", "error", err)
-	}
+	s.cleanUp(ctx, log, "abort failed send", func(ctx context.Context) error { return s.store.AbortSend(ctx, p) })
 }
 
 func (s *Service) completeIdempotent(ctx context.Context, log callLog, rid, idemID string, resp *otpv1.SendCodeResponse) {
 	b, err := proto.Marshal(resp)
-	if err == nil {
-		dctx, cancel := detached(ctx)
-		defer cancel()
-		err = s.store.CompleteSend(dctx, rid, idemID, b, s.cfg.IdempotencyTTL)
-	}
 	if err != nil {
-		log.WarnContext(ctx, "store idempotent answer: a retry with the same key may send again", "error", err)
+		log.ErrorContext(ctx, "encode idempotent answer: a retry with the same key may send again", "error", err)
+		return
+	}
+	s.cleanUp(ctx, log, "store idempotent answer", func(ctx context.Context) error {
+		return s.store.CompleteSend(ctx, rid, idemID, b, s.cfg.IdempotencyTTL)
+	})
+}
+
+// cleanUp runs a clean-up step at once and, when the store does not
+// answer, hands it to the background undos.
+func (s *Service) cleanUp(ctx context.Context, log callLog, what string, step func(context.Context) error) {
+	dctx, cancel := detached(ctx)
+	err := step(dctx)
+	cancel()
+	if err != nil {
+		log.WarnContext(ctx, what+": retrying in the background", "error", err)
+		s.undo.start(log, what, step)
 	}
 }

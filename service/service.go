@@ -3,8 +3,10 @@
 // the Redis and in-memory stores implement.
 //
 // A code is sent in send.go and checked in verify.go; the limits are in
-// limits.go, the error model in errors.go. Every check-and-update runs
-// atomically inside the Store (a Lua script in Redis).
+// limits.go, the error model in errors.go, and what happens when the
+// store's answer is lost (retries with the same ids, undos) in undo.go.
+// Every check-and-update runs atomically inside the Store (a Lua script in
+// Redis).
 package service
 
 import (
@@ -63,6 +65,7 @@ type Service struct {
 	log      *slog.Logger
 	reg      prometheus.Registerer
 	metrics  *metrics
+	undo     *undoer
 }
 
 var _ otpv1.OtpServiceServer = (*Service)(nil)
@@ -82,6 +85,7 @@ func New(cfg Config, store Store, sender Sender, renderer Renderer, opts ...Opti
 		o(s)
 	}
 	s.metrics = newMetrics(s.reg)
+	s.undo = newUndoer()
 	return s, nil
 }
 

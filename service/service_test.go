@@ -3,6 +3,7 @@ package service_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -86,21 +87,57 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func newHarness(tb testing.TB, mutate func(*service.Config), routeOpts ...func([]providers.Route)) *harness {
 	tb.Helper()
-	return newHarnessOn(tb, nil, mutate, routeOpts...)
+	return newHarnessWith(tb, harnessOptions{mutate: mutate, routeOpts: routeOpts})
 }
 
 // newHarnessOn is newHarness with the Redis store wrapped by wrap (nil: as
 // it is).
 func newHarnessOn(tb testing.TB, wrap func(service.Store) service.Store, mutate func(*service.Config), routeOpts ...func([]providers.Route)) *harness {
 	tb.Helper()
+	return newHarnessWith(tb, harnessOptions{wrap: wrap, mutate: mutate, routeOpts: routeOpts})
+}
+
+// harnessOptions vary the harness; the zero value is newHarness's.
+type harnessOptions struct {
+	wrap      func(service.Store) service.Store
+	mutate    func(*service.Config)
+	routeOpts []func([]providers.Route)
+	// redis is a server to share with another harness; nil starts one
+	// with redisArgs.
+	redis     *redistest.Server
+	redisArgs []string
+	// redisTimeout, when set, builds the Redis client as otpd does
+	// (redisstore.Config.Client) with this redis.timeout.
+	redisTimeout time.Duration
+	// skew puts the service's clock and the store's local clock this far
+	// from the real time, as on a machine whose clock is off.
+	skew time.Duration
+}
+
+func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
+	tb.Helper()
 	h := &harness{
-		redis: redistest.Start(tb),
-		clock: &clock{now: time.Now()},
+		redis: o.redis,
+		clock: &clock{now: time.Now().Add(o.skew)},
 		reg:   prometheus.NewRegistry(),
 		logs:  &syncBuffer{},
 	}
-	h.rdb = redis.NewClient(&redis.Options{Addr: h.redis.Addr(), PoolSize: 64, MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
+	if h.redis == nil {
+		h.redis = redistest.StartWith(tb, o.redisArgs...)
+	}
+	if o.redisTimeout > 0 {
+		cfg := redisstore.DefaultConfig()
+		cfg.URL, cfg.Timeout, cfg.PoolSize = h.redis.URL(), o.redisTimeout, 64
+		rdb, err := cfg.Client()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		h.rdb = rdb.(*redis.Client)
+	} else {
+		h.rdb = redis.NewClient(&redis.Options{Addr: h.redis.Addr(), PoolSize: 64, MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
+	}
 	tb.Cleanup(func() { _ = h.rdb.Close() })
+	mutate, wrap, routeOpts := o.mutate, o.wrap, o.routeOpts
 
 	var err error
 	if h.primary, err = fake.New("primary", fake.Config{}); err != nil {
@@ -133,7 +170,7 @@ func newHarnessOn(tb testing.TB, wrap func(service.Store) service.Store, mutate 
 		mutate(&cfg)
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var store service.Store = redisstore.New(h.rdb, "")
+	var store service.Store = redisstore.New(h.rdb, "", redisstore.WithLocalClock(func() time.Time { return time.Now().Add(o.skew) }))
 	if wrap != nil {
 		store = wrap(store)
 	}
@@ -142,6 +179,15 @@ func newHarnessOn(tb testing.TB, wrap func(service.Store) service.Store, mutate 
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// Before the Redis client closes: undos still running get their
+	// chance, and none outlives the test.
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := svc.Close(ctx); err != nil {
+			tb.Errorf("close service: %v", err)
+		}
+	})
 
 	h.svc = svc
 	lis := bufconn.Listen(1 << 20)
@@ -334,7 +380,9 @@ func TestConcurrentSendsPerRecipient(t *testing.T) {
 					quota = d
 				}
 			}
-			if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 || retry.GetRetryDelay().AsDuration() > 10*time.Minute {
+			// Within the 10m window, give or take a call's latency: the
+			// test's clock stands still while Redis's moves on.
+			if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 || retry.GetRetryDelay().AsDuration() > 10*time.Minute+time.Second {
 				t.Errorf("RetryInfo = %v, want a delay within the 10m window", retry)
 			}
 			if quota == nil || quota.GetViolations()[0].GetSubject() != "per_recipient" {
@@ -377,7 +425,9 @@ func TestShortTTLExpires(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *service.Config) { c.Code.TTL = 2 * time.Second })
 	_, code := h.send(t, phone, signIn)
-	h.clock.Advance(2 * time.Second)
+	// Redis keeps time, moved by the service clock's offset: each call
+	// lands a little later than the service clock says, by its latency.
+	h.clock.Advance(2*time.Second + time.Second)
 	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "verify after the TTL")
 }
 
@@ -424,16 +474,18 @@ func TestResendReplacesCode(t *testing.T) {
 	_, first := h.send(t, phone, signIn)
 	_, err := h.client.SendCode(context.Background(), &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn})
 	details := wantStatus(t, err, codes.ResourceExhausted)
-	if d := detail[*errdetails.RetryInfo](t, details).GetRetryDelay().AsDuration(); d <= 0 || d > time.Minute {
-		t.Fatalf("cooldown RetryInfo = %v, want (0, 60s]", d)
+	// Within a second of the interval: the test's clock stands still, and
+	// Redis's moves on by each call's latency.
+	if d := detail[*errdetails.RetryInfo](t, details).GetRetryDelay().AsDuration(); d < time.Minute-time.Second || d > time.Minute+time.Second {
+		t.Fatalf("cooldown RetryInfo = %v, want about 60s", d)
 	}
 	if q := detail[*errdetails.QuotaFailure](t, details); q.GetViolations()[0].GetSubject() != "resend_interval" {
 		t.Fatalf("QuotaFailure = %v, want resend_interval", q)
 	}
-	h.clock.Advance(time.Minute)
+	h.clock.Advance(time.Minute + time.Second) // past the cooldown, by more than a call's latency
 	_, second := h.send(t, phone, signIn)
 	for second == first { // one chance in a million: draw again
-		h.clock.Advance(time.Minute)
+		h.clock.Advance(time.Minute + time.Second)
 		_, second = h.send(t, phone, signIn)
 	}
 	h.wantVerify(t, phone, signIn, first, otpv1.VerifyResult_VERIFY_RESULT_MISMATCH, "old code after a resend")
@@ -732,7 +784,7 @@ func TestPerIPAndPerCountryLimits(t *testing.T) {
 	}
 	// A refused send held no one back: the refused recipient can still be
 	// sent to once the country frees up, with no cooldown of its own.
-	h.clock.Advance(time.Hour)
+	h.clock.Advance(time.Hour + time.Second)
 	if err := send("+14155550104", ""); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
@@ -949,7 +1001,7 @@ type brokenRenderer struct{}
 func (brokenRenderer) MatchLocale(string) (string, error) { return "en", nil }
 
 func (brokenRenderer) Render(otp.Channel, string, otp.UsageType, templates.Data) (otp.Content, error) {
-	return otp.Content{}, fmt.Errorf("no sms template for SignIn")
+	return otp.Content{}, errors.New("no sms template for SignIn")
 }
 
 func TestRenderFailureFreesTheSend(t *testing.T) {
@@ -1061,8 +1113,12 @@ func TestCallerCancelIsNotAStoreError(t *testing.T) {
 			}
 			if step == "BeginSend" {
 				// The lost step did store a new code and cooldown and take
-				// the IP's only slot; all went again, so the user can ask
-				// at once, from the same IP.
+				// the IP's only slot; all went again (in the background, as
+				// soon as the call ended), so the user can ask again, from
+				// the same IP.
+				if err := h.svc.Wait(context.Background()); err != nil {
+					t.Fatal(err)
+				}
 				_, newCode := h.sendReq(t, &otpv1.SendCodeRequest{Recipient: phone, UsageType: signIn, ClientIp: "203.0.113.9"})
 				h.wantVerify(t, phone, signIn, newCode, otpv1.VerifyResult_VERIFY_RESULT_OK, "send after a lost BeginSend")
 			}

@@ -7,10 +7,22 @@ import (
 )
 
 // ErrStoreUnavailable marks a store failure that is worth retrying later:
-// the store cannot be reached, timed out, or is loading, failing over or
-// read-only. Stores wrap such errors with it; the service answers them with
-// UNAVAILABLE. Other store errors are internal errors.
+// the store cannot be reached, timed out, or is full, loading, failing over
+// or read-only. The service answers every store error with UNAVAILABLE.
 var ErrStoreUnavailable = errors.New("store unavailable")
+
+// ErrNotApplied marks a store error after which the store is sure that
+// nothing changed: the call was never sent, or the server refused it before
+// running it (OOM, LOADING, READONLY, MASTERDOWN, ...). A store error
+// without it may have been applied with its answer lost: the service then
+// retries the call with the same ids (every call is idempotent per id) and,
+// when it gives up, undoes it.
+var ErrNotApplied = errors.New("not applied")
+
+// ErrUndone is the answer to BeginSend or Verify for an id whose undo
+// already ran (AbortSend with Uncount, UndoVerify): a late copy of a call
+// the service gave up on, which changes nothing.
+var ErrUndone = errors.New("call already undone")
 
 // Slot is one event to count against a shared sliding-window limit, such as
 // the per-IP or per-country send limit.
@@ -65,11 +77,17 @@ type SendParams struct {
 	// CodeHash is the keyed hash of the new code.
 	CodeHash []byte
 	// VerificationID identifies this code; it is also the member counted in
-	// windows, so that a release removes exactly this send.
+	// windows, so that a release removes exactly this send. BeginSend is
+	// idempotent per VerificationID: run again after its answer was lost,
+	// it answers SendAccepted while this id's code is stored, and counts
+	// nothing twice.
 	VerificationID string
-	Now            time.Time
-	TTL            time.Duration
-	MaxAttempts    int
+	// Now is the caller's clock. Stores that keep time themselves (Redis)
+	// use their own clock moved by the caller's offset from its local
+	// clock, so that replicas whose machine clocks differ agree.
+	Now         time.Time
+	TTL         time.Duration
+	MaxAttempts int
 	// Cooldown is the resend interval; 0 disables it.
 	Cooldown     time.Duration
 	PerRecipient Window
@@ -101,12 +119,23 @@ type SendResult struct {
 	Replay []byte
 }
 
-// AbortParams identifies a send whose delivery failed everywhere.
+// AbortParams identifies a send to undo: one whose delivery failed
+// everywhere, or one whose BeginSend outcome is unknown.
 type AbortParams struct {
 	Recipient      string
 	Usage          string
 	VerificationID string
 	IdempotencyKey string
+	// Uncount also removes the send from the per-recipient window: its
+	// outcome was unknown and nothing was delivered, so it must not count
+	// against the user.
+	Uncount bool
+	// Tombstone is how long a BeginSend for VerificationID that arrives
+	// after the abort (a copy queued in a stalled store) is refused with
+	// ErrUndone; 0 leaves no tombstone.
+	Tombstone time.Duration
+	// Now is the caller's clock, for stores that keep time by it.
+	Now time.Time
 }
 
 // VerifyStatus is the outcome of Verify.
@@ -128,11 +157,22 @@ type VerifyParams struct {
 	Recipient string
 	Usage     string
 	CodeHash  []byte
-	Now       time.Time
+	// Now is the caller's clock, as SendParams.Now.
+	Now time.Time
 	// PerRecipient limits wrong attempts per recipient across codes.
 	PerRecipient Window
-	// AttemptID is a unique member for the per-recipient window.
+	// PerIP, when set, limits wrong attempts per client IP across
+	// recipients: a full window refuses before the code is looked at, and
+	// only a wrong code counts.
+	PerIP *Slot
+	// AttemptID identifies this attempt: the member counted in windows,
+	// and what makes Verify idempotent. Run again after its answer was
+	// lost, Verify answers what it first decided: VerifyOK again when this
+	// attempt consumed the code, VerifyMismatch without counting twice.
 	AttemptID string
+	// Grace is how long a consumed code is kept, marked as consumed, so
+	// that a re-run of its attempt and UndoVerify still find it.
+	Grace time.Duration
 }
 
 // VerifyResult is what Verify decided.
@@ -141,14 +181,32 @@ type VerifyResult struct {
 	AttemptsRemaining int
 	// RetryAfter is set for VerifyRateLimited.
 	RetryAfter time.Duration
+	// ByIP is set for VerifyRateLimited when the full window is PerIP's,
+	// not the recipient's.
+	ByIP bool
+}
+
+// UndoVerifyParams identifies a verification whose outcome is unknown.
+type UndoVerifyParams struct {
+	Recipient string
+	Usage     string
+	AttemptID string
+	Now       time.Time
+	// Tombstone is how long a Verify for AttemptID that arrives after the
+	// undo is refused with ErrUndone.
+	Tombstone time.Duration
 }
 
 // Store keeps codes and rate-limit state. Every method is one atomic
 // check-and-update: concurrent calls behave as if run one after another.
-// Stores never see a plaintext code or recipient.
+// Every method is idempotent per id (verification id, attempt id, slot
+// member): run again after its answer was lost, it answers what its first
+// run did. Errors are marked ErrStoreUnavailable and ErrNotApplied as they
+// apply. Stores never see a plaintext code or recipient.
 type Store interface {
 	// TakeSlots counts member against every slot, all or nothing: when one
-	// slot is full none is taken and the denial says which.
+	// slot is full none is taken and the denial says which. A slot that
+	// already holds member counts as taken (a re-run takes nothing twice).
 	TakeSlots(ctx context.Context, now time.Time, member string, slots []Slot) (*SlotDenial, error)
 	// ReleaseSlots removes member from the slots again.
 	ReleaseSlots(ctx context.Context, member string, slots []Slot) error
@@ -166,12 +224,22 @@ type Store interface {
 	// CompleteSend stores the answer of an idempotent send for ttl.
 	CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error
 	// AbortSend undoes what BeginSend stored for a send whose delivery
-	// failed: the code and the cooldown (when they are still this send's)
-	// and a pending idempotency key. The send still counts in its windows.
+	// failed or whose outcome is unknown: the code, the cooldown and a
+	// pending idempotency key (each only while it is this send's), and with
+	// Uncount its count in the per-recipient window. It leaves a tombstone
+	// that turns a later BeginSend for the same id into ErrUndone. The
+	// shared slots are released with ReleaseSlots.
 	AbortSend(ctx context.Context, p AbortParams) error
-	// Verify checks a code: rate limit, no live code → expired, attempts used
-	// up → too many attempts, wrong code → count it, right code → consume it.
+	// Verify checks a code: rate limits, no live code → expired, attempts
+	// used up → too many attempts, wrong code → count it, right code →
+	// consume it.
 	Verify(ctx context.Context, p VerifyParams) (VerifyResult, error)
+	// UndoVerify undoes a verification whose outcome is unknown (its
+	// caller was told UNAVAILABLE, so nobody was told OK): a code this
+	// attempt consumed is live again until it expires. A wrong code it
+	// counted stays counted. It leaves a tombstone that turns a later
+	// Verify for the same attempt into ErrUndone.
+	UndoVerify(ctx context.Context, p UndoVerifyParams) error
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 }

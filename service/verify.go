@@ -30,22 +30,39 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		return nil, err
 	}
 
+	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	defer cancel()
+	log := s.callLog("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
+	if ip != "" {
+		log = log.with("client_net", clientNet(ip))
+	}
 	rid := s.keys.recipientID(rcpt)
-	res, err := s.store.Verify(ctx, VerifyParams{
+	p := VerifyParams{
 		Recipient:    rid,
 		Usage:        usageKey,
 		CodeHash:     s.keys.codeHash(rid, usageKey, code),
 		Now:          s.now(),
 		PerRecipient: s.cfg.Limits.VerifyPerRecipient,
+		PerIP:        s.verifySlot(ip),
 		AttemptID:    newID(),
-	})
-	log := s.callLog("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
-	if ip != "" {
-		log = log.with("client_net", clientNet(ip))
+		Grace:        consumedGrace,
 	}
+	var res VerifyResult
+	// Asked again with the same attempt id while the answer is lost and
+	// the call has time: the store answers what its earlier run decided.
+	unknown, err := retryStore(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = s.store.Verify(ctx, p)
+		return err
+	})
 	if err != nil {
+		// Nobody is told OK: a code this attempt may have consumed must
+		// verify on the user's retry.
+		if unknown {
+			s.undoVerify(log, p)
+		}
 		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err)).Inc()
-		return nil, err
+		return nil, storeErr(ctx, err)
 	}
 	var result otpv1.VerifyResult
 	var label string
@@ -59,12 +76,18 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	case VerifyTooManyAttempts:
 		result, label = otpv1.VerifyResult_VERIFY_RESULT_TOO_MANY_ATTEMPTS, "too_many_attempts"
 	case VerifyRateLimited:
+		limit := limitVerifyPerRecipient
+		if res.ByIP {
+			limit = limitVerifyPerIP
+		}
 		s.metrics.verified.WithLabelValues(usageKey, "rate_limited").Inc()
-		s.metrics.rateLimited.WithLabelValues(limitVerifyPerRecipient).Inc()
-		log.InfoContext(ctx, "verify rate limited", "limit", limitVerifyPerRecipient, "retry_after", res.RetryAfter.String())
-		return nil, &rateLimitError{limit: limitVerifyPerRecipient, retryAfter: res.RetryAfter}
+		s.metrics.rateLimited.WithLabelValues(limit).Inc()
+		log.InfoContext(ctx, "verify rate limited", "limit", limit, "retry_after", res.RetryAfter.String())
+		return nil, &rateLimitError{limit: limit, retryAfter: res.RetryAfter}
 	default:
-		return nil, fmt.Errorf("unknown verify status %d", res.Status)
+		err := fmt.Errorf("verify: unknown status %d from the store", res.Status)
+		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err)).Inc()
+		return nil, storeErr(ctx, err)
 	}
 	s.metrics.verified.WithLabelValues(usageKey, label).Inc()
 	log.InfoContext(ctx, "code verified", "result", label, "attempts_remaining", res.AttemptsRemaining)
@@ -72,7 +95,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 }
 
 func digits(s string) bool {
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
 			return false
 		}

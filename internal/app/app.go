@@ -5,10 +5,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -65,15 +67,26 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, console io.W
 	if err != nil {
 		return err
 	}
-	g := server.NewGRPC(svc, grpcauth.New(cfg.Auth, clientCAs, reg, log), tlsCfg, reg, log)
+	g := server.NewGRPC(cfg.Server.Listen, svc, grpcauth.New(cfg.Auth, clientCAs, reg, log), tlsCfg, reg, log)
 	if len(cfg.Auth.Tokens) == 0 && cfg.TLS.ClientCAFile == "" && !cfg.Dev && !strings.HasPrefix(cfg.Server.Listen.GRPC, "unix://") {
 		log.Warn("caller auth is off: anyone who reaches " + cfg.Server.Listen.GRPC + " can send codes; set auth.tokens or tls.client_ca_file, or keep the port private")
 	}
 	err = server.Run(ctx, cfg.Server, g, reg, svc.Ping, log,
 		"version", version, "security", grpcauth.Describe(cfg.TLS, cfg.Auth), "providers", len(cfg.Providers), "dev", cfg.Dev)
+	// The drained calls may have left undos running (a store answer lost
+	// in a stall): they get a few seconds more, before the store closes.
+	cctx, cancel := context.WithTimeout(context.Background(), serviceCloseTimeout)
+	if cerr := svc.Close(cctx); cerr != nil {
+		log.Warn("undos still running at exit: what they did not undo stays in Redis until it expires", "error", cerr)
+	}
+	cancel()
 	log.Info("otpd stopped")
 	return err
 }
+
+// serviceCloseTimeout bounds how long shutdown waits, after the drain,
+// for the service's undos in flight.
+const serviceCloseTimeout = 5 * time.Second
 
 // serviceConfig is the service's own block with the application name,
 // which otpd.yaml sets once, under templates.
@@ -93,8 +106,26 @@ func openStore(cfg *config.Config, log *slog.Logger) (service.Store, func() erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect redis: %w", err)
 	}
-	return redisstore.New(rdb, cfg.Redis.Prefix), rdb.Close, nil
+	store := redisstore.New(rdb, cfg.Redis.Prefix,
+		redisstore.WithEvictionCheck(cfg.Redis.AllowEviction, func(msg string) { log.Warn(msg) }))
+	// An evicting maxmemory-policy is a property of the server, not of
+	// the file: otpd exits 1 (serving failed), not 2. A Redis that does
+	// not answer yet is not a refusal: the health probe reads the policy
+	// once it does, and reports NOT_SERVING if it evicts.
+	ctx, cancel := context.WithTimeout(context.Background(), policyCheckTimeout)
+	err = store.CheckEviction(ctx)
+	cancel()
+	if errors.Is(err, service.ErrStoreUnavailable) {
+		log.Warn("redis maxmemory-policy not checked: Redis does not answer yet; the health check reads it once it does", "error", err)
+	} else if err != nil {
+		_ = rdb.Close()
+		return nil, nil, fmt.Errorf("check redis: %w", err)
+	}
+	return store, rdb.Close, nil
 }
+
+// policyCheckTimeout bounds the start-up read of Redis's maxmemory-policy.
+const policyCheckTimeout = 5 * time.Second
 
 // redisLogger sends go-redis's own messages (reconnects, dial failures) to
 // the JSON log instead of plain text on stderr.

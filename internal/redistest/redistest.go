@@ -55,6 +55,14 @@ func StartWith(tb testing.TB, args ...string) *Server {
 	return start(tb, &Server{tb: tb, dir: tb.TempDir(), args: args})
 }
 
+// StartWithDebug is StartWith with the DEBUG command enabled (SLEEP,
+// POPULATE), which Redis 7 refuses by default: fault-injection tests
+// stall or fill the server with it.
+func StartWithDebug(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	return StartWith(tb, append([]string{"--enable-debug-command", "yes"}, args...)...)
+}
+
 func start(tb testing.TB, s *Server) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {

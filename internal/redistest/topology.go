@@ -24,9 +24,16 @@ type Cluster struct {
 // as ok. The servers stop when tb ends.
 func StartCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
+	return StartClusterWith(tb, n)
+}
+
+// StartClusterWith is StartCluster with more redis-server arguments for
+// every node ("--enable-debug-command", "yes").
+func StartClusterWith(tb testing.TB, n int, args ...string) *Cluster {
+	tb.Helper()
 	c := &Cluster{}
 	for range n {
-		c.Nodes = append(c.Nodes, start(tb, &Server{tb: tb, dir: tb.TempDir(), cluster: true}))
+		c.Nodes = append(c.Nodes, start(tb, &Server{tb: tb, dir: tb.TempDir(), cluster: true, args: args}))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

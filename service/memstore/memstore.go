@@ -7,6 +7,7 @@ package memstore
 import (
 	"context"
 	"crypto/subtle"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -22,6 +23,9 @@ type Store struct {
 	codes     map[string]*code   // recipient/usage
 	cooldowns map[string]expiring
 	idem      map[string]*idemRecord
+	// undone holds the tombstones of undone sends and attempts, by
+	// recipient/id, with their expiry in ms.
+	undone    map[string]int64
 	lastSweep time.Time
 	// latest is the latest time a caller passed in, for the calls that
 	// carry none.
@@ -46,6 +50,17 @@ type code struct {
 	expires int64 // ms
 	used    int
 	max     int
+	// okBy is the attempt that consumed the code, which is then kept until
+	// keep (ms) for a re-run of that attempt or its undo.
+	okBy string
+	keep int64
+	// wrong holds the attempts counted as wrong.
+	wrong map[string]bool
+}
+
+// gone reports whether the code can no longer be verified or restored.
+func (c *code) gone(now int64) bool {
+	return c.expires <= now || (c.okBy != "" && c.keep <= now)
 }
 
 type expiring struct {
@@ -55,6 +70,7 @@ type expiring struct {
 
 type idemRecord struct {
 	fingerprint string
+	id          string // the verification id of the send that holds it
 	answer      []byte
 	expires     int64 // ms
 }
@@ -66,6 +82,21 @@ func New() *Store {
 		codes:     map[string]*code{},
 		cooldowns: map[string]expiring{},
 		idem:      map[string]*idemRecord{},
+		undone:    map[string]int64{},
+	}
+}
+
+// errUndone answers a late copy of a call whose undo already ran.
+var errUndone = fmt.Errorf("%w (%w)", service.ErrUndone, service.ErrNotApplied)
+
+func (s *Store) isUndone(rid, id string, now int64) bool {
+	exp, ok := s.undone[rid+"/"+id]
+	return ok && exp > now
+}
+
+func (s *Store) tombstone(rid, id string, now time.Time, ttl time.Duration) {
+	if ttl > 0 {
+		s.undone[rid+"/"+id] = now.Add(ttl).UnixMilli()
 	}
 }
 
@@ -129,9 +160,25 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 	return s.takeSlots(now.UnixMilli(), member, slots), nil
 }
 
-// takeSlots takes every slot or, denied one, none.
+// has reports whether member is in the window at key.
+func (s *Store) has(key, member string) bool {
+	if win := s.windows[key]; win != nil {
+		for _, e := range win.events {
+			if e.member == member {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// takeSlots takes every slot or, denied one, none. A slot that holds
+// member already counts as taken.
 func (s *Store) takeSlots(ms int64, member string, slots []service.Slot) *service.SlotDenial {
 	for i, sl := range slots {
+		if s.has("slot:"+sl.Key, member) {
+			continue
+		}
 		ok, retry := s.take("slot:"+sl.Key, ms, sl.Window, member)
 		if !ok {
 			for _, t := range slots[:i] {
@@ -173,6 +220,13 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	defer s.mu.Unlock()
 	now := p.Now.UnixMilli()
 	s.sweep(p.Now)
+	if s.isUndone(p.Recipient, p.VerificationID, now) {
+		return service.SendResult{}, errUndone
+	}
+	ck := codeKey(p.Recipient, p.Usage)
+	if c := s.codes[ck]; c != nil && c.id == p.VerificationID {
+		return service.SendResult{Status: service.SendAccepted}, nil // a re-run
+	}
 	ik := idemKey(p.Recipient, p.IdempotencyKey)
 	if p.IdempotencyKey != "" {
 		if res := s.lookup(ik, p.Fingerprint, now); res.Status != service.SendAccepted {
@@ -184,7 +238,6 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	if d := s.takeSlots(now, p.VerificationID, p.Slots); d != nil {
 		return service.SendResult{Status: service.SendSlotLimited, RetryAfter: d.RetryAfter, Limit: d.Limit}, nil
 	}
-	ck := codeKey(p.Recipient, p.Usage)
 	if p.Cooldown > 0 {
 		if cd, ok := s.cooldowns[ck]; ok && cd.expires > now {
 			s.releaseSlots(p.VerificationID, p.Slots)
@@ -200,14 +253,14 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	if p.Cooldown > 0 {
 		s.cooldowns[ck] = expiring{value: p.VerificationID, expires: now + p.Cooldown.Milliseconds()}
 	}
-	s.codes[codeKey(p.Recipient, p.Usage)] = &code{
+	s.codes[ck] = &code{
 		hash:    append([]byte(nil), p.CodeHash...),
 		id:      p.VerificationID,
 		expires: now + p.TTL.Milliseconds(),
 		max:     p.MaxAttempts,
 	}
 	if p.IdempotencyKey != "" {
-		s.idem[ik] = &idemRecord{fingerprint: p.Fingerprint, expires: now + p.PendingTTL.Milliseconds()}
+		s.idem[ik] = &idemRecord{fingerprint: p.Fingerprint, id: p.VerificationID, expires: now + p.PendingTTL.Milliseconds()}
 	}
 	return service.SendResult{Status: service.SendAccepted}, nil
 }
@@ -250,6 +303,7 @@ func (s *Store) CompleteSend(ctx context.Context, recipient, idempotencyKey stri
 func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sweep(p.Now)
 	if c := s.codes[codeKey(p.Recipient, p.Usage)]; c != nil && c.id == p.VerificationID {
 		delete(s.codes, codeKey(p.Recipient, p.Usage))
 	}
@@ -258,10 +312,14 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	}
 	if p.IdempotencyKey != "" {
 		ik := idemKey(p.Recipient, p.IdempotencyKey)
-		if rec := s.idem[ik]; rec != nil && rec.answer == nil {
+		if rec := s.idem[ik]; rec != nil && rec.id == p.VerificationID && rec.answer == nil {
 			delete(s.idem, ik)
 		}
 	}
+	if p.Uncount {
+		s.remove(sendsKey(p.Recipient), p.VerificationID)
+	}
+	s.tombstone(p.Recipient, p.VerificationID, p.Now, p.Tombstone)
 	return nil
 }
 
@@ -274,29 +332,69 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	defer s.mu.Unlock()
 	now := p.Now.UnixMilli()
 	s.sweep(p.Now)
+	if s.isUndone(p.Recipient, p.AttemptID, now) {
+		return service.VerifyResult{}, errUndone
+	}
+	ck := codeKey(p.Recipient, p.Usage)
+	c := s.codes[ck]
+	if c != nil && c.gone(now) {
+		delete(s.codes, ck)
+		c = nil
+	}
+	// A re-run of this attempt answers what the first run decided.
+	switch {
+	case c != nil && c.okBy == p.AttemptID:
+		return service.VerifyResult{Status: service.VerifyOK}, nil
+	case c != nil && c.wrong[p.AttemptID]:
+		return service.VerifyResult{Status: service.VerifyMismatch, AttemptsRemaining: c.max - c.used}, nil
+	}
+	if p.PerIP != nil {
+		if _, retry := s.full("slot:"+p.PerIP.Key, now, p.PerIP.Window); retry > 0 {
+			return service.VerifyResult{Status: service.VerifyRateLimited, RetryAfter: retry, ByIP: true}, nil
+		}
+	}
 	vk := verifiesKey(p.Recipient)
 	if p.PerRecipient.Enabled() {
 		if _, retry := s.full(vk, now, p.PerRecipient); retry > 0 {
 			return service.VerifyResult{Status: service.VerifyRateLimited, RetryAfter: retry}, nil
 		}
 	}
-	ck := codeKey(p.Recipient, p.Usage)
-	c := s.codes[ck]
-	if c == nil || c.expires <= now {
+	if c == nil || c.okBy != "" {
 		return service.VerifyResult{Status: service.VerifyExpired}, nil
 	}
 	if c.used >= c.max {
 		return service.VerifyResult{Status: service.VerifyTooManyAttempts}, nil
 	}
 	if subtle.ConstantTimeCompare(c.hash, p.CodeHash) == 1 {
-		delete(s.codes, ck)
+		c.okBy, c.keep = p.AttemptID, min(now+p.Grace.Milliseconds(), c.expires)
 		return service.VerifyResult{Status: service.VerifyOK}, nil
 	}
 	c.used++
+	if c.wrong == nil {
+		c.wrong = map[string]bool{}
+	}
+	c.wrong[p.AttemptID] = true
 	if p.PerRecipient.Enabled() {
 		s.take(vk, now, p.PerRecipient, p.AttemptID)
 	}
+	if p.PerIP != nil {
+		s.take("slot:"+p.PerIP.Key, now, p.PerIP.Window, p.AttemptID)
+	}
 	return service.VerifyResult{Status: service.VerifyMismatch, AttemptsRemaining: c.max - c.used}, nil
+}
+
+// UndoVerify implements service.Store.
+func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(p.Now)
+	now := p.Now.UnixMilli()
+	ck := codeKey(p.Recipient, p.Usage)
+	if c := s.codes[ck]; c != nil && c.okBy == p.AttemptID && !c.gone(now) {
+		c.okBy, c.keep = "", 0
+	}
+	s.tombstone(p.Recipient, p.AttemptID, p.Now, p.Tombstone)
+	return nil
 }
 
 // Ping implements service.Store.
@@ -314,8 +412,13 @@ func (s *Store) sweep(now time.Time) {
 	s.lastSweep = now
 	ms := now.UnixMilli()
 	for k, c := range s.codes {
-		if c.expires <= ms {
+		if c.gone(ms) {
 			delete(s.codes, k)
+		}
+	}
+	for k, exp := range s.undone {
+		if exp <= ms {
+			delete(s.undone, k)
 		}
 	}
 	for k, cd := range s.cooldowns {

@@ -33,6 +33,11 @@ type Config struct {
 	PoolSize int `yaml:"pool_size"`
 	// Timeout bounds dialling and each read and write (1s).
 	Timeout time.Duration `yaml:"timeout"`
+	// AllowEviction lets otpd run on a Redis whose maxmemory-policy may
+	// evict keys (allkeys-*, volatile-*: every otpd key has a TTL), with a
+	// loud warning instead of a refusal to start (false). Evicted keys are
+	// lifted limits: a window, a cooldown or an attempt count that is gone.
+	AllowEviction bool `yaml:"allow_eviction"`
 }
 
 // DefaultConfig returns the defaults; a URL or addrs must still be set.
@@ -91,6 +96,11 @@ func (c Config) MarshalYAML() (any, error) {
 // Client returns the go-redis client of c, which must pass Validate: a
 // single-node client for a URL, else a Sentinel, Cluster or single-node
 // client as go-redis's UniversalClient picks from the addresses.
+//
+// The client never re-sends a command on its own (MaxRetries -1): a
+// script whose reply timed out may have run, and running it again blindly
+// could answer the caller with the refusal its own first run caused. The
+// service retries instead, with the same ids, which the scripts recognise.
 func (c Config) Client() (redis.UniversalClient, error) {
 	if c.URL != "" {
 		opts, err := redis.ParseURL(c.URL)
@@ -100,6 +110,7 @@ func (c Config) Client() (redis.UniversalClient, error) {
 		}
 		opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = c.Timeout, c.Timeout, c.Timeout
 		opts.ContextTimeoutEnabled = true
+		opts.MaxRetries = -1
 		if c.PoolSize > 0 {
 			opts.PoolSize = c.PoolSize
 		}
@@ -120,6 +131,7 @@ func (c Config) Client() (redis.UniversalClient, error) {
 		ReadTimeout:           c.Timeout,
 		WriteTimeout:          c.Timeout,
 		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
 	}
 	if c.TLS {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -3,7 +3,9 @@ package redisstore
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -109,5 +111,36 @@ func TestValidateNamesKeys(t *testing.T) {
 				t.Errorf("error quotes the URL: %v", err)
 			}
 		})
+	}
+}
+
+// Every client Config builds leaves retries to the service: go-redis
+// re-sends nothing on its own (MaxRetries -1, which go-redis keeps as 0
+// retries on single-node and Sentinel clients and as -1 on Cluster).
+func TestClientNeverRetries(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range map[string]Config{
+		"url":      {URL: "redis://127.0.0.1:1/0?max_retries=5", Timeout: time.Second},
+		"addrs":    {Addrs: []string{"127.0.0.1:1"}, Timeout: time.Second},
+		"sentinel": {Addrs: []string{"127.0.0.1:1"}, MasterName: "m", Timeout: time.Second},
+		"cluster":  {Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}, Cluster: true, Timeout: time.Second},
+	} {
+		rdb, err := cfg.Client()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var retries int
+		switch c := rdb.(type) {
+		case *redis.Client:
+			retries = c.Options().MaxRetries
+		case *redis.ClusterClient:
+			retries = c.Options().MaxRetries
+		default:
+			t.Fatalf("%s: client %T", name, rdb)
+		}
+		_ = rdb.Close()
+		if retries > 0 {
+			t.Errorf("%s: MaxRetries %d, want no retries", name, retries)
+		}
 	}
 }

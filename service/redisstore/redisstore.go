@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,35 +28,60 @@ const DefaultPrefix = "otpd:"
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
-	// split is set where a send's shared slots, on hash tags of their
+	// local is the clock the callers' times are compared with: a call's
+	// offset from it moves Redis's clock in the scripts.
+	local func() time.Time
+	// split is set where a call's shared windows, on hash tags of their
 	// own, cannot be in its script: on Redis Cluster, and behind a proxy
-	// that shards keys (it answers CROSSSLOT, learnt on the first send).
+	// that shards keys (it answers CROSSSLOT, learnt on the first call).
 	split atomic.Bool
+	// evict is the maxmemory-policy check of WithEvictionCheck, or nil.
+	evict *evictionCheck
 }
 
 var _ service.Store = (*Store)(nil)
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithLocalClock replaces time.Now as the clock that callers' times are
+// measured against. The scripts keep time by Redis's clock plus the
+// caller's offset from this one: tests give a store the skewed clock of a
+// replica whose whole machine is off.
+func WithLocalClock(now func() time.Time) Option { return func(s *Store) { s.local = now } }
+
 // New returns a Store on rdb; every key starts with prefix (DefaultPrefix
-// when empty). The caller owns rdb and closes it.
-func New(rdb redis.UniversalClient, prefix string) *Store {
+// when empty). The caller owns rdb and closes it. rdb should not re-send
+// commands on its own (Config.Client sets MaxRetries -1); the store also
+// marks every script call as not retryable, which the Cluster client
+// honours too.
+func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	s := &Store{rdb: rdb, prefix: prefix}
+	s := &Store{rdb: rdb, prefix: prefix, local: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
 	_, cluster := rdb.(*redis.ClusterClient)
 	s.split.Store(cluster)
 	return s
 }
 
+// offset is what a caller's time adds to Redis's clock, in milliseconds:
+// about 0 in production, where both clocks are the machine's.
+func (s *Store) offset(now time.Time) int64 { return now.Sub(s.local()).Milliseconds() }
+
 // Key layout. {tag} is the Cluster hash tag: the recipient id, or the id of
 // a shared limit subject.
 func (s *Store) tag(id string) string { return s.prefix + "{" + id + "}" }
 
-type recipientKeys struct{ code, cooldown, sends, verifies, idem string }
+type recipientKeys struct{ t, code, cooldown, sends, verifies, idem string }
 
 func (s *Store) recipientKeys(rid, usage, idem string) recipientKeys {
 	t := s.tag("r:" + rid)
 	return recipientKeys{
+		t:        t,
 		code:     t + ":code:" + usage,
 		cooldown: t + ":cooldown:" + usage,
 		sends:    t + ":sends",
@@ -65,6 +89,9 @@ func (s *Store) recipientKeys(rid, usage, idem string) recipientKeys {
 		idem:     t + ":idem:" + idem,
 	}
 }
+
+// undone is the tombstone of a verification or attempt id that was undone.
+func (k recipientKeys) undone(id string) string { return k.t + ":undone:" + id }
 
 // slotKey is a shared slot's window, on a hash tag of its own.
 func (s *Store) slotKey(sl service.Slot) string { return s.tag(sl.Key) + ":window" }
@@ -78,11 +105,12 @@ func fromMS(v int64) time.Duration { return time.Duration(v) * time.Millisecond 
 // full, those taken are given back.
 func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slots []service.Slot) (*service.SlotDenial, error) {
 	calls := make([]scriptCall, len(slots))
+	off := s.offset(now)
 	for i, sl := range slots {
 		calls[i] = scriptCall{
 			script: slotScript,
 			keys:   []string{s.slotKey(sl)},
-			args:   []any{now.UnixMilli(), ms(sl.Window.Window), sl.Window.Count, member},
+			args:   []any{off, ms(sl.Window.Window), sl.Window.Count, member},
 		}
 	}
 	results, err := s.runAll(ctx, calls)
@@ -130,6 +158,11 @@ func (s *Store) ReleaseSlots(ctx context.Context, member string, slots []service
 	return wrap("release slots", err)
 }
 
+// crossSlot reports whether err is the refusal of keys on several hash
+// slots (Redis Cluster, sharding proxies): refused before it ran, so
+// nothing changed.
+func crossSlot(err error) bool { return redis.HasErrorPrefix(err, "CROSSSLOT") }
+
 // BeginSend implements service.Store. On a single node or behind Sentinel
 // it is one script, shared slots included. On Redis Cluster, or behind a
 // sharding proxy, the slots are taken first (TakeSlots, one round trip),
@@ -140,12 +173,10 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	}
 	if !s.split.Load() {
 		res, err := s.beginSend(ctx, p, p.Slots)
-		var rerr redis.Error
-		if !errors.As(err, &rerr) || !strings.HasPrefix(rerr.Error(), "CROSSSLOT") {
+		if !crossSlot(err) {
 			return res, err
 		}
-		// Refused before it ran, so nothing changed: from now on, and
-		// for this send, the slots go first.
+		// From now on, and for this send, the slots go first.
 		s.split.Store(true)
 	}
 	denial, err := s.TakeSlots(ctx, p.Now, p.VerificationID, p.Slots)
@@ -175,16 +206,16 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
-	keys := make([]string, 4, 4+len(slots))
-	keys[0], keys[1], keys[2], keys[3] = k.code, k.cooldown, k.sends, k.idem
+	keys := make([]string, 5, 5+len(slots))
+	keys[0], keys[1], keys[2], keys[3], keys[4] = k.code, k.cooldown, k.sends, k.idem, k.undone(p.VerificationID)
 	args := make([]any, 11, 11+2*len(slots))
-	args[0], args[1], args[2], args[3], args[4], args[5] = p.Now.UnixMilli(), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
+	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
 	args[6], args[7], args[8], args[9], args[10] = p.VerificationID, p.CodeHash, useIdem, p.Fingerprint, ms(p.PendingTTL)
 	for _, sl := range slots {
 		keys = append(keys, s.slotKey(sl))
 		args = append(args, ms(sl.Window.Window), sl.Window.Count)
 	}
-	val, err := sendScript.Run(ctx, s.rdb, keys, args...).Result()
+	val, err := s.run(ctx, sendScript, keys, args...)
 	if err != nil {
 		return service.SendResult{}, wrap("begin send", err)
 	}
@@ -195,6 +226,9 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	v, err := ints(arr[:2], 2)
 	if err != nil {
 		return service.SendResult{}, fmt.Errorf("begin send: %w", err)
+	}
+	if v[0] == 7 {
+		return service.SendResult{}, undone("begin send")
 	}
 	res := service.SendResult{Status: service.SendStatus(v[0]), RetryAfter: fromMS(v[1])}
 	if res.Status == service.SendSlotLimited {
@@ -240,45 +274,133 @@ func idempotencyResult(fp, resp any, fingerprint string) service.SendResult {
 // CompleteSend implements service.Store.
 func (s *Store) CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error {
 	k := s.recipientKeys(recipient, "", idempotencyKey)
-	return wrap("complete send", completeScript.Run(ctx, s.rdb, []string{k.idem}, answer, ms(ttl)).Err())
+	_, err := s.run(ctx, completeScript, []string{k.idem}, answer, ms(ttl))
+	return wrap("complete send", err)
 }
 
 // AbortSend implements service.Store.
 func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	k := s.recipientKeys(p.Recipient, p.Usage, p.IdempotencyKey)
-	useIdem := "0"
+	useIdem, uncount := "0", "0"
 	if p.IdempotencyKey != "" {
 		useIdem = "1"
 	}
-	return wrap("abort send", abortScript.Run(ctx, s.rdb, []string{k.code, k.cooldown, k.idem}, p.VerificationID, useIdem).Err())
+	if p.Uncount {
+		uncount = "1"
+	}
+	_, err := s.run(ctx, abortScript, []string{k.code, k.cooldown, k.idem, k.sends, k.undone(p.VerificationID)},
+		p.VerificationID, useIdem, uncount, ms(p.Tombstone))
+	return wrap("abort send", err)
 }
 
-// Verify implements service.Store.
+// Verify implements service.Store. On a single node or behind Sentinel
+// it is one script, the per-IP window included. In split mode the per-IP
+// window is taken first (as a send's slots), then given back unless the
+// code was wrong.
 func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.VerifyResult, error) {
+	if p.PerIP == nil {
+		return s.verify(ctx, p, false)
+	}
+	if !s.split.Load() {
+		res, err := s.verify(ctx, p, true)
+		if !crossSlot(err) {
+			return res, err
+		}
+		s.split.Store(true)
+	}
+	denial, err := s.TakeSlots(ctx, p.Now, p.AttemptID, []service.Slot{*p.PerIP})
+	if err != nil {
+		return service.VerifyResult{}, err
+	}
+	if denial != nil {
+		return service.VerifyResult{Status: service.VerifyRateLimited, RetryAfter: denial.RetryAfter, ByIP: true}, nil
+	}
+	res, err := s.verify(ctx, p, false)
+	if (err == nil && res.Status != service.VerifyMismatch) || errors.Is(err, service.ErrNotApplied) {
+		// Only a wrong code counts. A release that fails leaves the slot
+		// counted: one attempt too many against the IP, never one too few.
+		_ = s.ReleaseSlots(context.WithoutCancel(ctx), p.AttemptID, []service.Slot{*p.PerIP})
+	}
+	return res, err
+}
+
+// verify runs verifyScript, with the per-IP window in it when withIP.
+func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool) (service.VerifyResult, error) {
 	k := s.recipientKeys(p.Recipient, p.Usage, "")
 	perCount, perWindow := p.PerRecipient.Count, ms(p.PerRecipient.Window)
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
-	val, err := verifyScript.Run(ctx, s.rdb, []string{k.code, k.verifies},
-		p.Now.UnixMilli(), p.CodeHash, perCount, perWindow, p.AttemptID).Result()
+	keys := []string{k.code, k.verifies, k.undone(p.AttemptID)}
+	args := []any{s.offset(p.Now), p.CodeHash, perCount, perWindow, p.AttemptID, ms(p.Grace), 0, 0}
+	if withIP {
+		keys = append(keys, s.slotKey(*p.PerIP))
+		args[6], args[7] = p.PerIP.Window.Count, ms(p.PerIP.Window.Window)
+	}
+	val, err := s.run(ctx, verifyScript, keys, args...)
 	if err != nil {
 		return service.VerifyResult{}, wrap("verify", err)
 	}
-	v, err := ints(val, 3)
+	v, err := ints(val, 4)
 	if err != nil {
 		return service.VerifyResult{}, fmt.Errorf("verify: %w", err)
 	}
-	return service.VerifyResult{Status: service.VerifyStatus(v[0]), AttemptsRemaining: int(v[1]), RetryAfter: fromMS(v[2])}, nil
+	if v[0] == 5 {
+		return service.VerifyResult{}, undone("verify")
+	}
+	res := service.VerifyResult{Status: service.VerifyStatus(v[0]), AttemptsRemaining: int(v[1]), RetryAfter: fromMS(v[2])}
+	if res.Status == service.VerifyRateLimited {
+		res.ByIP = v[3] == 2
+	}
+	return res, nil
 }
 
-// Ping implements service.Store.
-func (s *Store) Ping(ctx context.Context) error {
-	return wrap("ping", s.rdb.Ping(ctx).Err())
+// UndoVerify implements service.Store.
+func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) error {
+	k := s.recipientKeys(p.Recipient, p.Usage, "")
+	_, err := s.run(ctx, undoVerifyScript, []string{k.code, k.undone(p.AttemptID)},
+		s.offset(p.Now), p.AttemptID, ms(p.Tombstone))
+	return wrap("undo verify", err)
+}
+
+// noRetry marks a command that the client must never send twice: a script
+// whose reply was lost may have run, and only the service, which knows the
+// ids, retries it. go-redis honours the mark on every client, including
+// the Cluster client, whose own loop otherwise re-sends a command that
+// timed out (MaxRedirects, whatever MaxRetries says).
+type noRetry struct{ *redis.Cmd }
+
+func (noRetry) NoRetry() bool { return true }
+
+// run runs a script by SHA and, when the server does not have it cached,
+// by body; neither is ever re-sent by the client.
+func (s *Store) run(ctx context.Context, sc *script, keys []string, args ...any) (any, error) {
+	cmd := sc.cmd(ctx, true, keys, args)
+	_ = s.rdb.Process(ctx, noRetry{cmd})
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd = sc.cmd(ctx, false, keys, args)
+		_ = s.rdb.Process(ctx, noRetry{cmd})
+	}
+	return cmd.Result()
+}
+
+// cmd is an EVALSHA (bySHA) or EVAL of the script.
+func (sc *script) cmd(ctx context.Context, bySHA bool, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	if bySHA {
+		a = append(a, "evalsha", sc.hash)
+	} else {
+		a = append(a, "eval", sc.src)
+	}
+	a = append(a, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	return redis.NewCmd(ctx, append(a, args...)...)
 }
 
 type scriptCall struct {
-	script *redis.Script
+	script *script
 	keys   []string
 	args   []any
 }
@@ -295,7 +417,8 @@ func (s *Store) runAll(ctx context.Context, calls []scriptCall) ([]scriptResult,
 	cmds := make([]*redis.Cmd, len(calls))
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range calls {
-			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			cmds[i] = c.script.cmd(ctx, true, c.keys, c.args)
+			_ = p.Process(ctx, noRetry{cmds[i]})
 		}
 		return nil
 	})
@@ -304,7 +427,7 @@ func (s *Store) runAll(ctx context.Context, calls []scriptCall) ([]scriptResult,
 	for i, c := range calls {
 		val, err := cmds[i].Result()
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
-			val, err = c.script.Eval(ctx, s.rdb, c.keys, c.args...).Result()
+			val, err = s.run(ctx, c.script, c.keys, c.args...)
 		}
 		out[i] = scriptResult{val, err}
 		if err != nil {
@@ -331,36 +454,86 @@ func ints(val any, n int) ([]int64, error) {
 	return out, nil
 }
 
-// wrap marks the errors worth retrying later as service.ErrStoreUnavailable:
-// network failures and timeouts, and servers that are loading, failing over
-// or read-only. Other errors (a script bug) are returned as they are.
+// storeError is a failed store step, marked for the service: with
+// service.ErrStoreUnavailable when Redis cannot serve now, and with
+// service.ErrNotApplied when Redis certainly did nothing.
+type storeError struct {
+	op    string
+	err   error
+	marks []error
+}
+
+func (e *storeError) Error() string   { return e.op + ": " + e.err.Error() }
+func (e *storeError) Unwrap() []error { return append([]error{e.err}, e.marks...) }
+
+// wrap marks err. Network failures and timeouts, and server replies that
+// mean "not now" (a full, loading, read-only, failing-over or busy
+// server), are service.ErrStoreUnavailable; of those, a call that was never
+// sent or that the server refused before running it is also
+// service.ErrNotApplied. A timeout after the call was sent, a cancelled
+// call, or a script error is neither of the latter: the call may have run.
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: %w", op, err)
+	e := &storeError{op: op, err: err}
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		// The caller's context ended: not Redis's fault, outcome unknown.
+	case refused(err) || neverSent(err):
+		e.marks = []error{service.ErrStoreUnavailable, service.ErrNotApplied}
+	case lost(err):
+		e.marks = []error{service.ErrStoreUnavailable}
 	}
-	if unavailable(err) {
-		return fmt.Errorf("%s: %w: %v", op, service.ErrStoreUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
+	return e
 }
 
-func unavailable(err error) bool {
-	// Connection-level failures: dial, reset, timeout (net.Error), a
-	// connection closed under the client (EOF), a closed or exhausted pool.
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) {
-		return true
-	}
-	// Server replies that mean "not now" rather than "wrong".
-	msg := err.Error()
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "BUSY", "NOREPLICAS"} {
-		if strings.HasPrefix(msg, p) {
+// undone is the answer to a late copy of a call whose undo already ran.
+func undone(op string) error {
+	return &storeError{op: op, err: service.ErrUndone, marks: []error{service.ErrNotApplied}}
+}
+
+// notNow are the prefixes of the server's replies that refuse a command
+// before running it, for a reason that passes.
+var notNow = []string{
+	"OOM",         // maxmemory reached under noeviction: scripts are refused whole
+	"LOADING",     // loading the dataset after a restart
+	"READONLY",    // a replica, or a master that was failed over
+	"MASTERDOWN",  // a replica that lost its master
+	"CLUSTERDOWN", // the cluster is not ok
+	"TRYAGAIN",    // a multi-key command during a resharding
+	"MOVED",       // redirections the client gave up following
+	"ASK",
+	"CROSSSLOT",  // keys on several slots
+	"BUSY",       // a script or function is running too long
+	"NOREPLICAS", // min-replicas-to-write not met
+	"NOSCRIPT",   // the script cache was flushed between EVALSHA and EVAL
+	"MISCONF",    // persistence failing with stop-writes-on-bgsave-error
+	"max number of clients reached",
+	"NOAUTH", "WRONGPASS", "NOPERM", // credentials rotated under a running otpd
+}
+
+func refused(err error) bool {
+	for _, p := range notNow {
+		if redis.HasErrorPrefix(err, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// neverSent reports errors that happen before a command leaves the client:
+// no connection could be made, the pool had none to give, or the client is
+// closed.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return (errors.As(err, &op) && op.Op == "dial") ||
+		errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, redis.ErrClosed)
+}
+
+// lost reports connection-level failures after which the command's fate
+// is unknown: a timeout, a reset, a connection closed under the client.
+func lost(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -1,14 +1,62 @@
 package redisstore
 
-import "github.com/redis/go-redis/v9"
+import (
+	"crypto/sha1"
+	"encoding/hex"
+)
 
-// Every script touches only keys of one hash tag, so each runs unchanged on
-// Redis Cluster. Times are milliseconds from the caller's clock, passed in
-// ARGV: replicas of otpd agree on time through NTP, and tests can move the
-// clock without waiting.
+// Every script touches only keys of one hash tag, except a send's shared
+// slots and a verification's per-IP window, which a store in split mode
+// (Cluster, sharding proxies) takes with slotScript instead; so each runs
+// unchanged on Redis Cluster.
+//
+// Three rules hold for every script:
+//
+//   - One clock: Redis's. A script reads TIME and moves it by the offset
+//     the caller passes (its clock minus its local clock: about 0 in
+//     production, so replicas whose machine clocks differ agree; tests that
+//     move the service's clock move the scripts' too).
+//   - Declared flags (the Redis 7 shebang): a script that may count a
+//     guess or store a code is refused whole with OOM when Redis is over
+//     maxmemory, rather than running until its first write is refused
+//     (which would let a wrong guess go uncounted while a right one still
+//     consumed the code). Only the clean-up scripts, which delete or
+//     restore what a call left, declare allow-oom: refusing them would
+//     strand users exactly when Redis is full.
+//   - Idempotent per id: a script run again with the same verification or
+//     attempt id, because its first answer was lost, answers what the first
+//     run did and counts nothing twice; after an undo, a late copy changes
+//     nothing (a tombstone per id).
+
+// script is a Lua script, run by SHA and by body when the server does not
+// have it cached (after a restart or a failover).
+type script struct {
+	src  string
+	hash string
+}
+
+func newScript(src string) *script {
+	sum := sha1.Sum([]byte(src))
+	return &script{src: src, hash: hex.EncodeToString(sum[:])}
+}
+
+// The shebangs. A script with flags may not use undeclared keys, which
+// none does.
+const (
+	guarded  = "#!lua\n"                 // refused whole under OOM
+	cleanUp  = "#!lua flags=allow-oom\n" // runs under OOM: frees or restores state
+	helpers  = clockLua + windowLua
+	clockLua = `
+-- now is Redis's clock in milliseconds, moved by the caller's offset.
+local function clock(offset)
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(offset)
+end
+`
+)
 
 // windowLua is the sliding-window log every limit uses: a sorted set of
-// events scored by time. Scripts that need it start with it.
+// events scored by time.
 const windowLua = `
 -- When the window is full, returns the milliseconds until its oldest event
 -- leaves it, else nil. Events older than the window are dropped only when
@@ -30,13 +78,15 @@ local function window_add(key, now, window, member)
 end
 `
 
-// slotScript takes one event in a sliding-window log.
+// slotScript takes one event in a sliding-window log; a member already in
+// the log counts as taken.
 //
 // KEYS[1] the window (sorted set, scored by time)
-// ARGV now_ms, window_ms, limit, member
+// ARGV offset_ms, window_ms, limit, member
 // Returns {1, 0} when taken, {0, retry_after_ms} when the window is full.
-var slotScript = redis.NewScript(windowLua + `
-local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+var slotScript = newScript(guarded + helpers + `
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return {1, 0} end
+local now, window, limit = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local retry = window_full(KEYS[1], now, window, limit)
 if retry then return {0, retry} end
 window_add(KEYS[1], now, window, ARGV[4])
@@ -46,24 +96,31 @@ return {1, 0}
 // sendScript checks the idempotency key, the shared slots, the cooldown
 // and the per-recipient window, then, all checks passed, takes the
 // cooldown, counts the send in every window and stores the code: nothing
-// is written when a check refuses.
+// is written when a check refuses. Run again for a verification id whose
+// code is stored, it answers accepted and changes nothing; for an id
+// whose abort left a tombstone, it answers 7 (undone) and changes nothing.
 //
 //   - KEYS[1] code: hash of h (code hash), id (verification id), exp
-//     (expiry, ms), a (attempts used), m (max attempts)
+//     (expiry, ms), a (attempts used), m (max attempts), and once verified
+//     ok (the attempt that consumed it); x:<attempt id> per wrong attempt
 //   - KEYS[2] cooldown: string "<until ms>:<verification id>"
 //   - KEYS[3] per-recipient send window: sorted set
-//   - KEYS[4] idempotency record: hash of fp (fingerprint), resp (answer)
-//   - KEYS[5..] shared slot windows (per IP, per country): sorted sets.
+//   - KEYS[4] idempotency record: hash of fp (fingerprint), id (the
+//     verification id of the send that holds it), resp (answer)
+//   - KEYS[5] this verification id's tombstone
+//   - KEYS[6..] shared slot windows (per IP, per country): sorted sets.
 //     Their hash tags differ from the recipient's, so there are none on
 //     Redis Cluster, where the slots are taken by slotScript first.
-//   - ARGV now_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
+//   - ARGV offset_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
 //     per_window_ms, verification_id, code_hash, use_idempotency (0/1),
 //     fingerprint, pending_ttl_ms, then window_ms and limit of each slot
 //
 // Returns {status, retry_after_ms[, answer or slot number]}; status as
-// service.SendStatus.
-var sendScript = redis.NewScript(windowLua + `
-local now = tonumber(ARGV[1])
+// service.SendStatus, or 7.
+var sendScript = newScript(guarded + helpers + `
+if redis.call('EXISTS', KEYS[5]) == 1 then return {7, 0} end
+if redis.call('HGET', KEYS[1], 'id') == ARGV[7] then return {0, 0} end
+local now = clock(ARGV[1])
 if ARGV[9] == '1' then
   local rec = redis.call('HMGET', KEYS[4], 'fp', 'resp')
   if rec[1] then
@@ -72,9 +129,9 @@ if ARGV[9] == '1' then
     return {4, 0}
   end
 end
-local slots = #KEYS - 4
+local slots = #KEYS - 5
 for i = 1, slots do
-  local retry = window_full(KEYS[4 + i], now, tonumber(ARGV[10 + 2 * i]), tonumber(ARGV[11 + 2 * i]))
+  local retry = window_full(KEYS[5 + i], now, tonumber(ARGV[10 + 2 * i]), tonumber(ARGV[11 + 2 * i]))
   if retry then return {6, retry, i} end
 end
 local cooldown = tonumber(ARGV[4])
@@ -92,17 +149,19 @@ if limit > 0 then
   window_add(KEYS[3], now, window, ARGV[7])
 end
 for i = 1, slots do
-  window_add(KEYS[4 + i], now, tonumber(ARGV[10 + 2 * i]), ARGV[7])
+  window_add(KEYS[5 + i], now, tonumber(ARGV[10 + 2 * i]), ARGV[7])
 end
 if cooldown > 0 then
   redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
 end
 local ttl = tonumber(ARGV[2])
--- Every field is written: the old code, if any, is replaced whole.
+-- The old code, if any, goes whole: its consumed mark and wrong attempts
+-- with it.
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
 redis.call('PEXPIRE', KEYS[1], ttl)
 if ARGV[9] == '1' then
-  redis.call('HSET', KEYS[4], 'fp', ARGV[10])
+  redis.call('HSET', KEYS[4], 'fp', ARGV[10], 'id', ARGV[7])
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[11]))
 end
 return {0, 0}
@@ -110,45 +169,65 @@ return {0, 0}
 
 // completeScript stores the answer of an idempotent send.
 //
-// KEYS[1] idempotency record
-// ARGV answer, ttl_ms
-var completeScript = redis.NewScript(`
+// KEYS[1] idempotency record; ARGV answer, ttl_ms.
+var completeScript = newScript(cleanUp + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'resp', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 `)
 
-// abortScript undoes a send whose delivery failed: the code and the
-// cooldown only while they are still this send's, and a pending
-// idempotency record.
+// abortScript undoes a send: the code, the cooldown and a pending
+// idempotency record only while they are still this send's, optionally its
+// count in the per-recipient window, and leaves a tombstone for its id.
 //
-// KEYS[1] code, KEYS[2] cooldown, KEYS[3] idempotency record
-// ARGV verification_id, use_idempotency (0/1)
-var abortScript = redis.NewScript(`
+// KEYS[1] code, KEYS[2] cooldown, KEYS[3] idempotency record, KEYS[4]
+// per-recipient send window, KEYS[5] the id's tombstone
+// ARGV verification_id, use_idempotency (0/1), uncount (0/1),
+// tombstone_ms.
+var abortScript = newScript(cleanUp + `
 if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then redis.call('DEL', KEYS[1]) end
 local cd = redis.call('GET', KEYS[2])
 if cd and string.match(cd, ':(.*)$') == ARGV[1] then redis.call('DEL', KEYS[2]) end
-if ARGV[2] == '1' and not redis.call('HGET', KEYS[3], 'resp') then redis.call('DEL', KEYS[3]) end
+if ARGV[2] == '1' then
+  local rec = redis.call('HMGET', KEYS[3], 'id', 'resp')
+  if rec[1] == ARGV[1] and not rec[2] then redis.call('DEL', KEYS[3]) end
+end
+if ARGV[3] == '1' then redis.call('ZREM', KEYS[4], ARGV[1]) end
+local tomb = tonumber(ARGV[4])
+if tomb > 0 then redis.call('SET', KEYS[5], '1', 'PX', tomb) end
 return 1
 `)
 
 // verifyScript checks a code.
 //
-// KEYS[1] code, KEYS[2] per-recipient verify window (sorted set)
-// ARGV now_ms, code_hash, per_count, per_window_ms, attempt_id
-// Returns {status, attempts_remaining, retry_after_ms}; status as
-// service.VerifyStatus.
-var verifyScript = redis.NewScript(windowLua + `
-local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+// KEYS[1] code, KEYS[2] per-recipient verify window (sorted set), KEYS[3]
+// the attempt's tombstone, KEYS[4] (optional) the client IP's verify
+// window, on its own hash tag: present only when the store is not split
+// ARGV offset_ms, code_hash, per_count, per_window_ms, attempt_id,
+// grace_ms, ip_count, ip_window_ms
+// Returns {status, attempts_remaining, retry_after_ms, limit}: status as
+// service.VerifyStatus, or 5 (undone); limit 1 (per recipient) or 2 (per
+// IP) for a rate limit.
+var verifyScript = newScript(guarded + helpers + `
+if redis.call('EXISTS', KEYS[3]) == 1 then return {5, 0, 0, 0} end
+local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok', 'x:' .. ARGV[5])
+-- A re-run of this attempt answers what the first run decided.
+if c[5] == ARGV[5] then return {0, 0, 0, 0} end
+if c[6] then return {1, tonumber(c[4]) - tonumber(c[3]), 0, 0} end
+local now, limit, window = clock(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ip = #KEYS >= 4
+if ip then
+  local retry = window_full(KEYS[4], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
+  if retry then return {4, 0, retry, 2} end
+end
 if limit > 0 then
   local retry = window_full(KEYS[2], now, window, limit)
-  if retry then return {4, 0, retry} end
+  if retry then return {4, 0, retry, 1} end
 end
-local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm')
-if not c[1] or tonumber(c[2]) <= now then return {2, 0, 0} end
+if not c[1] or c[5] or tonumber(c[2]) <= now then return {2, 0, 0, 0} end
 local used, max = tonumber(c[3]), tonumber(c[4])
-if used >= max then return {3, 0, 0} end
+if used >= max then return {3, 0, 0, 0} end
 -- Constant time: Lua strings are interned, so == compares two pointers,
 -- whatever the bytes. The only byte comparison is the interning's, against
 -- strings of equal length and hash, and it runs on HMAC-SHA256 outputs
@@ -158,10 +237,37 @@ if used >= max then return {3, 0, 0} end
 -- only be more of the same and cost 1.7 µs of Redis CPU per call; a
 -- byte-by-byte loop in Lua, 6 µs.
 if c[1] == ARGV[2] then
-  redis.call('DEL', KEYS[1])
-  return {0, 0, 0}
+  -- Consumed, not deleted: kept for the grace, marked with the attempt,
+  -- so that a re-run of it answers OK again and an undo can restore it.
+  -- Every other attempt finds no live code.
+  redis.call('HSET', KEYS[1], 'ok', ARGV[5])
+  redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[6]), tonumber(c[2]) - now))
+  return {0, 0, 0, 0}
 end
 used = redis.call('HINCRBY', KEYS[1], 'a', 1)
+redis.call('HSET', KEYS[1], 'x:' .. ARGV[5], '1')
 if limit > 0 then window_add(KEYS[2], now, window, ARGV[5]) end
-return {1, max - used, 0}
+if ip then window_add(KEYS[4], now, tonumber(ARGV[8]), ARGV[5]) end
+return {1, max - used, 0, 0}
+`)
+
+// undoVerifyScript makes a code consumed by this attempt live again (until
+// its own expiry) and leaves a tombstone for the attempt.
+//
+// KEYS[1] code, KEYS[2] the attempt's tombstone; ARGV offset_ms,
+// attempt_id, tombstone_ms.
+var undoVerifyScript = newScript(cleanUp + clockLua + `
+local c = redis.call('HMGET', KEYS[1], 'ok', 'exp')
+if c[1] == ARGV[2] then
+  local left = tonumber(c[2]) - clock(ARGV[1])
+  if left > 0 then
+    redis.call('HDEL', KEYS[1], 'ok')
+    redis.call('PEXPIRE', KEYS[1], left)
+  else
+    redis.call('DEL', KEYS[1])
+  end
+end
+local tomb = tonumber(ARGV[3])
+if tomb > 0 then redis.call('SET', KEYS[2], '1', 'PX', tomb) end
+return 1
 `)
