@@ -2,9 +2,7 @@ package main_test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,8 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+	"github.com/otpd/otpd/internal/h2test"
 )
 
 // rawHealthCheck connects to addr from the local address src and makes one
@@ -23,66 +20,7 @@ import (
 // without a gRPC client's goroutines. It returns the open connection once
 // the check answered OK, or an error if otpd closed it first.
 func rawHealthCheck(src net.IP, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			c.Close()
-		}
-	}()
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
-		return nil, err
-	}
-	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if err := fr.WriteSettings(); err != nil {
-		return nil, err
-	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{
-		{":method", "POST"}, {":scheme", "http"}, {":path", "/grpc.health.v1.Health/Check"},
-		{":authority", addr}, {"content-type", "application/grpc"}, {"te", "trailers"},
-	} {
-		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
-		return nil, err
-	}
-	if err := fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}); err != nil { // an empty HealthCheckRequest
-		return nil, err
-	}
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return nil, err
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				if err := fr.WriteSettingsAck(); err != nil {
-					return nil, err
-				}
-			}
-		case *http2.MetaHeadersFrame:
-			if !f.StreamEnded() {
-				continue
-			}
-			for _, hf := range f.RegularFields() {
-				if hf.Name == "grpc-status" && hf.Value == "0" {
-					_ = c.SetDeadline(time.Time{})
-					ok = true
-					return c, nil
-				}
-			}
-			return nil, errors.New("health check did not answer OK")
-		}
-	}
+	return h2test.HealthCheck(net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}, addr)
 }
 
 // scrape returns the unlabelled samples of /metrics at url, and the sum of

@@ -89,9 +89,9 @@ func TestBlackBoxRedisSentinelFailover(t *testing.T) {
 
 	master.Stop()
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.Output(), "store reachable again") {
+	for !strings.Contains(p.Output(), "store available again") {
 		if time.Now().After(deadline) {
-			t.Fatal("otpd never reported the store reachable again after the failover")
+			t.Fatal("otpd never reported the store available again after the failover")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

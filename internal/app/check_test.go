@@ -14,93 +14,13 @@ import (
 
 	"github.com/otpd/otpd/internal/app"
 	"github.com/otpd/otpd/internal/config"
+	"github.com/otpd/otpd/internal/config/configtest"
 	"github.com/otpd/otpd/internal/grpcauth"
 	"github.com/otpd/otpd/internal/redact"
 	"github.com/otpd/otpd/internal/testpki"
 	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/service"
 )
-
-// checkTestKey is an HMAC key long enough for validation.
-const checkTestKey = "k3y-0123456789abcdef0123456789abcdef"
-
-// checkMinimalYAML is the smallest production configuration: everything
-// else takes its default.
-const checkMinimalYAML = `
-redis:
-  url: "redis://127.0.0.1:6379/0"
-secret: "${OTPD_HMAC_KEY}"
-providers:
-  - name: console
-    type: console
-`
-
-// designExampleYAML is the example of DESIGN.md, verbatim.
-const designExampleYAML = `
-listen:
-  grpc: "0.0.0.0:50051"          # or "unix:///run/otpd/otpd.sock"
-  http: "0.0.0.0:9464"           # /metrics /healthz /readyz
-redis:
-  url: "redis://127.0.0.1:6379/0" # or addrs: [...], master_name: ..., cluster: true
-secret: "${OTPD_HMAC_KEY}"       # HMAC key, at least 32 bytes
-code: {length: 6, ttl: 10m, max_attempts: 5}
-limits:
-  resend_interval: 60s
-  per_recipient: {count: 5, window: 10m}
-  per_ip: {count: 20, window: 1h}
-  per_country: {count: 1000, window: 1h}
-  verify_per_recipient: {count: 20, window: 1h}
-templates: {dir: "", default_locale: en, app_name: "Acme"}
-providers:
-  - name: tencent-cn
-    type: tencent
-    match: ["+86"]
-    config: {accessKeyId: "${TENCENT_SECRET_ID}", accessKeySecret: "${TENCENT_SECRET_KEY}",
-             signName: "Acme", region: "ap-guangzhou", sdkAppId: "1400000000",
-             templates: [{usageType: Generic, templateCode: "1234567"}]}
-  - name: twilio
-    type: twilio
-    config: {accountSID: "${TWILIO_ACCOUNT_SID}", authToken: "${TWILIO_AUTH_TOKEN}",
-             fromMessagingServiceSID: "MG0000", templates: [{usageType: Generic, content: "Your code is {{code}}"}]}
-  - name: mailgun
-    type: mailgun
-    config: {domain: "mg.example.com", apiKey: "${MAILGUN_API_KEY}", from: "Acme <no-reply@mg.example.com>",
-             deliveries: {Generic: {subject: "Your code", html: "<p>{{code}}</p>", text: "{{code}}"}}}
-  - name: aliyun
-    type: aliyun-dm
-    config: {accessKeyId: "${ALIYUN_AK}", accessKeySecret: "${ALIYUN_SK}", accountName: "no-reply@dm.example.com",
-             templates: [{usageType: Generic, subject: "Your code", content: "<p>{{code}}</p>"}]}
-`
-
-// designEnv is the environment the DESIGN.md example needs.
-var designEnv = map[string]string{
-	"OTPD_HMAC_KEY":      checkTestKey,
-	"TENCENT_SECRET_ID":  "AKIDtencent",
-	"TENCENT_SECRET_KEY": "tencent-secret-value",
-	"TWILIO_ACCOUNT_SID": "AC0123456789abcdef",
-	"TWILIO_AUTH_TOKEN":  "twiliotokenvalue0123456789abcdef",
-	"MAILGUN_API_KEY":    "key-mailgun-value",
-	"ALIYUN_AK":          "LTAIaliyun",
-	"ALIYUN_SK":          "aliyun-secret-value",
-}
-
-// checkEnvFrom returns a getenv that reads m and then kv (name, value
-// pairs).
-func checkEnvFrom(m map[string]string, kv ...string) func(string) string {
-	all := map[string]string{}
-	for k, v := range m {
-		all[k] = v
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		all[kv[i]] = kv[i+1]
-	}
-	return func(name string) string { return all[name] }
-}
-
-// checkKeyEnv is the environment of checkMinimalYAML.
-func checkKeyEnv(kv ...string) func(string) string {
-	return checkEnvFrom(map[string]string{"OTPD_HMAC_KEY": checkTestKey}, kv...)
-}
 
 // parseForCheck parses a configuration that must be valid.
 func parseForCheck(tb testing.TB, yaml string, getenv func(string) string) *config.Config {
@@ -154,13 +74,13 @@ func TestServiceConfig(t *testing.T) {
 		env        func(string) string
 		appName    string
 	}{
-		{"DESIGN.md example", designExampleYAML, checkEnvFrom(designEnv), "Acme"},
-		{"minimal", checkMinimalYAML, checkKeyEnv(), "otpd"},
+		{"DESIGN.md example", configtest.DesignExampleYAML, configtest.EnvFrom(configtest.DesignEnv), "Acme"},
+		{"minimal", configtest.MinimalYAML, configtest.KeyEnv(), "otpd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			want := service.DefaultConfig()
-			want.Secret = redact.Secret(checkTestKey)
+			want.Secret = redact.Secret(configtest.TestKey)
 			want.AppName = tc.appName
 			if got := app.ServiceConfig(parseForCheck(t, tc.yaml, tc.env)); !reflect.DeepEqual(got, want) {
 				t.Errorf("service config:\n got %+v\nwant %+v", got, want)
@@ -205,7 +125,7 @@ providers:
     match: ["+86"]
     config: {}
 `
-	c := parseForCheck(t, yaml, checkEnvFrom(nil, "OTPD_HMAC_KEY", secret, "REDIS_PASSWORD", password))
+	c := parseForCheck(t, yaml, configtest.EnvFrom(nil, "OTPD_HMAC_KEY", secret, "REDIS_PASSWORD", password))
 	var out bytes.Buffer
 	if err := app.Check(c, &out); err != nil {
 		t.Fatalf("Check: %v\n%s", err, out.String())
@@ -246,10 +166,10 @@ providers:
 // TestCheckNotesCoverage: -check says which recipients no provider serves.
 func TestCheckNotesCoverage(t *testing.T) {
 	t.Parallel()
-	yaml := checkMinimalYAML[:strings.Index(checkMinimalYAML, "providers:")] + `providers:
+	yaml := configtest.MinimalYAML[:strings.Index(configtest.MinimalYAML, "providers:")] + `providers:
   - {name: cn, type: console, channel: sms, match: ["+86", "+852"]}
 `
-	c := parseForCheck(t, yaml, checkKeyEnv())
+	c := parseForCheck(t, yaml, configtest.KeyEnv())
 	var out bytes.Buffer
 	if err := app.Check(c, &out); err != nil {
 		t.Fatalf("Check: %v\n%s", err, out.String())
@@ -291,7 +211,7 @@ func TestCheckConfigFails(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := parseForCheck(t, checkMinimalYAML+tt.extra, checkKeyEnv())
+			c := parseForCheck(t, configtest.MinimalYAML+tt.extra, configtest.KeyEnv())
 			for _, check := range []struct {
 				name string
 				fn   func(*config.Config, *bytes.Buffer) error
@@ -400,7 +320,7 @@ providers:
 
 // logtoPasteSecrets are the credentials of logtoPasteYAML, none of which
 // may print.
-var logtoPasteSecrets = []string{checkTestKey, "f0e1d2c3b4a5968778695a4b3c2d1e0f", "Gu5t9xGARNpq86cd98joQYCN3EXAMPLEKEY",
+var logtoPasteSecrets = []string{configtest.TestKey, "f0e1d2c3b4a5968778695a4b3c2d1e0f", "Gu5t9xGARNpq86cd98joQYCN3EXAMPLEKEY",
 	"AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
 	"LTAI5tExampleAccessKeyId", "ExampleAccessKeySecret0123456789"}
 
@@ -416,13 +336,13 @@ func TestCheckVendorConfigs(t *testing.T) {
 		sections   []string
 	}{
 		{
-			name: "Logto paste", yaml: logtoPasteYAML, env: checkKeyEnv(),
+			name: "Logto paste", yaml: logtoPasteYAML, env: configtest.KeyEnv(),
 			secrets:  logtoPasteSecrets,
 			sections: []string{"twilio (sms", "tencent (sms", "mailgun (email", "aliyun (email"},
 		},
 		{
-			name: "DESIGN.md example", yaml: designExampleYAML, env: checkEnvFrom(designEnv),
-			secrets:  []string{checkTestKey, "tencent-secret-value", "twiliotokenvalue0123456789abcdef", "key-mailgun-value", "aliyun-secret-value", "AKIDtencent", "LTAIaliyun"},
+			name: "DESIGN.md example", yaml: configtest.DesignExampleYAML, env: configtest.EnvFrom(configtest.DesignEnv),
+			secrets:  []string{configtest.TestKey, "tencent-secret-value", "twiliotokenvalue0123456789abcdef", "key-mailgun-value", "aliyun-secret-value", "AKIDtencent", "LTAIaliyun"},
 			sections: []string{"tencent-cn (sms, +86)", "twilio (sms", "mailgun (email", "aliyun (email"},
 		},
 	} {
@@ -505,7 +425,7 @@ func TestCheckJSON(t *testing.T) {
 		`redis: {url: "redis://otpd:${REDIS_URL_PASSWORD}@127.0.0.1:6379/0", password: "${REDIS_PASSWORD}"}
 auth: {tokens: [{name: auth-server, sha256: "`+hexSHA256("caller-token")+`"}]}
 templates: {app_name: "Acme"}`, 1)
-	c := parseForCheck(t, yaml, checkEnvFrom(nil, "OTPD_HMAC_KEY", secret, "REDIS_PASSWORD", password, "REDIS_URL_PASSWORD", urlPassword))
+	c := parseForCheck(t, yaml, configtest.EnvFrom(nil, "OTPD_HMAC_KEY", secret, "REDIS_PASSWORD", password, "REDIS_URL_PASSWORD", urlPassword))
 	var out bytes.Buffer
 	if err := app.CheckJSON(c, &out); err != nil {
 		t.Fatalf("CheckJSON: %v\n%s", err, out.String())
@@ -647,7 +567,7 @@ func TestCheckJSONDev(t *testing.T) {
 func shippedEnv(name string) string {
 	switch name {
 	case "OTPD_HMAC_KEY":
-		return checkTestKey
+		return configtest.TestKey
 	case "REDIS_URL":
 		return "redis://redis:6379/0"
 	case "TWILIO_ACCOUNT_SID":
@@ -703,7 +623,7 @@ func TestShippedConfigsCheck(t *testing.T) {
 			if err := app.CheckJSON(c, &out); err != nil || !json.Valid(out.Bytes()) {
 				t.Errorf("otpd -check -json %s: %v\n%s", path, err, out.String())
 			}
-			wantNoSecrets(t, out.String(), checkTestKey, shippedEnv("TWILIO_AUTH_TOKEN"), shippedEnv("TENCENT_SECRET_KEY"),
+			wantNoSecrets(t, out.String(), configtest.TestKey, shippedEnv("TWILIO_AUTH_TOKEN"), shippedEnv("TENCENT_SECRET_KEY"),
 				shippedEnv("MAILGUN_API_KEY"), shippedEnv("ALIYUN_SK"), shippedEnv("ALIYUN_ACCESS_KEY_SECRET"), shippedEnv("REDIS_PASSWORD"))
 		})
 	}

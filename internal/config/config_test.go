@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/otpd/otpd/internal/config"
+	"github.com/otpd/otpd/internal/config/configtest"
 	"github.com/otpd/otpd/internal/grpcauth"
 	"github.com/otpd/otpd/internal/redact"
 	"github.com/otpd/otpd/internal/registry"
@@ -18,86 +19,6 @@ import (
 	"github.com/otpd/otpd/service"
 	"github.com/otpd/otpd/templates"
 )
-
-// testKey is an HMAC key long enough for validation.
-const testKey = "k3y-0123456789abcdef0123456789abcdef"
-
-// minimalYAML is the smallest production configuration: everything else
-// takes its default.
-const minimalYAML = `
-redis:
-  url: "redis://127.0.0.1:6379/0"
-secret: "${OTPD_HMAC_KEY}"
-providers:
-  - name: console
-    type: console
-`
-
-// designExampleYAML is the example of DESIGN.md, verbatim.
-const designExampleYAML = `
-listen:
-  grpc: "0.0.0.0:50051"          # or "unix:///run/otpd/otpd.sock"
-  http: "0.0.0.0:9464"           # /metrics /healthz /readyz
-redis:
-  url: "redis://127.0.0.1:6379/0" # or addrs: [...], master_name: ..., cluster: true
-secret: "${OTPD_HMAC_KEY}"       # HMAC key, at least 32 bytes
-code: {length: 6, ttl: 10m, max_attempts: 5}
-limits:
-  resend_interval: 60s
-  per_recipient: {count: 5, window: 10m}
-  per_ip: {count: 20, window: 1h}
-  per_country: {count: 1000, window: 1h}
-  verify_per_recipient: {count: 20, window: 1h}
-templates: {dir: "", default_locale: en, app_name: "Acme"}
-providers:
-  - name: tencent-cn
-    type: tencent
-    match: ["+86"]
-    config: {accessKeyId: "${TENCENT_SECRET_ID}", accessKeySecret: "${TENCENT_SECRET_KEY}",
-             signName: "Acme", region: "ap-guangzhou", sdkAppId: "1400000000",
-             templates: [{usageType: Generic, templateCode: "1234567"}]}
-  - name: twilio
-    type: twilio
-    config: {accountSID: "${TWILIO_ACCOUNT_SID}", authToken: "${TWILIO_AUTH_TOKEN}",
-             fromMessagingServiceSID: "MG0000", templates: [{usageType: Generic, content: "Your code is {{code}}"}]}
-  - name: mailgun
-    type: mailgun
-    config: {domain: "mg.example.com", apiKey: "${MAILGUN_API_KEY}", from: "Acme <no-reply@mg.example.com>",
-             deliveries: {Generic: {subject: "Your code", html: "<p>{{code}}</p>", text: "{{code}}"}}}
-  - name: aliyun
-    type: aliyun-dm
-    config: {accessKeyId: "${ALIYUN_AK}", accessKeySecret: "${ALIYUN_SK}", accountName: "no-reply@dm.example.com",
-             templates: [{usageType: Generic, subject: "Your code", content: "<p>{{code}}</p>"}]}
-`
-
-// designEnv is the environment the DESIGN.md example needs.
-var designEnv = map[string]string{
-	"OTPD_HMAC_KEY":      testKey,
-	"TENCENT_SECRET_ID":  "AKIDtencent",
-	"TENCENT_SECRET_KEY": "tencent-secret-value",
-	"TWILIO_ACCOUNT_SID": "AC0123456789abcdef",
-	"TWILIO_AUTH_TOKEN":  "twiliotokenvalue0123456789abcdef",
-	"MAILGUN_API_KEY":    "key-mailgun-value",
-	"ALIYUN_AK":          "LTAIaliyun",
-	"ALIYUN_SK":          "aliyun-secret-value",
-}
-
-// envFrom returns a getenv that reads m and then kv (name, value pairs).
-func envFrom(m map[string]string, kv ...string) func(string) string {
-	all := map[string]string{}
-	for k, v := range m {
-		all[k] = v
-	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		all[kv[i]] = kv[i+1]
-	}
-	return func(name string) string { return all[name] }
-}
-
-// keyEnv is the environment of minimalYAML.
-func keyEnv(kv ...string) func(string) string {
-	return envFrom(map[string]string{"OTPD_HMAC_KEY": testKey}, kv...)
-}
 
 // errLines returns the messages of every error joined in err.
 func errLines(err error) []string {
@@ -202,24 +123,24 @@ func TestDefaultsWhenKeysAreAbsent(t *testing.T) {
 		name string
 		yaml string
 	}{
-		{"minimal", minimalYAML},
-		{"empty sections", minimalYAML + "code: {}\nlimits: {}\ntemplates: {}\ndelivery: {}\nlog: {}\nlisten: {}\n" +
+		{"minimal", configtest.MinimalYAML},
+		{"empty sections", configtest.MinimalYAML + "code: {}\nlimits: {}\ntemplates: {}\ndelivery: {}\nlog: {}\nlisten: {}\n" +
 			"shutdown: {}\nhealth: {}\nauth: {}\ntls: {}\n"},
-		{"empty window", minimalYAML + "limits: {per_ip: {}}\n"},
+		{"empty window", configtest.MinimalYAML + "limits: {per_ip: {}}\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := mustParse(t, tt.yaml, keyEnv())
+			c := mustParse(t, tt.yaml, configtest.KeyEnv())
 			want := service.DefaultConfig()
-			want.Secret = redact.Secret(testKey)
+			want.Secret = redact.Secret(configtest.TestKey)
 			if !reflect.DeepEqual(c.Service, want) {
 				t.Errorf("service config:\n got %+v\nwant %+v", c.Service, want)
 			}
 			// Everything else is Default with the three keys given.
 			wantC := config.Default()
 			wantC.Redis.URL = "redis://127.0.0.1:6379/0"
-			wantC.Service.Secret = redact.Secret(testKey)
+			wantC.Service.Secret = redact.Secret(configtest.TestKey)
 			if len(c.Providers) != 1 {
 				t.Fatalf("%d providers, want 1", len(c.Providers))
 			}
@@ -251,7 +172,7 @@ func TestDefaultsWhenKeysAreAbsent(t *testing.T) {
 
 func TestPartialOverrideKeepsOtherDefaults(t *testing.T) {
 	t.Parallel()
-	c := mustParse(t, minimalYAML+"limits:\n  per_ip: {count: 50}\ncode: {length: 8}\nshutdown: {delay: 5s}\nlisten: {http: \"\"}\n", keyEnv())
+	c := mustParse(t, configtest.MinimalYAML+"limits:\n  per_ip: {count: 50}\ncode: {length: 8}\nshutdown: {delay: 5s}\nlisten: {http: \"\"}\n", configtest.KeyEnv())
 	def := service.DefaultConfig()
 	got := c.Service
 	if got.Limits.PerIP != (service.Window{Count: 50, Window: def.Limits.PerIP.Window}) {
@@ -273,16 +194,16 @@ func TestPartialOverrideKeepsOtherDefaults(t *testing.T) {
 
 func TestDesignExample(t *testing.T) {
 	t.Parallel()
-	c := mustParse(t, designExampleYAML, envFrom(designEnv))
+	c := mustParse(t, configtest.DesignExampleYAML, configtest.EnvFrom(configtest.DesignEnv))
 
 	if c.Server.Listen.GRPC != "0.0.0.0:50051" || c.Server.Listen.HTTP != "0.0.0.0:9464" {
 		t.Errorf("listen = %+v", c.Server.Listen)
 	}
-	if got := c.Service.Secret.Reveal(); got != testKey {
+	if got := c.Service.Secret.Reveal(); got != configtest.TestKey {
 		t.Errorf("secret = %q, want the value of OTPD_HMAC_KEY", got)
 	}
 	want := service.DefaultConfig()
-	want.Secret = redact.Secret(testKey)
+	want.Secret = redact.Secret(configtest.TestKey)
 	if !reflect.DeepEqual(c.Service, want) {
 		t.Errorf("service config:\n got %+v\nwant %+v", c.Service, want)
 	}
@@ -333,7 +254,7 @@ func TestEnvExpansion(t *testing.T) {
 		{
 			name: "secret of only digits stays a string",
 			yaml: "redis: {url: \"redis://r:6379\"}\nsecret: \"${KEY}\"\nproviders: [{name: c, type: console}]\n",
-			env:  envFrom(nil, "KEY", digits),
+			env:  configtest.EnvFrom(nil, "KEY", digits),
 			check: func(tb testing.TB, c *config.Config) {
 				if got := c.Service.Secret.Reveal(); got != digits {
 					tb.Errorf("secret = %q, want %q", got, digits)
@@ -343,7 +264,7 @@ func TestEnvExpansion(t *testing.T) {
 		{
 			name: "unquoted secret of only digits stays a string",
 			yaml: "redis: {url: \"redis://r:6379\"}\nsecret: ${KEY}\nproviders: [{name: c, type: console}]\n",
-			env:  envFrom(nil, "KEY", digits),
+			env:  configtest.EnvFrom(nil, "KEY", digits),
 			check: func(tb testing.TB, c *config.Config) {
 				if got := c.Service.Secret.Reveal(); got != digits {
 					tb.Errorf("secret = %q, want %q", got, digits)
@@ -352,9 +273,9 @@ func TestEnvExpansion(t *testing.T) {
 		},
 		{
 			name: "digits in a provider config stay a string",
-			yaml: minimalYAML[:strings.LastIndex(minimalYAML, "    type: console")] +
+			yaml: configtest.MinimalYAML[:strings.LastIndex(configtest.MinimalYAML, "    type: console")] +
 				"    type: tencent\n    config:\n      sdkAppId: ${APP_ID}\n      quoted: \"${APP_ID}\"\n      templates: [{usageType: Generic, templateCode: \"${TPL}\"}]\n",
-			env: keyEnv("APP_ID", "1400000000", "TPL", "0123"),
+			env: configtest.KeyEnv("APP_ID", "1400000000", "TPL", "0123"),
 			check: func(tb testing.TB, c *config.Config) {
 				want := jsonOf(tb, `{"sdkAppId": "1400000000", "quoted": "1400000000", "templates": [{"usageType": "Generic", "templateCode": "0123"}]}`)
 				if got := providerConfig(tb, c, 0); !reflect.DeepEqual(got, want) {
@@ -368,9 +289,9 @@ func TestEnvExpansion(t *testing.T) {
 		},
 		{
 			name: "a number from the environment fills a number field",
-			yaml: minimalYAML + "code:\n  length: ${LEN}\n  max_attempts: ${TRIES}\nauth:\n  open_health: ${OPEN}\n" +
+			yaml: configtest.MinimalYAML + "code:\n  length: ${LEN}\n  max_attempts: ${TRIES}\nauth:\n  open_health: ${OPEN}\n" +
 				"delivery:\n  attempts: ${ATTEMPTS}\nlimits:\n  per_ip:\n    count: ${PER_IP}\n",
-			env: keyEnv("LEN", "8", "TRIES", "3", "OPEN", "false", "ATTEMPTS", "4", "PER_IP", "50"),
+			env: configtest.KeyEnv("LEN", "8", "TRIES", "3", "OPEN", "false", "ATTEMPTS", "4", "PER_IP", "50"),
 			check: func(tb testing.TB, c *config.Config) {
 				if c.Service.Code.Length != 8 || c.Service.Code.MaxAttempts != 3 || c.Auth.OpenHealth ||
 					c.Delivery.Attempts != 4 || c.Service.Limits.PerIP.Count != 50 {
@@ -381,8 +302,8 @@ func TestEnvExpansion(t *testing.T) {
 		},
 		{
 			name: "a number from the environment fills a string field as written",
-			yaml: strings.Replace(minimalYAML, "redis:\n", "redis:\n  prefix: ${PREFIX}\n  pool_size: ${POOL}\n", 1),
-			env:  keyEnv("PREFIX", "007", "POOL", "20"),
+			yaml: strings.Replace(configtest.MinimalYAML, "redis:\n", "redis:\n  prefix: ${PREFIX}\n  pool_size: ${POOL}\n", 1),
+			env:  configtest.KeyEnv("PREFIX", "007", "POOL", "20"),
 			check: func(tb testing.TB, c *config.Config) {
 				if c.Redis.PoolSize != 20 {
 					tb.Errorf("redis.pool_size = %d, want 20", c.Redis.PoolSize)
@@ -395,7 +316,7 @@ func TestEnvExpansion(t *testing.T) {
 		{
 			name: "double dollar is a dollar",
 			yaml: "redis: {url: \"redis://r:6379\"}\nsecret: \"pa$$word-0123456789abcdef0123456789\"\nproviders: [{name: c, type: console}]\n",
-			env:  envFrom(nil),
+			env:  configtest.EnvFrom(nil),
 			check: func(tb testing.TB, c *config.Config) {
 				if got, want := c.Service.Secret.Reveal(), "pa$word-0123456789abcdef0123456789"; got != want {
 					tb.Errorf("secret = %q, want %q", got, want)
@@ -405,7 +326,7 @@ func TestEnvExpansion(t *testing.T) {
 		{
 			name: "escaped reference stays literal",
 			yaml: "redis: {url: \"redis://r:6379\"}\nsecret: \"$${NOT_A_VAR}-0123456789abcdef0123456789\"\nproviders: [{name: c, type: console}]\n",
-			env:  envFrom(nil, "NOT_A_VAR", "expanded"),
+			env:  configtest.EnvFrom(nil, "NOT_A_VAR", "expanded"),
 			check: func(tb testing.TB, c *config.Config) {
 				if got, want := c.Service.Secret.Reveal(), "${NOT_A_VAR}-0123456789abcdef0123456789"; got != want {
 					tb.Errorf("secret = %q, want %q", got, want)
@@ -415,7 +336,7 @@ func TestEnvExpansion(t *testing.T) {
 		{
 			name: "a lone dollar is kept",
 			yaml: "redis: {url: \"redis://r:6379\"}\nsecret: \"cost$5-0123456789abcdef0123456789abc\"\nproviders: [{name: c, type: console}]\n",
-			env:  envFrom(nil),
+			env:  configtest.EnvFrom(nil),
 			check: func(tb testing.TB, c *config.Config) {
 				if got, want := c.Service.Secret.Reveal(), "cost$5-0123456789abcdef0123456789abc"; got != want {
 					tb.Errorf("secret = %q, want %q", got, want)
@@ -424,8 +345,8 @@ func TestEnvExpansion(t *testing.T) {
 		},
 		{
 			name: "text around a reference",
-			yaml: strings.Replace(minimalYAML, `"redis://127.0.0.1:6379/0"`, `"redis://:${REDIS_PASSWORD}@redis.internal:6379/${REDIS_DB}"`, 1),
-			env:  keyEnv("REDIS_PASSWORD", "p@ss", "REDIS_DB", "2"),
+			yaml: strings.Replace(configtest.MinimalYAML, `"redis://127.0.0.1:6379/0"`, `"redis://:${REDIS_PASSWORD}@redis.internal:6379/${REDIS_DB}"`, 1),
+			env:  configtest.KeyEnv("REDIS_PASSWORD", "p@ss", "REDIS_DB", "2"),
 			check: func(tb testing.TB, c *config.Config) {
 				if got, want := c.Redis.URL, "redis://:p@ss@redis.internal:6379/2"; got != want {
 					tb.Errorf("redis.url = %q, want %q", got, want)
@@ -434,8 +355,8 @@ func TestEnvExpansion(t *testing.T) {
 		},
 		{
 			name: "references in lists",
-			yaml: minimalYAML + "    match: [\"${CC}\", \"+1${AREA}\"]\n",
-			env:  keyEnv("CC", "+86", "AREA", "415"),
+			yaml: configtest.MinimalYAML + "    match: [\"${CC}\", \"+1${AREA}\"]\n",
+			env:  configtest.KeyEnv("CC", "+86", "AREA", "415"),
 			check: func(tb testing.TB, c *config.Config) {
 				if got, want := c.Providers[0].Match, []string{"+86", "+1415"}; !slices.Equal(got, want) {
 					tb.Errorf("match = %q, want %q", got, want)
@@ -444,8 +365,8 @@ func TestEnvExpansion(t *testing.T) {
 		},
 		{
 			name: "durations and channels from the environment",
-			yaml: minimalYAML + "    channel: ${CHANNEL}\n    timeout: ${TIMEOUT}\ncode: {ttl: \"${TTL}\"}\n",
-			env:  keyEnv("CHANNEL", "email", "TIMEOUT", "3s", "TTL", "5m"),
+			yaml: configtest.MinimalYAML + "    channel: ${CHANNEL}\n    timeout: ${TIMEOUT}\ncode: {ttl: \"${TTL}\"}\n",
+			env:  configtest.KeyEnv("CHANNEL", "email", "TIMEOUT", "3s", "TTL", "5m"),
 			check: func(tb testing.TB, c *config.Config) {
 				p := c.Providers[0]
 				if p.Channel != otp.Email || p.Timeout != 3*time.Second || c.Service.Code.TTL != 5*time.Minute {
@@ -471,32 +392,32 @@ func TestUnsetEnvNamesKey(t *testing.T) {
 		wantKey string
 		wantVar string
 	}{
-		{"secret", minimalYAML, envFrom(nil), "secret", "OTPD_HMAC_KEY"},
-		{"empty counts as unset", minimalYAML, envFrom(nil, "OTPD_HMAC_KEY", ""), "secret", "OTPD_HMAC_KEY"},
+		{"secret", configtest.MinimalYAML, configtest.EnvFrom(nil), "secret", "OTPD_HMAC_KEY"},
+		{"empty counts as unset", configtest.MinimalYAML, configtest.EnvFrom(nil, "OTPD_HMAC_KEY", ""), "secret", "OTPD_HMAC_KEY"},
 		{
 			"provider config key",
-			minimalYAML + "    config: {apiKey: \"${MAILGUN_API_KEY}\"}\n",
-			keyEnv(), "providers[0].config.apiKey", "MAILGUN_API_KEY",
+			configtest.MinimalYAML + "    config: {apiKey: \"${MAILGUN_API_KEY}\"}\n",
+			configtest.KeyEnv(), "providers[0].config.apiKey", "MAILGUN_API_KEY",
 		},
 		{
 			"inside a list of templates",
-			minimalYAML + "    config:\n      templates:\n        - {usageType: Generic, content: \"${TPL}\"}\n",
-			keyEnv(), "providers[0].config.templates[0].content", "TPL",
+			configtest.MinimalYAML + "    config:\n      templates:\n        - {usageType: Generic, content: \"${TPL}\"}\n",
+			configtest.KeyEnv(), "providers[0].config.templates[0].content", "TPL",
 		},
 		{
 			"second provider",
-			minimalYAML + "  - name: other\n    type: console\n    match: [\"+1\", \"${PREFIX}\"]\n",
-			keyEnv(), "providers[1].match[1]", "PREFIX",
+			configtest.MinimalYAML + "  - name: other\n    type: console\n    match: [\"+1\", \"${PREFIX}\"]\n",
+			configtest.KeyEnv(), "providers[1].match[1]", "PREFIX",
 		},
 		{
 			"one of two references",
-			strings.Replace(minimalYAML, `"redis://127.0.0.1:6379/0"`, `"redis://${USER}:${PASS}@h:6379"`, 1),
-			keyEnv("USER", "otpd"), "redis.url", "PASS",
+			strings.Replace(configtest.MinimalYAML, `"redis://127.0.0.1:6379/0"`, `"redis://${USER}:${PASS}@h:6379"`, 1),
+			configtest.KeyEnv("USER", "otpd"), "redis.url", "PASS",
 		},
 		{
 			"auth token hash",
-			minimalYAML + "auth: {tokens: [{name: app, sha256: \"${APP_TOKEN_SHA256}\"}]}\n",
-			keyEnv(), "auth.tokens[0].sha256", "APP_TOKEN_SHA256",
+			configtest.MinimalYAML + "auth: {tokens: [{name: app, sha256: \"${APP_TOKEN_SHA256}\"}]}\n",
+			configtest.KeyEnv(), "auth.tokens[0].sha256", "APP_TOKEN_SHA256",
 		},
 	}
 	for _, tt := range tests {
@@ -512,9 +433,9 @@ func TestUnsetEnvNamesKey(t *testing.T) {
 // only the first.
 func TestUnsetEnvReportsEveryKey(t *testing.T) {
 	t.Parallel()
-	yaml := strings.Replace(minimalYAML, `"redis://127.0.0.1:6379/0"`, `"${REDIS_URL}"`, 1) +
+	yaml := strings.Replace(configtest.MinimalYAML, `"redis://127.0.0.1:6379/0"`, `"${REDIS_URL}"`, 1) +
 		"    config: {apiKey: \"${API_KEY}\", templates: [{content: \"${A}-${B}\"}], bad: \"${NOT-A-NAME}\"}\n"
-	_, err := config.Parse([]byte(yaml), envFrom(nil))
+	_, err := config.Parse([]byte(yaml), configtest.EnvFrom(nil))
 	want := []string{"redis.url", "secret", "providers[0].config.apiKey", "providers[0].config.templates[0].content", "providers[0].config.bad"}
 	wantKeyErrors(t, err, want, "REDIS_URL is not set", "OTPD_HMAC_KEY is not set", "API_KEY is not set", "A, B is not set", "is not a ${NAME} reference")
 	wantAllKeyed(t, err)
@@ -528,8 +449,8 @@ func TestMalformedEnvReference(t *testing.T) {
 	for _, ref := range []string{"${MAILGUN-KEY}", "${UNCLOSED", "${}", "pre-${1X}-post"} {
 		t.Run(ref, func(t *testing.T) {
 			t.Parallel()
-			yaml := minimalYAML + "    config: {apiKey: \"" + ref + "\"}\n"
-			_, err := config.Parse([]byte(yaml), keyEnv("MAILGUN", "x"))
+			yaml := configtest.MinimalYAML + "    config: {apiKey: \"" + ref + "\"}\n"
+			_, err := config.Parse([]byte(yaml), configtest.KeyEnv("MAILGUN", "x"))
 			wantKeyErrors(t, err, []string{"providers[0].config.apiKey"}, "is not a ${NAME} reference")
 		})
 	}
@@ -562,7 +483,7 @@ func TestUnknownKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := config.Parse([]byte(minimalYAML+tt.extra), keyEnv())
+			_, err := config.Parse([]byte(configtest.MinimalYAML+tt.extra), configtest.KeyEnv())
 			frags := make([]string, len(tt.want))
 			for i := range frags {
 				frags[i] = "unknown key"
@@ -583,22 +504,22 @@ func TestWrongTypesNameKey(t *testing.T) {
 		wantKey string
 		want    string
 	}{
-		{"count is not a number", minimalYAML + "limits: {per_recipient: {count: many}}\n", "limits.per_recipient.count", "many"},
-		{"ttl without unit", minimalYAML + "code: {ttl: 5}\n", "code.ttl", "not a duration"},
-		{"window is a list", minimalYAML + "limits: {per_ip: {window: [1h]}}\n", "limits.per_ip.window", "not a duration"},
-		{"provider timeout without unit", minimalYAML + "    timeout: 3\n", "providers[0].timeout", "not a duration"},
-		{"shutdown delay is a word", minimalYAML + "shutdown: {delay: soon}\n", "shutdown.delay", "not a duration"},
-		{"match is not a list", minimalYAML + "    match: x\n", "providers[0].match", ""},
-		{"section is not a mapping", minimalYAML + "listen: \"0.0.0.0:1\"\n", "listen", "mapping"},
-		{"attempts is not a number", minimalYAML + "delivery: {attempts: two}\n", "delivery.attempts", "two"},
-		{"cluster is not a bool", strings.Replace(minimalYAML, "url: ", "cluster: maybe\n  url: ", 1), "redis.cluster", "maybe"},
+		{"count is not a number", configtest.MinimalYAML + "limits: {per_recipient: {count: many}}\n", "limits.per_recipient.count", "many"},
+		{"ttl without unit", configtest.MinimalYAML + "code: {ttl: 5}\n", "code.ttl", "not a duration"},
+		{"window is a list", configtest.MinimalYAML + "limits: {per_ip: {window: [1h]}}\n", "limits.per_ip.window", "not a duration"},
+		{"provider timeout without unit", configtest.MinimalYAML + "    timeout: 3\n", "providers[0].timeout", "not a duration"},
+		{"shutdown delay is a word", configtest.MinimalYAML + "shutdown: {delay: soon}\n", "shutdown.delay", "not a duration"},
+		{"match is not a list", configtest.MinimalYAML + "    match: x\n", "providers[0].match", ""},
+		{"section is not a mapping", configtest.MinimalYAML + "listen: \"0.0.0.0:1\"\n", "listen", "mapping"},
+		{"attempts is not a number", configtest.MinimalYAML + "delivery: {attempts: two}\n", "delivery.attempts", "two"},
+		{"cluster is not a bool", strings.Replace(configtest.MinimalYAML, "url: ", "cluster: maybe\n  url: ", 1), "redis.cluster", "maybe"},
 		{"providers is not a list", "redis: {url: x}\nsecret: x\nproviders: {name: c}\n", "providers", "list"},
-		{"tokens is not a list", minimalYAML + "auth: {tokens: {name: a}}\n", "auth.tokens", "list"},
+		{"tokens is not a list", configtest.MinimalYAML + "auth: {tokens: {name: a}}\n", "auth.tokens", "list"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := config.Parse([]byte(tt.yaml), keyEnv())
+			_, err := config.Parse([]byte(tt.yaml), configtest.KeyEnv())
 			wantKeyErrors(t, err, []string{tt.wantKey}, tt.want)
 		})
 	}
@@ -619,7 +540,7 @@ func TestMalformedFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := config.Parse([]byte(tt.yaml), keyEnv())
+			_, err := config.Parse([]byte(tt.yaml), configtest.KeyEnv())
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want one containing %q", err, tt.want)
 			}
@@ -631,17 +552,17 @@ func TestLoad(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := dir + "/otpd.yaml"
-	if err := os.WriteFile(path, []byte(minimalYAML), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(configtest.MinimalYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := config.Load(path, keyEnv())
+	c, err := config.Load(path, configtest.KeyEnv())
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if c.Redis.URL != "redis://127.0.0.1:6379/0" || c.Service.Secret.Reveal() != testKey {
+	if c.Redis.URL != "redis://127.0.0.1:6379/0" || c.Service.Secret.Reveal() != configtest.TestKey {
 		t.Errorf("Load read redis.url %q and a secret of %d bytes", c.Redis.URL, len(c.Service.Secret))
 	}
-	if _, err := config.Load(dir+"/missing.yaml", keyEnv()); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+	if _, err := config.Load(dir+"/missing.yaml", configtest.KeyEnv()); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("Load of a missing file: err = %v, want one naming the file", err)
 	}
 }
@@ -737,7 +658,7 @@ func TestValidateNamesKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := mustParse(t, minimalYAML, keyEnv())
+			c := mustParse(t, configtest.MinimalYAML, configtest.KeyEnv())
 			tt.mutate(c)
 			err := c.Validate()
 			if len(tt.want) == 0 {
@@ -762,7 +683,7 @@ func TestFakeIsNotAReleaseType(t *testing.T) {
 	if slices.Contains(registry.Types(), "fake") {
 		t.Skip("built with -tags otpd_fake")
 	}
-	_, err := config.Parse([]byte(minimalYAML+"  - {name: fake, type: fake}\n"), keyEnv())
+	_, err := config.Parse([]byte(configtest.MinimalYAML+"  - {name: fake, type: fake}\n"), configtest.KeyEnv())
 	wantKeyErrors(t, err, []string{"providers[1].type"}, `"fake" is not a provider type`)
 	if n := len(errLines(err)); n != 1 {
 		t.Errorf("%d errors, want 1:\n%v", n, err)
@@ -800,7 +721,7 @@ func TestValidateMessages(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := mustParse(t, minimalYAML, keyEnv())
+			c := mustParse(t, configtest.MinimalYAML, configtest.KeyEnv())
 			tt.mutate(c)
 			err := c.Validate()
 			if err == nil || !slices.ContainsFunc(errLines(err), func(l string) bool { return strings.HasPrefix(l, tt.want) }) {
@@ -820,15 +741,15 @@ func TestRedisURLErrorHidesPassword(t *testing.T) {
 		url  string
 		env  func(string) string
 	}{
-		{"literal", "redis://otpd:" + password + " x@redis.internal:port:bad/0", keyEnv()},
-		{"from the environment", "redis://user:${REDIS_PASSWORD}@host:port:bad/0", keyEnv("REDIS_PASSWORD", password+" ss")},
-		{"bad db", "redis://otpd:" + password + "@redis.internal:6379/zero", keyEnv()},
-		{"not redis", "https://otpd:" + password + "@redis.internal:6379/0", keyEnv()},
+		{"literal", "redis://otpd:" + password + " x@redis.internal:port:bad/0", configtest.KeyEnv()},
+		{"from the environment", "redis://user:${REDIS_PASSWORD}@host:port:bad/0", configtest.KeyEnv("REDIS_PASSWORD", password+" ss")},
+		{"bad db", "redis://otpd:" + password + "@redis.internal:6379/zero", configtest.KeyEnv()},
+		{"not redis", "https://otpd:" + password + "@redis.internal:6379/0", configtest.KeyEnv()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			yaml := strings.Replace(minimalYAML, `"redis://127.0.0.1:6379/0"`, `"`+tt.url+`"`, 1)
+			yaml := strings.Replace(configtest.MinimalYAML, `"redis://127.0.0.1:6379/0"`, `"`+tt.url+`"`, 1)
 			_, err := config.Parse([]byte(yaml), tt.env)
 			wantKeyErrors(t, err, []string{"redis.url"}, "not a redis:// or rediss:// URL")
 			wantAllKeyed(t, err)
@@ -856,7 +777,7 @@ providers:
   - {name: a, type: console, channel: fax}
   - {name: a, type: carrier-pigeon}
 `
-	_, err := config.Parse([]byte(yaml), keyEnv())
+	_, err := config.Parse([]byte(yaml), configtest.KeyEnv())
 	want := []string{
 		"listen.grpc", "redis.url", "secret", "code.length", "code.ttl", "limits.per_ip.count",
 		"delivery.attempts", "log.level", "providers[0].channel", "providers[1].name", "providers[1].type",
@@ -913,7 +834,7 @@ func TestDevConfig(t *testing.T) {
 func TestLogLevel(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct{ level, want string }{{"debug", "DEBUG"}, {"info", "INFO"}, {"warn", "WARN"}, {"error", "ERROR"}} {
-		c := mustParse(t, minimalYAML+"log: {level: "+tt.level+"}\n", keyEnv())
+		c := mustParse(t, configtest.MinimalYAML+"log: {level: "+tt.level+"}\n", configtest.KeyEnv())
 		if got := c.Log.SlogLevel().String(); got != tt.want {
 			t.Errorf("log.level %s: SlogLevel = %s, want %s", tt.level, got, tt.want)
 		}

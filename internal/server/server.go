@@ -240,9 +240,9 @@ func watchStore(ctx context.Context, ping func(context.Context) error, every tim
 		if ok := err == nil; ok != healthy {
 			healthy = ok
 			if ok {
-				log.Info("store reachable again: serving")
+				log.Info("store available again: serving")
 			} else {
-				log.Error("store unreachable: not serving", "error", err)
+				log.Error("store unavailable (unreachable or refusing writes): not serving", "error", err)
 			}
 		}
 		set(err == nil)
@@ -268,7 +268,7 @@ func adminHandler(reg *prometheus.Registry, ready *atomic.Bool) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready.Load() {
-			http.Error(w, "not ready: draining or store unreachable", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: draining, or the store is unreachable or refuses writes", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")

@@ -251,7 +251,9 @@ func TestRunFollowsStoreAndStopsOnCancel(t *testing.T) {
 	if code, body := get(t, admin+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d %q while the store is down, want 200", code, body)
 	}
-	waitFor(t, "a failed store ping", func() bool { return strings.Contains(logs.String(), "store unreachable: not serving") })
+	waitFor(t, "a failed store ping", func() bool {
+		return strings.Contains(logs.String(), "store unavailable (unreachable or refusing writes): not serving")
+	})
 	if code, body := get(t, admin+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz = %d %q while the store is down, want 503", code, body)
 	}

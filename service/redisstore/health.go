@@ -18,7 +18,7 @@ import (
 // exactly when it would refuse theirs.
 //
 // Cost: one tiny script (a SET of a one-byte value with a 10 s expiry) per
-// health.interval on each master; on Cluster also one CLUSTER SLOTS, to
+// health.interval on each master; on Cluster also one CLUSTER SHARDS, to
 // find a key on each master, since each shard can be full or demoted on
 // its own.
 
@@ -67,22 +67,15 @@ func (s *Store) probeKeys(ctx context.Context) ([]string, error) {
 	if !ok {
 		return []string{s.tag("health") + ":probe"}, nil
 	}
-	ranges, err := cc.ClusterSlots(ctx).Result()
+	shards, err := cc.ClusterShards(ctx).Result()
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
 	var keys []string
-	for _, r := range ranges {
-		if len(r.Nodes) == 0 {
-			continue
+	for _, sh := range shards {
+		if len(sh.Slots) > 0 { // a shard without slots serves no key of otpd's
+			keys = append(keys, s.tag(slotTag(int(sh.Slots[0].Start)))+":probe")
 		}
-		master := r.Nodes[0].ID + "@" + r.Nodes[0].Addr
-		if seen[master] {
-			continue
-		}
-		seen[master] = true
-		keys = append(keys, s.tag(slotTag(r.Start))+":probe")
 	}
 	return keys, nil
 }
@@ -114,7 +107,7 @@ func slotTag(slot int) string {
 // modulo 16384.
 func keySlot(tag string) int {
 	var crc uint16
-	for i := 0; i < len(tag); i++ {
+	for i := range len(tag) {
 		crc ^= uint16(tag[i]) << 8
 		for range 8 {
 			if crc&0x8000 != 0 {
