@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -44,7 +44,12 @@ func otpdBinary(tb testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "otpd")
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		// The go command that runs this test (make exports GOTOOLCHAIN=local).
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = err
+			return
+		}
 		out, err := exec.Command(goBin, "build", "-race", "-tags", "otpd_fake", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -303,7 +308,7 @@ providers:
 		t.Fatalf("/readyz with Redis down = %d, want 503", c)
 	}
 	if _, m := httpGet(t, "http://"+httpAddr+"/metrics"); !strings.Contains(m, "\notpd_store_up 0\n") {
-		t.Errorf("/metrics with Redis down lacks otpd_store_up 0")
+		t.Error("/metrics with Redis down lacks otpd_store_up 0")
 	}
 	_, err = client.SendCode(ctx, &otpv1.SendCodeRequest{Recipient: "+14155550199", UsageType: otpv1.UsageType_USAGE_TYPE_SIGN_IN})
 	if status.Code(err) != codes.Unavailable {
@@ -344,7 +349,7 @@ providers:
 	}
 	logs := p.Output()
 	if !strings.Contains(logs, "otpd stopped") {
-		t.Errorf("no shutdown log")
+		t.Error("no shutdown log")
 	}
 	for _, leak := range []string{"0123456789abcdef0123456789abcdef-blackbox", "4155550123", "jane@"} {
 		if strings.Contains(logs, leak) {
@@ -379,7 +384,8 @@ providers: [{name: a, type: carrier-pigeon}]
 			}
 			for _, args := range [][]string{{"-config", path}, {"-config", path, "-check"}} {
 				out, err := exec.Command(bin, args...).CombinedOutput()
-				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 					t.Fatalf("otpd %v: %v, want exit 2\n%s", args, err, out)
 				}
 				for _, w := range tc.want {

@@ -166,7 +166,8 @@ providers:
 // TestCheckNotesCoverage: -check says which recipients no provider serves.
 func TestCheckNotesCoverage(t *testing.T) {
 	t.Parallel()
-	yaml := configtest.MinimalYAML[:strings.Index(configtest.MinimalYAML, "providers:")] + `providers:
+	head, _, _ := strings.Cut(configtest.MinimalYAML, "providers:")
+	yaml := head + `providers:
   - {name: cn, type: console, channel: sms, match: ["+86", "+852"]}
 `
 	c := parseForCheck(t, yaml, configtest.KeyEnv())

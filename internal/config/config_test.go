@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
@@ -610,6 +611,23 @@ func TestValidateNamesKeys(t *testing.T) {
 		{"secret 31 bytes", func(c *config.Config) { c.Service.Secret = c.Service.Secret[:31] }, []string{"secret"}},
 		{"secret 32 bytes", func(c *config.Config) { c.Service.Secret = c.Service.Secret[:32] }, nil},
 		{"secret empty", func(c *config.Config) { c.Service.Secret = "" }, []string{"secret"}},
+		{"previous secrets", func(c *config.Config) {
+			c.Service.PreviousSecrets = []redact.Secret{"previous-0123456789abcdef0123456789", "older-0123456789abcdef0123456789abc"}
+		}, nil},
+		{"previous secret 31 bytes", func(c *config.Config) {
+			c.Service.PreviousSecrets = []redact.Secret{"previous-0123456789abcdef0123456789", c.Service.Secret[:31]}
+		}, []string{"previous_secrets[1]"}},
+		{"previous secret is the secret", func(c *config.Config) {
+			c.Service.PreviousSecrets = []redact.Secret{c.Service.Secret}
+		}, []string{"previous_secrets[0]"}},
+		{"previous secret twice", func(c *config.Config) {
+			c.Service.PreviousSecrets = []redact.Secret{"previous-0123456789abcdef0123456789", "older-0123456789abcdef0123456789abc", "previous-0123456789abcdef0123456789"}
+		}, []string{"previous_secrets[2]"}},
+		{"five previous secrets", func(c *config.Config) {
+			for i := range 5 {
+				c.Service.PreviousSecrets = append(c.Service.PreviousSecrets, redact.Secret(fmt.Sprintf("previous-%d-0123456789abcdef0123456789", i)))
+			}
+		}, []string{"previous_secrets"}},
 		{"code length 3", func(c *config.Config) { c.Service.Code.Length = 3 }, []string{"code.length"}},
 		{"code length 4", func(c *config.Config) { c.Service.Code.Length = 4 }, nil},
 		{"code length 10", func(c *config.Config) { c.Service.Code.Length = 10 }, nil},

@@ -77,7 +77,9 @@ func start(tb testing.TB, s *Server) *Server {
 	for attempt := 0; ; attempt++ {
 		s.port = freePort(tb)
 		if s.cluster {
-			for s.busPort = freePort(tb); s.busPort == s.port; s.busPort = freePort(tb) {
+			s.busPort = freePort(tb)
+			for s.busPort == s.port {
+				s.busPort = freePort(tb)
 			}
 		}
 		err := s.start()
@@ -123,7 +125,7 @@ func (s *Server) Restart() {
 	s.tb.Helper()
 	s.Stop()
 	var err error
-	for attempt := 0; attempt < 50; attempt++ {
+	for range 50 {
 		if err = s.start(); err == nil {
 			return
 		}
