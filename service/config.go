@@ -15,6 +15,13 @@ import (
 type Config struct {
 	// Secret keys every hash otpd stores; at least MinSecretLen bytes.
 	Secret redact.Secret `yaml:"secret"`
+	// PreviousSecrets are other secrets whose state still counts, at most
+	// MaxPreviousSecrets, each as long as Secret must be (none): a code
+	// issued under one verifies, and windows, cooldowns and idempotency
+	// records carry over, moved to Secret's keys the first time a call
+	// touches them. New state is written under Secret only. README
+	// "Rotating the secret" gives the procedure.
+	PreviousSecrets []redact.Secret `yaml:"previous_secrets"`
 	// Code holds the rules of a code.
 	Code CodeConfig `yaml:"code"`
 	// Limits holds the rate limits.
@@ -61,6 +68,16 @@ func (c Config) Validate() error {
 	}
 	check(len(c.Secret) >= MinSecretLen, "secret",
 		fmt.Sprintf("must be at least %d bytes (set OTPD_HMAC_KEY to a long random value)", MinSecretLen))
+	check(len(c.PreviousSecrets) <= MaxPreviousSecrets, "previous_secrets",
+		fmt.Sprintf("at most %d (each costs every call a little more work in Redis; drop those older than the rotation's wait)", MaxPreviousSecrets))
+	for i, p := range c.PreviousSecrets {
+		key := fmt.Sprintf("previous_secrets[%d]", i)
+		check(len(p) >= MinSecretLen, key, fmt.Sprintf("must be at least %d bytes, as secret", MinSecretLen))
+		check(p != c.Secret, key, "is the same as secret")
+		for j, q := range c.PreviousSecrets[:i] {
+			check(p != q, key, fmt.Sprintf("is the same as previous_secrets[%d]", j))
+		}
+	}
 	check(c.Code.Length >= 4 && c.Code.Length <= 10, "code.length", "must be between 4 and 10")
 	check(c.Code.TTL >= time.Second, "code.ttl", "must be at least 1s")
 	check(c.Code.MaxAttempts >= 1 && c.Code.MaxAttempts <= 100, "code.max_attempts", "must be between 1 and 100")

@@ -38,7 +38,7 @@ func parseE164(raw string) (*phonenumbers.PhoneNumber, bool) {
 		return nil, false
 	}
 	digits := raw[1:]
-	for i := 0; i < len(digits); i++ {
+	for i := range len(digits) {
 		if digits[i] < '0' || digits[i] > '9' {
 			return nil, false
 		}

@@ -44,7 +44,7 @@ import (
 func parseEmail(raw string, v *violations) (recipient, bool) {
 	s := raw
 	ascii := true
-	for i := 0; i < len(raw); i++ {
+	for i := range len(raw) {
 		if c := raw[i]; c >= utf8.RuneSelf {
 			ascii = false
 			break
@@ -115,7 +115,7 @@ func hostName(d string) bool {
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
 			return false
 		}
-		for i := 0; i < len(l); i++ {
+		for i := range len(l) {
 			if c := l[i]; c != '-' && (c < 'a' || c > 'z') && (c < '0' || c > '9') {
 				return false
 			}
@@ -146,7 +146,7 @@ func emailKey(addr string) string {
 func foldRune(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }
 
 func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		if s[i] >= utf8.RuneSelf {
 			return false
 		}

@@ -682,3 +682,34 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 		})
 	}
 }
+
+// A recipient's bucket (its keys' hash tag) does not depend on the secret,
+// so its keys under every secret share a hash slot; it is 3 hex digits,
+// one mailbox has one bucket, and recipients spread over the 4096 buckets.
+func TestBucket(t *testing.T) {
+	t.Parallel()
+	var v violations
+	a, _ := parseRecipient("Jane.Doe@Example.COM", 0, &v)
+	b, _ := parseRecipient("jane.doe@example.com", 0, &v)
+	if err := v.err(); err != nil {
+		t.Fatal(err)
+	}
+	ka, kb := testKeyring(t, secretA), testKeyring(t, secretB)
+	if ka.recipientID(a) == kb.recipientID(a) {
+		t.Fatal("the two secrets give one id")
+	}
+	if got := recipientBucket(a); got != recipientBucket(b) || len(got) != 3 || strings.Trim(got, "0123456789abcdef") != "" {
+		t.Fatalf("buckets %q and %q: want one bucket of 3 hex digits for one mailbox", got, recipientBucket(b))
+	}
+	if recipientBucket(recipient{otp.SMS, "+14155550123", "1"}) == ipBucket("+14155550123") {
+		t.Error("a recipient and an IP of the same text share a bucket")
+	}
+	seen := map[string]bool{}
+	for i := range 20000 {
+		seen[recipientBucket(recipient{otp.SMS, fmt.Sprintf("+1415%07d", i), "1"})] = true
+	}
+	// 20,000 draws from 4096 buckets leave about 31 empty.
+	if len(seen) < 4000 {
+		t.Errorf("20,000 recipients fill %d of 4096 buckets", len(seen))
+	}
+}

@@ -92,7 +92,7 @@ func (l Limits) validate() error {
 func (s *Service) sendSlots(r sendRequest) []Slot {
 	var slots []Slot
 	if r.ip != "" && s.cfg.Limits.PerIP.Enabled() {
-		slots = append(slots, Slot{Limit: limitPerIP, Key: s.keys.ipID(r.ip), Window: s.cfg.Limits.PerIP})
+		slots = append(slots, s.ipSlot(limitPerIP, "", r.ip, s.cfg.Limits.PerIP))
 	}
 	if r.rcpt.channel == otp.SMS && s.cfg.Limits.PerCountry.Enabled() {
 		slots = append(slots, Slot{Limit: limitPerCountry, Key: "cc:" + r.rcpt.country, Window: s.cfg.Limits.PerCountry})
@@ -107,7 +107,8 @@ func (s *Service) verifySlot(ip string) *Slot {
 	if ip == "" || !s.cfg.Limits.VerifyPerIP.Enabled() {
 		return nil
 	}
-	return &Slot{Limit: limitVerifyPerIP, Key: "v" + s.keys.ipID(ip), Window: s.cfg.Limits.VerifyPerIP}
+	sl := s.ipSlot(limitVerifyPerIP, "v", ip, s.cfg.Limits.VerifyPerIP)
+	return &sl
 }
 
 func (s *Service) limited(ctx context.Context, count func(provider, result string), log callLog, limit string, retryAfter time.Duration) error {

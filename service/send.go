@@ -70,7 +70,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	defer cancel()
 
 	now := s.now()
-	rid := s.keys.recipientID(r.rcpt)
+	rid := s.storeRecipient(r.rcpt)
 	vid := newID()
 	log := s.callLog("recipient", redact.Recipient(r.rcpt.addr), "channel", string(r.rcpt.channel),
 		"usage_type", r.usageKey, "verification_id", vid)
@@ -84,12 +84,12 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		}
 	}
 
-	var idemID string
+	var idemID IdempotencyKey
 	fingerprint := string(r.rcpt.channel) + "/" + r.usageKey
 	if r.idemKey != "" {
 		// A retry is answered before any limit is looked at: the first
 		// call already counted, and a full window must not refuse it.
-		idemID = s.keys.idempotencyID(r.idemKey)
+		idemID = s.storeIdempotencyKey(r.idemKey)
 		if resp, done, err := s.replay(ctx, log, count, rid, idemID, fingerprint); done {
 			return resp, err
 		}
@@ -99,7 +99,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	params := SendParams{
 		Recipient:      rid,
 		Usage:          r.usageKey,
-		CodeHash:       s.keys.codeHash(rid, r.usageKey, code),
+		CodeHash:       s.keys.codeHash(rid.ID, r.usageKey, code),
 		VerificationID: vid,
 		Now:            now,
 		TTL:            s.cfg.Code.TTL,
@@ -199,7 +199,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		ExpiresAt:      timestamppb.New(now.Add(s.cfg.Code.TTL)),
 		ResendAfter:    timestamppb.New(now.Add(s.cfg.Limits.ResendInterval)),
 	}
-	if idemID != "" {
+	if idemID.ID != "" {
 		s.completeIdempotent(ctx, log, rid, idemID, resp)
 	}
 	count(receipt.Provider, "ok")
@@ -209,7 +209,7 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 
 // replay answers a retry of an idempotent send from the stored record,
 // with done false when there is none and the send should go ahead.
-func (s *Service) replay(ctx context.Context, log callLog, count func(provider, result string), rid, idemID, fingerprint string) (*otpv1.SendCodeResponse, bool, error) {
+func (s *Service) replay(ctx context.Context, log callLog, count func(provider, result string), rid Recipient, idemID IdempotencyKey, fingerprint string) (*otpv1.SendCodeResponse, bool, error) {
 	var res SendResult
 	_, err := retryStore(ctx, func(ctx context.Context) error {
 		var err error
@@ -257,7 +257,7 @@ func (s *Service) abort(ctx context.Context, log callLog, p AbortParams) {
 	s.cleanUp(ctx, log, "abort failed send", func(ctx context.Context) error { return s.store.AbortSend(ctx, p) })
 }
 
-func (s *Service) completeIdempotent(ctx context.Context, log callLog, rid, idemID string, resp *otpv1.SendCodeResponse) {
+func (s *Service) completeIdempotent(ctx context.Context, log callLog, rid Recipient, idemID IdempotencyKey, resp *otpv1.SendCodeResponse) {
 	b, err := proto.Marshal(resp)
 	if err != nil {
 		log.ErrorContext(ctx, "encode idempotent answer: a retry with the same key may send again", "error", err)

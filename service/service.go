@@ -60,6 +60,8 @@ type Service struct {
 	sender   Sender
 	renderer Renderer
 	keys     *keyring
+	// previous are the keyrings of Config.PreviousSecrets, in order.
+	previous []*keyring
 	phones   *phoneCache
 	now      func() time.Time
 	log      *slog.Logger
@@ -76,8 +78,12 @@ func New(cfg Config, store Store, sender Sender, renderer Renderer, opts ...Opti
 		return nil, err
 	}
 	keys := newKeyring([]byte(cfg.Secret.Reveal()))
+	var previous []*keyring
+	for _, p := range cfg.PreviousSecrets {
+		previous = append(previous, newKeyring([]byte(p.Reveal())))
+	}
 	s := &Service{
-		cfg: cfg, store: store, sender: sender, renderer: renderer, keys: keys,
+		cfg: cfg, store: store, sender: sender, renderer: renderer, keys: keys, previous: previous,
 		phones: newPhoneCache(defaultPhoneCacheSize),
 		now:    time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
@@ -89,7 +95,8 @@ func New(cfg Config, store Store, sender Sender, renderer Renderer, opts ...Opti
 	return s, nil
 }
 
-// Ping reports whether the store is reachable, for health checks.
+// Ping reports whether the store takes writes now (see Store.Ping), for
+// health checks.
 func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 
 // storeFailed logs a failed store step and returns its result label:

@@ -61,6 +61,7 @@ type harness struct {
 	client    otpv1.OtpServiceClient
 	redis     *redistest.Server
 	rdb       *redis.Client
+	cluster   *redis.ClusterClient
 	primary   *fake.Provider
 	secondary *fake.Provider
 	clock     *clock
@@ -112,6 +113,9 @@ type harnessOptions struct {
 	// skew puts the service's clock and the store's local clock this far
 	// from the real time, as on a machine whose clock is off.
 	skew time.Duration
+	// cluster, when set, puts the store on this Redis Cluster instead of a
+	// single node: h.redis and h.rdb are then nil, h.cluster is set.
+	cluster *redistest.Cluster
 }
 
 func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
@@ -122,10 +126,18 @@ func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
 		reg:   prometheus.NewRegistry(),
 		logs:  &syncBuffer{},
 	}
-	if h.redis == nil {
+	var urdb redis.UniversalClient
+	switch {
+	case o.cluster != nil:
+		h.cluster = redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.cluster.Addrs(), PoolSize: 64, MaxRetries: -1})
+		tb.Cleanup(func() { _ = h.cluster.Close() })
+		urdb = h.cluster
+	case h.redis == nil:
 		h.redis = redistest.StartWith(tb, o.redisArgs...)
 	}
-	if o.redisTimeout > 0 {
+	switch {
+	case o.cluster != nil:
+	case o.redisTimeout > 0:
 		cfg := redisstore.DefaultConfig()
 		cfg.URL, cfg.Timeout, cfg.PoolSize = h.redis.URL(), o.redisTimeout, 64
 		rdb, err := cfg.Client()
@@ -133,10 +145,13 @@ func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
 			tb.Fatal(err)
 		}
 		h.rdb = rdb.(*redis.Client)
-	} else {
+	default:
 		h.rdb = redis.NewClient(&redis.Options{Addr: h.redis.Addr(), PoolSize: 64, MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
 	}
-	tb.Cleanup(func() { _ = h.rdb.Close() })
+	if h.rdb != nil {
+		tb.Cleanup(func() { _ = h.rdb.Close() })
+		urdb = h.rdb
+	}
 	mutate, wrap, routeOpts := o.mutate, o.wrap, o.routeOpts
 
 	var err error
@@ -170,7 +185,7 @@ func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
 		mutate(&cfg)
 	}
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var store service.Store = redisstore.New(h.rdb, "", redisstore.WithLocalClock(func() time.Time { return time.Now().Add(o.skew) }))
+	var store service.Store = redisstore.New(urdb, "", redisstore.WithLocalClock(func() time.Time { return time.Now().Add(o.skew) }))
 	if wrap != nil {
 		store = wrap(store)
 	}

@@ -24,6 +24,34 @@ var ErrNotApplied = errors.New("not applied")
 // the service gave up on, which changes nothing.
 var ErrUndone = errors.New("call already undone")
 
+// Recipient is a recipient as a store knows it: by keyed hashes, never by
+// its address.
+type Recipient struct {
+	// ID is the recipient's keyed hash under the current secret.
+	ID string
+	// Bucket is a short hash of the recipient that no secret enters, so it
+	// is the same under every secret: a store keeps the recipient's state
+	// under every secret together (on Redis Cluster, in one hash slot), so
+	// that one atomic step can move it from a previous secret's ids to the
+	// current one's. It says nothing usable about the recipient: one of
+	// 4096 buckets, shared with every other recipient in it.
+	Bucket string
+	// Previous holds the recipient's ids under each previous secret
+	// (Config.PreviousSecrets, in order); empty when none is configured.
+	// Before deciding a call, a store moves what it finds under them to
+	// ID, merged with what ID holds: live codes, cooldowns, windows and
+	// idempotency records carry over a rotation of the secret.
+	Previous []string
+}
+
+// IdempotencyKey is a caller's idempotency key as a store knows it: its
+// keyed hash under the current secret and, one per Recipient.Previous,
+// under each previous secret. The zero value is no key.
+type IdempotencyKey struct {
+	ID       string
+	Previous []string
+}
+
 // Slot is one event to count against a shared sliding-window limit, such as
 // the per-IP or per-country send limit.
 type Slot struct {
@@ -32,6 +60,13 @@ type Slot struct {
 	// Key identifies the counted subject, already hashed where it is
 	// personal data ("ip:3kT..."). Stores derive their own key from it.
 	Key string
+	// Bucket, when set, is a hash of the subject that no secret enters,
+	// as Recipient.Bucket: a keyed Key and its Previous keys share it.
+	// Empty for a subject that is not keyed (a country calling code).
+	Bucket string
+	// Previous holds Key under each previous secret: a store moves what
+	// it finds under them to Key first, as for a Recipient.
+	Previous []string
 	// Window is the limit.
 	Window Window
 }
@@ -69,9 +104,9 @@ const (
 
 // SendParams is everything BeginSend checks and stores, in one atomic step.
 type SendParams struct {
-	// Recipient is the recipient's keyed hash; every key of one recipient
-	// shares it as a hash tag.
-	Recipient string
+	// Recipient is the recipient; every key of one recipient, under every
+	// secret, shares its Bucket as a hash tag.
+	Recipient Recipient
 	// Usage is the usage type's key ("sign_in").
 	Usage string
 	// CodeHash is the keyed hash of the new code.
@@ -91,9 +126,8 @@ type SendParams struct {
 	// Cooldown is the resend interval; 0 disables it.
 	Cooldown     time.Duration
 	PerRecipient Window
-	// IdempotencyKey is the keyed hash of the caller's idempotency key, or
-	// empty.
-	IdempotencyKey string
+	// IdempotencyKey is the caller's idempotency key, or the zero value.
+	IdempotencyKey IdempotencyKey
 	// Fingerprint identifies the request for an idempotency key, so that a
 	// key reused for another request is caught.
 	Fingerprint string
@@ -122,10 +156,10 @@ type SendResult struct {
 // AbortParams identifies a send to undo: one whose delivery failed
 // everywhere, or one whose BeginSend outcome is unknown.
 type AbortParams struct {
-	Recipient      string
+	Recipient      Recipient
 	Usage          string
 	VerificationID string
-	IdempotencyKey string
+	IdempotencyKey IdempotencyKey
 	// Uncount also removes the send from the per-recipient window: its
 	// outcome was unknown and nothing was delivered, so it must not count
 	// against the user.
@@ -154,9 +188,13 @@ const (
 
 // VerifyParams is everything Verify checks, in one atomic step.
 type VerifyParams struct {
-	Recipient string
+	Recipient Recipient
 	Usage     string
 	CodeHash  []byte
+	// PreviousCodeHashes holds the code's hash under each previous secret,
+	// one per Recipient.Previous: a code stored under one of them verifies
+	// too.
+	PreviousCodeHashes [][]byte
 	// Now is the caller's clock, as SendParams.Now.
 	Now time.Time
 	// PerRecipient limits wrong attempts per recipient across codes.
@@ -188,7 +226,7 @@ type VerifyResult struct {
 
 // UndoVerifyParams identifies a verification whose outcome is unknown.
 type UndoVerifyParams struct {
-	Recipient string
+	Recipient Recipient
 	Usage     string
 	AttemptID string
 	Now       time.Time
@@ -203,6 +241,13 @@ type UndoVerifyParams struct {
 // member): run again after its answer was lost, it answers what its first
 // run did. Errors are marked ErrStoreUnavailable and ErrNotApplied as they
 // apply. Stores never see a plaintext code or recipient.
+//
+// A rotated secret changes every id but no bucket: each method that
+// changes a recipient's or a slot's state first moves, in the same atomic
+// step, what the previous ids hold (Recipient.Previous, Slot.Previous) to
+// the current ones, merging where both hold state; LookupSend, which
+// changes nothing, reads under every id. With no previous ids this costs
+// nothing.
 type Store interface {
 	// TakeSlots counts member against every slot, all or nothing: when one
 	// slot is full none is taken and the denial says which. A slot that
@@ -220,9 +265,9 @@ type Store interface {
 	// LookupSend reads an idempotency record without changing anything:
 	// SendReplay with the answer, SendInProgress, SendIdempotencyMismatch,
 	// or SendAccepted when there is no record.
-	LookupSend(ctx context.Context, recipient, idempotencyKey, fingerprint string) (SendResult, error)
+	LookupSend(ctx context.Context, r Recipient, key IdempotencyKey, fingerprint string) (SendResult, error)
 	// CompleteSend stores the answer of an idempotent send for ttl.
-	CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error
+	CompleteSend(ctx context.Context, r Recipient, key IdempotencyKey, answer []byte, ttl time.Duration) error
 	// AbortSend undoes what BeginSend stored for a send whose delivery
 	// failed or whose outcome is unknown: the code, the cooldown and a
 	// pending idempotency key (each only while it is this send's), and with
@@ -240,6 +285,8 @@ type Store interface {
 	// counted stays counted. It leaves a tombstone that turns a later
 	// Verify for the same attempt into ErrUndone.
 	UndoVerify(ctx context.Context, p UndoVerifyParams) error
-	// Ping reports whether the store is reachable.
+	// Ping reports whether the store takes writes now: an unreachable
+	// store fails it, and so does one that refuses writes (full, read-only,
+	// loading), so that health turns NOT_SERVING for both.
 	Ping(ctx context.Context) error
 }

@@ -36,16 +36,18 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	if ip != "" {
 		log = log.with("client_net", clientNet(ip))
 	}
-	rid := s.keys.recipientID(rcpt)
+	rid := s.storeRecipient(rcpt)
+	hash, previous := s.codeHashes(rid, usageKey, code)
 	p := VerifyParams{
-		Recipient:    rid,
-		Usage:        usageKey,
-		CodeHash:     s.keys.codeHash(rid, usageKey, code),
-		Now:          s.now(),
-		PerRecipient: s.cfg.Limits.VerifyPerRecipient,
-		PerIP:        s.verifySlot(ip),
-		AttemptID:    newID(),
-		Grace:        consumedGrace,
+		Recipient:          rid,
+		Usage:              usageKey,
+		CodeHash:           hash,
+		PreviousCodeHashes: previous,
+		Now:                s.now(),
+		PerRecipient:       s.cfg.Limits.VerifyPerRecipient,
+		PerIP:              s.verifySlot(ip),
+		AttemptID:          newID(),
+		Grace:              consumedGrace,
 	}
 	var res VerifyResult
 	// Asked again with the same attempt id while the answer is lost and

@@ -157,6 +157,7 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
+	s.migrateSlots(slots)
 	return s.takeSlots(now.UnixMilli(), member, slots), nil
 }
 
@@ -193,6 +194,9 @@ func (s *Store) takeSlots(ms int64, member string, slots []service.Slot) *servic
 func (s *Store) releaseSlots(member string, slots []service.Slot) {
 	for _, sl := range slots {
 		s.remove("slot:"+sl.Key, member)
+		for _, p := range sl.Previous {
+			s.remove("slot:"+p, member)
+		}
 	}
 }
 
@@ -211,6 +215,78 @@ func idemKey(rid, key string) string   { return rid + "/" + key }
 func sendsKey(rid string) string       { return "sends:" + rid }
 func verifiesKey(rid string) string    { return "verifies:" + rid }
 
+// A rotated secret: what a recipient's (or a slot's) previous ids hold
+// moves to its current id before a call decides, merged as the Redis store
+// merges (see its migrateLua). Dev mode's secret is random per process, so
+// this serves the conformance suite more than users.
+
+// migrate moves r's state of one usage type (and of an idempotency key)
+// from its previous ids to its current one.
+func (s *Store) migrate(r service.Recipient, usage string, idem service.IdempotencyKey, now int64) {
+	to := codeKey(r.ID, usage)
+	for i, old := range r.Previous {
+		from := codeKey(old, usage)
+		if c := s.codes[from]; c != nil {
+			if cur := s.codes[to]; !c.gone(now) && (cur == nil || cur.gone(now) || c.expires > cur.expires) {
+				s.codes[to] = c
+			}
+			delete(s.codes, from)
+		}
+		if cd, ok := s.cooldowns[from]; ok {
+			if cd.expires > now && cd.expires > s.cooldowns[to].expires {
+				s.cooldowns[to] = cd
+			}
+			delete(s.cooldowns, from)
+		}
+		s.moveWindow(sendsKey(old), sendsKey(r.ID))
+		s.moveWindow(verifiesKey(old), verifiesKey(r.ID))
+		if idem.ID != "" && i < len(idem.Previous) {
+			from, to := idemKey(old, idem.Previous[i]), idemKey(r.ID, idem.ID)
+			if rec := s.idem[from]; rec != nil {
+				if cur := s.idem[to]; rec.expires > now && (cur == nil || cur.expires <= now) {
+					s.idem[to] = rec
+				}
+				delete(s.idem, from)
+			}
+		}
+	}
+}
+
+func (s *Store) migrateSlots(slots []service.Slot) {
+	for _, sl := range slots {
+		for _, p := range sl.Previous {
+			s.moveWindow("slot:"+p, "slot:"+sl.Key)
+		}
+	}
+}
+
+// moveWindow merges the window at from into the one at to: every member
+// once, at its later time.
+func (s *Store) moveWindow(from, to string) {
+	old := s.windows[from]
+	if old == nil {
+		return
+	}
+	delete(s.windows, from)
+	cur := s.windows[to]
+	if cur == nil {
+		s.windows[to] = old
+		return
+	}
+	at := map[string]int64{}
+	for _, e := range append(cur.events, old.events...) {
+		if t, ok := at[e.member]; !ok || e.at > t {
+			at[e.member] = e.at
+		}
+	}
+	cur.events = cur.events[:0]
+	for m, t := range at {
+		cur.events = append(cur.events, event{at: t, member: m})
+	}
+	sort.Slice(cur.events, func(i, j int) bool { return cur.events[i].at < cur.events[j].at })
+	cur.span = max(cur.span, old.span)
+}
+
 // BeginSend implements service.Store.
 func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.SendResult, error) {
 	if err := ctx.Err(); err != nil {
@@ -220,15 +296,18 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	defer s.mu.Unlock()
 	now := p.Now.UnixMilli()
 	s.sweep(p.Now)
-	if s.isUndone(p.Recipient, p.VerificationID, now) {
+	s.migrate(p.Recipient, p.Usage, p.IdempotencyKey, now)
+	s.migrateSlots(p.Slots)
+	rid := p.Recipient.ID
+	if s.isUndone(rid, p.VerificationID, now) {
 		return service.SendResult{}, errUndone
 	}
-	ck := codeKey(p.Recipient, p.Usage)
+	ck := codeKey(rid, p.Usage)
 	if c := s.codes[ck]; c != nil && c.id == p.VerificationID {
 		return service.SendResult{Status: service.SendAccepted}, nil // a re-run
 	}
-	ik := idemKey(p.Recipient, p.IdempotencyKey)
-	if p.IdempotencyKey != "" {
+	ik := idemKey(rid, p.IdempotencyKey.ID)
+	if p.IdempotencyKey.ID != "" {
 		if res := s.lookup(ik, p.Fingerprint, now); res.Status != service.SendAccepted {
 			return res, nil
 		}
@@ -245,7 +324,7 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		}
 	}
 	if p.PerRecipient.Enabled() {
-		if ok, retry := s.take(sendsKey(p.Recipient), now, p.PerRecipient, p.VerificationID); !ok {
+		if ok, retry := s.take(sendsKey(rid), now, p.PerRecipient, p.VerificationID); !ok {
 			s.releaseSlots(p.VerificationID, p.Slots)
 			return service.SendResult{Status: service.SendRecipientLimited, RetryAfter: retry}, nil
 		}
@@ -259,20 +338,28 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		expires: now + p.TTL.Milliseconds(),
 		max:     p.MaxAttempts,
 	}
-	if p.IdempotencyKey != "" {
+	if p.IdempotencyKey.ID != "" {
 		s.idem[ik] = &idemRecord{fingerprint: p.Fingerprint, id: p.VerificationID, expires: now + p.PendingTTL.Milliseconds()}
 	}
 	return service.SendResult{Status: service.SendAccepted}, nil
 }
 
 // LookupSend implements service.Store.
-func (s *Store) LookupSend(ctx context.Context, recipient, idempotencyKey, fingerprint string) (service.SendResult, error) {
+func (s *Store) LookupSend(ctx context.Context, r service.Recipient, key service.IdempotencyKey, fingerprint string) (service.SendResult, error) {
 	if err := ctx.Err(); err != nil {
 		return service.SendResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lookup(idemKey(recipient, idempotencyKey), fingerprint, s.latest.UnixMilli()), nil
+	now := s.latest.UnixMilli()
+	res := s.lookup(idemKey(r.ID, key.ID), fingerprint, now)
+	for i, old := range r.Previous {
+		if res.Status != service.SendAccepted || i >= len(key.Previous) {
+			break
+		}
+		res = s.lookup(idemKey(old, key.Previous[i]), fingerprint, now)
+	}
+	return res, nil
 }
 
 func (s *Store) lookup(ik, fingerprint string, now int64) service.SendResult {
@@ -289,10 +376,11 @@ func (s *Store) lookup(ik, fingerprint string, now int64) service.SendResult {
 }
 
 // CompleteSend implements service.Store.
-func (s *Store) CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error {
+func (s *Store) CompleteSend(ctx context.Context, r service.Recipient, key service.IdempotencyKey, answer []byte, ttl time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if rec := s.idem[idemKey(recipient, idempotencyKey)]; rec != nil {
+	s.migrate(r, "", key, s.latest.UnixMilli())
+	if rec := s.idem[idemKey(r.ID, key.ID)]; rec != nil {
 		rec.answer = append([]byte(nil), answer...)
 		rec.expires = s.latest.Add(ttl).UnixMilli()
 	}
@@ -304,22 +392,24 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(p.Now)
-	if c := s.codes[codeKey(p.Recipient, p.Usage)]; c != nil && c.id == p.VerificationID {
-		delete(s.codes, codeKey(p.Recipient, p.Usage))
+	s.migrate(p.Recipient, p.Usage, p.IdempotencyKey, p.Now.UnixMilli())
+	ck := codeKey(p.Recipient.ID, p.Usage)
+	if c := s.codes[ck]; c != nil && c.id == p.VerificationID {
+		delete(s.codes, ck)
 	}
-	if cd, ok := s.cooldowns[codeKey(p.Recipient, p.Usage)]; ok && cd.value == p.VerificationID {
-		delete(s.cooldowns, codeKey(p.Recipient, p.Usage))
+	if cd, ok := s.cooldowns[ck]; ok && cd.value == p.VerificationID {
+		delete(s.cooldowns, ck)
 	}
-	if p.IdempotencyKey != "" {
-		ik := idemKey(p.Recipient, p.IdempotencyKey)
+	if p.IdempotencyKey.ID != "" {
+		ik := idemKey(p.Recipient.ID, p.IdempotencyKey.ID)
 		if rec := s.idem[ik]; rec != nil && rec.id == p.VerificationID && rec.answer == nil {
 			delete(s.idem, ik)
 		}
 	}
 	if p.Uncount {
-		s.remove(sendsKey(p.Recipient), p.VerificationID)
+		s.remove(sendsKey(p.Recipient.ID), p.VerificationID)
 	}
-	s.tombstone(p.Recipient, p.VerificationID, p.Now, p.Tombstone)
+	s.tombstone(p.Recipient.ID, p.VerificationID, p.Now, p.Tombstone)
 	return nil
 }
 
@@ -332,10 +422,14 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	defer s.mu.Unlock()
 	now := p.Now.UnixMilli()
 	s.sweep(p.Now)
-	if s.isUndone(p.Recipient, p.AttemptID, now) {
+	s.migrate(p.Recipient, p.Usage, service.IdempotencyKey{}, now)
+	if p.PerIP != nil {
+		s.migrateSlots([]service.Slot{*p.PerIP})
+	}
+	if s.isUndone(p.Recipient.ID, p.AttemptID, now) {
 		return service.VerifyResult{}, errUndone
 	}
-	ck := codeKey(p.Recipient, p.Usage)
+	ck := codeKey(p.Recipient.ID, p.Usage)
 	c := s.codes[ck]
 	if c != nil && c.gone(now) {
 		delete(s.codes, ck)
@@ -353,7 +447,7 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 			return service.VerifyResult{Status: service.VerifyRateLimited, RetryAfter: retry, ByIP: true}, nil
 		}
 	}
-	vk := verifiesKey(p.Recipient)
+	vk := verifiesKey(p.Recipient.ID)
 	if p.PerRecipient.Enabled() {
 		if _, retry := s.full(vk, now, p.PerRecipient); retry > 0 {
 			return service.VerifyResult{Status: service.VerifyRateLimited, RetryAfter: retry}, nil
@@ -365,7 +459,11 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	if c.used >= c.max {
 		return service.VerifyResult{Status: service.VerifyTooManyAttempts}, nil
 	}
-	if subtle.ConstantTimeCompare(c.hash, p.CodeHash) == 1 {
+	right := subtle.ConstantTimeCompare(c.hash, p.CodeHash)
+	for _, h := range p.PreviousCodeHashes {
+		right |= subtle.ConstantTimeCompare(c.hash, h)
+	}
+	if right == 1 {
 		c.okBy, c.keep = p.AttemptID, min(now+p.Grace.Milliseconds(), c.expires)
 		return service.VerifyResult{Status: service.VerifyOK}, nil
 	}
@@ -389,11 +487,12 @@ func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) erro
 	defer s.mu.Unlock()
 	s.sweep(p.Now)
 	now := p.Now.UnixMilli()
-	ck := codeKey(p.Recipient, p.Usage)
+	s.migrate(p.Recipient, p.Usage, service.IdempotencyKey{}, now)
+	ck := codeKey(p.Recipient.ID, p.Usage)
 	if c := s.codes[ck]; c != nil && c.okBy == p.AttemptID && !c.gone(now) {
 		c.okBy, c.keep = "", 0
 	}
-	s.tombstone(p.Recipient, p.AttemptID, p.Now, p.Tombstone)
+	s.tombstone(p.Recipient.ID, p.AttemptID, p.Now, p.Tombstone)
 	return nil
 }
 

@@ -20,14 +20,14 @@ var debug = []string{"--enable-debug-command", "yes"}
 
 func sendParams(rid string, now time.Time) service.SendParams {
 	return service.SendParams{
-		Recipient: rid, Usage: "sign_in", CodeHash: []byte("right"), VerificationID: "v-" + rid, Now: now,
+		Recipient: rcpt(rid), Usage: "sign_in", CodeHash: []byte("right"), VerificationID: "v-" + rid, Now: now,
 		TTL: 10 * time.Minute, MaxAttempts: 5, Cooldown: time.Minute, PerRecipient: service.Window{Count: 5, Window: time.Hour},
 	}
 }
 
 func verifyParams(rid, hash, attempt string, now time.Time) service.VerifyParams {
 	return service.VerifyParams{
-		Recipient: rid, Usage: "sign_in", CodeHash: []byte(hash), Now: now, AttemptID: attempt,
+		Recipient: rcpt(rid), Usage: "sign_in", CodeHash: []byte(hash), Now: now, AttemptID: attempt,
 		PerRecipient: service.Window{Count: 20, Window: time.Hour}, Grace: time.Minute,
 	}
 }
@@ -92,10 +92,10 @@ func TestOOMRefusesScriptsWhole(t *testing.T) {
 		}
 	}
 	// Clean-up runs: what a call left must go even when Redis is full.
-	if err := s.AbortSend(ctx, service.AbortParams{Recipient: "aborted", Usage: "sign_in", VerificationID: "v-aborted", Uncount: true, Tombstone: time.Minute}); err != nil {
+	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rcpt("aborted"), Usage: "sign_in", VerificationID: "v-aborted", Uncount: true, Tombstone: time.Minute}); err != nil {
 		t.Errorf("abort under OOM: %v", err)
 	}
-	if err := s.UndoVerify(ctx, service.UndoVerifyParams{Recipient: "consumed", Usage: "sign_in", AttemptID: "a-ok", Now: now, Tombstone: time.Minute}); err != nil {
+	if err := s.UndoVerify(ctx, service.UndoVerifyParams{Recipient: rcpt("consumed"), Usage: "sign_in", AttemptID: "a-ok", Now: now, Tombstone: time.Minute}); err != nil {
 		t.Errorf("undo verify under OOM: %v", err)
 	}
 	if err := s.ReleaseSlots(ctx, "m", []service.Slot{slot}); err != nil {

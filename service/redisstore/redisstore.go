@@ -1,6 +1,7 @@
 // Package redisstore is the Redis implementation of service.Store: every
-// check-and-update is one Lua script, and all keys of one recipient share a
-// hash tag, so the store runs on a single node, Sentinel or Cluster alike.
+// check-and-update is one Lua script, and all keys of one recipient, under
+// the current and the previous secrets, share a hash tag (its bucket), so
+// the store runs on a single node, Sentinel or Cluster alike.
 //
 // Redis never holds a plaintext code or recipient: keys carry keyed hashes
 // made by the service, values hold code hashes, counters and verification
@@ -72,14 +73,19 @@ func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
 // about 0 in production, where both clocks are the machine's.
 func (s *Store) offset(now time.Time) int64 { return now.Sub(s.local()).Milliseconds() }
 
-// Key layout. {tag} is the Cluster hash tag: the recipient id, or the id of
-// a shared limit subject.
+// Key layout. {tag} is the Cluster hash tag: a bucket
+// (service.Recipient.Bucket, service.Slot.Bucket), which no secret enters,
+// so that a subject's keys under the current and the previous secrets
+// share one hash slot; or, for a subject that is not keyed (a country
+// calling code), its own key.
 func (s *Store) tag(id string) string { return s.prefix + "{" + id + "}" }
 
 type recipientKeys struct{ t, code, cooldown, sends, verifies, idem string }
 
-func (s *Store) recipientKeys(rid, usage, idem string) recipientKeys {
-	t := s.tag("r:" + rid)
+// recipientKeys are the keys of the recipient whose id (under one secret)
+// is id; idem is an idempotency key's id under the same secret, or empty.
+func (s *Store) recipientKeys(bucket, id, usage, idem string) recipientKeys {
+	t := s.tag(bucket) + ":" + id
 	return recipientKeys{
 		t:        t,
 		code:     t + ":code:" + usage,
@@ -90,27 +96,96 @@ func (s *Store) recipientKeys(rid, usage, idem string) recipientKeys {
 	}
 }
 
+// keysOf are r's keys under the current secret.
+func (s *Store) keysOf(r service.Recipient, usage string, idem service.IdempotencyKey) recipientKeys {
+	return s.recipientKeys(r.Bucket, r.ID, usage, idem.ID)
+}
+
+// previousKeys are r's keys under each previous secret; idem of one has
+// an empty idem id when the call has no idempotency key under it.
+func (s *Store) previousKeys(r service.Recipient, usage string, idem service.IdempotencyKey) []recipientKeys {
+	if len(r.Previous) == 0 {
+		return nil
+	}
+	out := make([]recipientKeys, len(r.Previous))
+	for i, id := range r.Previous {
+		var k string
+		if idem.ID != "" && i < len(idem.Previous) {
+			k = idem.Previous[i]
+		}
+		out[i] = s.recipientKeys(r.Bucket, id, usage, k)
+		if k == "" {
+			out[i].idem = ""
+		}
+	}
+	return out
+}
+
 // undone is the tombstone of a verification or attempt id that was undone.
+// Tombstones are not moved on a rotation: only the replica that undid a
+// call looks for its tombstone (a late copy of its own call), under the
+// names it wrote it with.
 func (k recipientKeys) undone(id string) string { return k.t + ":undone:" + id }
 
-// slotKey is a shared slot's window, on a hash tag of its own.
-func (s *Store) slotKey(sl service.Slot) string { return s.tag(sl.Key) + ":window" }
+// slotKey is a shared slot's window.
+func (s *Store) slotKey(sl service.Slot) string { return s.windowKey(sl.Bucket, sl.Key) }
+
+// windowKey is the window of the slot subject key: in bucket, or on a hash
+// tag of its own when bucket is empty.
+func (s *Store) windowKey(bucket, key string) string {
+	if bucket == "" {
+		return s.tag(key) + ":window"
+	}
+	return s.tag(bucket) + ":" + key + ":window"
+}
+
+// moves are the (previous, current) key pairs whose state a script moves
+// before it decides anything (migrateLua): what a rotated secret's keys
+// hold goes to the current secret's. Empty when no previous secret is
+// configured, and then a script does no extra work.
+type moves struct {
+	keys  []string // previous, current, previous, current, ...
+	kinds []byte   // one per pair
+}
+
+// The kinds of state moved, each merged its own way where both keys of a
+// pair hold some (migrateLua).
+const (
+	moveCode     = 'h' // a code: the later expiry wins
+	moveCooldown = 'c' // a cooldown: the later end wins
+	moveWindow   = 'z' // a window: the union of both
+	moveRecord   = 'k' // an idempotency record: the current one wins
+)
+
+func (m *moves) add(kind byte, from, to string) {
+	m.keys = append(m.keys, from, to)
+	m.kinds = append(m.kinds, kind)
+}
+
+// slot adds the moves of a slot's window from its previous keys.
+func (m *moves) slot(s *Store, sl service.Slot) {
+	for _, p := range sl.Previous {
+		m.add(moveWindow, s.windowKey(sl.Bucket, p), s.slotKey(sl))
+	}
+}
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
 
 func fromMS(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 
-// TakeSlots implements service.Store. Each slot is its own hash tag, so the
-// slots are taken one script each, in one pipelined round trip; when any is
+// TakeSlots implements service.Store. Each slot has a hash tag of its
+// own, so the slots are taken one script each, in one pipelined round trip; when any is
 // full, those taken are given back.
 func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slots []service.Slot) (*service.SlotDenial, error) {
 	calls := make([]scriptCall, len(slots))
 	off := s.offset(now)
 	for i, sl := range slots {
+		var m moves
+		m.slot(s, sl)
 		calls[i] = scriptCall{
 			script: slotScript,
-			keys:   []string{s.slotKey(sl)},
-			args:   []any{off, ms(sl.Window.Window), sl.Window.Count, member},
+			keys:   append([]string{s.slotKey(sl)}, m.keys...),
+			args:   []any{off, ms(sl.Window.Window), sl.Window.Count, member, string(m.kinds)},
 		}
 	}
 	results, err := s.runAll(ctx, calls)
@@ -152,6 +227,11 @@ func (s *Store) ReleaseSlots(ctx context.Context, member string, slots []service
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, sl := range slots {
 			p.ZRem(ctx, s.slotKey(sl), member)
+			// A replica whose current secret is one of this one's
+			// previous ones may have moved the window since.
+			for _, prev := range sl.Previous {
+				p.ZRem(ctx, s.windowKey(sl.Bucket, prev), member)
+			}
 		}
 		return nil
 	})
@@ -197,24 +277,38 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 
 // beginSend runs sendScript with the given slots in it.
 func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []service.Slot) (service.SendResult, error) {
-	k := s.recipientKeys(p.Recipient, p.Usage, p.IdempotencyKey)
+	k := s.keysOf(p.Recipient, p.Usage, p.IdempotencyKey)
 	useIdem := "0"
-	if p.IdempotencyKey != "" {
+	if p.IdempotencyKey.ID != "" {
 		useIdem = "1"
 	}
 	perCount, perWindow := p.PerRecipient.Count, ms(p.PerRecipient.Window)
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
-	keys := make([]string, 5, 5+len(slots))
+	var m moves
+	for _, old := range s.previousKeys(p.Recipient, p.Usage, p.IdempotencyKey) {
+		m.add(moveCode, old.code, k.code)
+		m.add(moveCooldown, old.cooldown, k.cooldown)
+		m.add(moveWindow, old.sends, k.sends)
+		if old.idem != "" {
+			m.add(moveRecord, old.idem, k.idem)
+		}
+	}
+	for _, sl := range slots {
+		m.slot(s, sl)
+	}
+	keys := make([]string, 5, 5+len(slots)+len(m.keys))
 	keys[0], keys[1], keys[2], keys[3], keys[4] = k.code, k.cooldown, k.sends, k.idem, k.undone(p.VerificationID)
-	args := make([]any, 11, 11+2*len(slots))
+	args := make([]any, 12, 12+2*len(slots))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
 	args[6], args[7], args[8], args[9], args[10] = p.VerificationID, p.CodeHash, useIdem, p.Fingerprint, ms(p.PendingTTL)
+	args[11] = string(m.kinds)
 	for _, sl := range slots {
 		keys = append(keys, s.slotKey(sl))
 		args = append(args, ms(sl.Window.Window), sl.Window.Count)
 	}
+	keys = append(keys, m.keys...)
 	val, err := s.run(ctx, sendScript, keys, args...)
 	if err != nil {
 		return service.SendResult{}, wrap("begin send", err)
@@ -248,14 +342,39 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	return res, nil
 }
 
-// LookupSend implements service.Store.
-func (s *Store) LookupSend(ctx context.Context, recipient, idempotencyKey, fingerprint string) (service.SendResult, error) {
-	k := s.recipientKeys(recipient, "", idempotencyKey)
-	rec, err := s.rdb.HMGet(ctx, k.idem, "fp", "resp").Result()
+// LookupSend implements service.Store. With previous secrets it reads the
+// record under each of them too, in one round trip, and answers from the
+// first found, the current secret's first; it moves nothing (BeginSend
+// does).
+func (s *Store) LookupSend(ctx context.Context, r service.Recipient, key service.IdempotencyKey, fingerprint string) (service.SendResult, error) {
+	k := s.keysOf(r, "", key)
+	previous := s.previousKeys(r, "", key)
+	if len(previous) == 0 {
+		rec, err := s.rdb.HMGet(ctx, k.idem, "fp", "resp").Result()
+		if err != nil {
+			return service.SendResult{}, wrap("look up send", err)
+		}
+		return idempotencyResult(rec[0], rec[1], fingerprint), nil
+	}
+	cmds := []*redis.SliceCmd{}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds = append(cmds, p.HMGet(ctx, k.idem, "fp", "resp"))
+		for _, old := range previous {
+			if old.idem != "" {
+				cmds = append(cmds, p.HMGet(ctx, old.idem, "fp", "resp"))
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return service.SendResult{}, wrap("look up send", err)
 	}
-	return idempotencyResult(rec[0], rec[1], fingerprint), nil
+	for _, c := range cmds {
+		if rec := c.Val(); rec[0] != nil {
+			return idempotencyResult(rec[0], rec[1], fingerprint), nil
+		}
+	}
+	return service.SendResult{Status: service.SendAccepted}, nil
 }
 
 func idempotencyResult(fp, resp any, fingerprint string) service.SendResult {
@@ -272,24 +391,41 @@ func idempotencyResult(fp, resp any, fingerprint string) service.SendResult {
 }
 
 // CompleteSend implements service.Store.
-func (s *Store) CompleteSend(ctx context.Context, recipient, idempotencyKey string, answer []byte, ttl time.Duration) error {
-	k := s.recipientKeys(recipient, "", idempotencyKey)
-	_, err := s.run(ctx, completeScript, []string{k.idem}, answer, ms(ttl))
+func (s *Store) CompleteSend(ctx context.Context, r service.Recipient, key service.IdempotencyKey, answer []byte, ttl time.Duration) error {
+	k := s.keysOf(r, "", key)
+	var m moves
+	for _, old := range s.previousKeys(r, "", key) {
+		if old.idem != "" {
+			m.add(moveRecord, old.idem, k.idem)
+		}
+	}
+	_, err := s.run(ctx, completeScript, append([]string{k.idem}, m.keys...), answer, ms(ttl), string(m.kinds))
 	return wrap("complete send", err)
 }
 
 // AbortSend implements service.Store.
 func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
-	k := s.recipientKeys(p.Recipient, p.Usage, p.IdempotencyKey)
+	k := s.keysOf(p.Recipient, p.Usage, p.IdempotencyKey)
 	useIdem, uncount := "0", "0"
-	if p.IdempotencyKey != "" {
+	if p.IdempotencyKey.ID != "" {
 		useIdem = "1"
 	}
 	if p.Uncount {
 		uncount = "1"
 	}
-	_, err := s.run(ctx, abortScript, []string{k.code, k.cooldown, k.idem, k.sends, k.undone(p.VerificationID)},
-		p.VerificationID, useIdem, uncount, ms(p.Tombstone))
+	var m moves
+	for _, old := range s.previousKeys(p.Recipient, p.Usage, p.IdempotencyKey) {
+		m.add(moveCode, old.code, k.code)
+		m.add(moveCooldown, old.cooldown, k.cooldown)
+		if old.idem != "" {
+			m.add(moveRecord, old.idem, k.idem)
+		}
+		if p.Uncount {
+			m.add(moveWindow, old.sends, k.sends)
+		}
+	}
+	keys := append([]string{k.code, k.cooldown, k.idem, k.sends, k.undone(p.VerificationID)}, m.keys...)
+	_, err := s.run(ctx, abortScript, keys, p.VerificationID, useIdem, uncount, ms(p.Tombstone), string(m.kinds))
 	return wrap("abort send", err)
 }
 
@@ -326,17 +462,30 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 
 // verify runs verifyScript, with the per-IP window in it when withIP.
 func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool) (service.VerifyResult, error) {
-	k := s.recipientKeys(p.Recipient, p.Usage, "")
+	k := s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{})
 	perCount, perWindow := p.PerRecipient.Count, ms(p.PerRecipient.Window)
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
+	var m moves
+	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
+		m.add(moveCode, old.code, k.code)
+		m.add(moveWindow, old.verifies, k.verifies)
+	}
 	keys := []string{k.code, k.verifies, k.undone(p.AttemptID)}
-	args := []any{s.offset(p.Now), p.CodeHash, perCount, perWindow, p.AttemptID, ms(p.Grace), 0, 0}
+	args := make([]any, 9, 9+len(p.PreviousCodeHashes))
+	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), p.CodeHash, perCount, perWindow, p.AttemptID, ms(p.Grace)
+	args[6], args[7] = 0, 0
 	if withIP {
 		keys = append(keys, s.slotKey(*p.PerIP))
 		args[6], args[7] = p.PerIP.Window.Count, ms(p.PerIP.Window.Window)
+		m.slot(s, *p.PerIP)
 	}
+	args[8] = string(m.kinds)
+	for _, h := range p.PreviousCodeHashes {
+		args = append(args, h)
+	}
+	keys = append(keys, m.keys...)
 	val, err := s.run(ctx, verifyScript, keys, args...)
 	if err != nil {
 		return service.VerifyResult{}, wrap("verify", err)
@@ -357,9 +506,13 @@ func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool)
 
 // UndoVerify implements service.Store.
 func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) error {
-	k := s.recipientKeys(p.Recipient, p.Usage, "")
-	_, err := s.run(ctx, undoVerifyScript, []string{k.code, k.undone(p.AttemptID)},
-		s.offset(p.Now), p.AttemptID, ms(p.Tombstone))
+	k := s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{})
+	var m moves
+	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
+		m.add(moveCode, old.code, k.code)
+	}
+	keys := append([]string{k.code, k.undone(p.AttemptID)}, m.keys...)
+	_, err := s.run(ctx, undoVerifyScript, keys, s.offset(p.Now), p.AttemptID, ms(p.Tombstone), string(m.kinds))
 	return wrap("undo verify", err)
 }
 

@@ -2,6 +2,8 @@ package redisstore_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +22,13 @@ import (
 	"github.com/otpd/otpd/service/storetest"
 )
 
+// rcpt is the recipient whose id is rid, in a bucket of its own (as far
+// as 4096 buckets go).
+func rcpt(rid string, previous ...string) service.Recipient {
+	sum := sha256.Sum256([]byte(rid))
+	return service.Recipient{ID: rid, Bucket: hex.EncodeToString(sum[:2])[:3], Previous: previous}
+}
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -27,14 +36,14 @@ func TestConformance(t *testing.T) {
 	t.Cleanup(func() {
 		// A send with shared slots, and a verification with a per-IP
 		// window, are one script on a single node: the only scripts
-		// spanning hash tags are those, and only their windows are off
-		// the recipient's tag.
+		// spanning hash tags are those, and only their windows (and the
+		// windows' previous keys) are off the recipient's bucket.
 		if checker.scripts() == 0 || checker.crossTag() == 0 {
 			t.Errorf("%d scripts ran, %d of them across hash tags: want sends with their slots in one script", checker.scripts(), checker.crossTag())
 		}
 		for _, keys := range checker.crossKeys() {
 			tag := hashTag(keys[0])
-			ok := strings.Contains(keys[0], ":code:") && strings.HasPrefix(tag, "r:")
+			ok := strings.Contains(keys[0], ":code:") && len(tag) == 3
 			for _, k := range keys[1:] {
 				ok = ok && (hashTag(k) == tag || strings.HasSuffix(k, ":window"))
 			}
@@ -90,7 +99,7 @@ func TestShardingProxyLearntOnce(t *testing.T) {
 			want = service.SendSlotLimited
 		}
 		res, err := s.BeginSend(context.Background(), service.SendParams{
-			Recipient: fmt.Sprint("r", i), Usage: "sign_in", CodeHash: []byte("h"), VerificationID: fmt.Sprint("v", i),
+			Recipient: rcpt(fmt.Sprint("r", i)), Usage: "sign_in", CodeHash: []byte("h"), VerificationID: fmt.Sprint("v", i),
 			Now: now, TTL: time.Minute, MaxAttempts: 5, Slots: []service.Slot{slot},
 		})
 		if err != nil || res.Status != want {
@@ -137,7 +146,7 @@ func TestSentinelFailover(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
 	send := func(rid string) error {
-		_, err := s.BeginSend(ctx, service.SendParams{Recipient: rid, Usage: "sign_in", CodeHash: []byte("h"), VerificationID: "v-" + rid,
+		_, err := s.BeginSend(ctx, service.SendParams{Recipient: rcpt(rid), Usage: "sign_in", CodeHash: []byte("h"), VerificationID: "v-" + rid,
 			Now: now, TTL: time.Minute, MaxAttempts: 5, PerRecipient: service.Window{Count: 5, Window: time.Minute}})
 		return err
 	}
@@ -155,7 +164,7 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	res, err := s.Verify(ctx, service.VerifyParams{Recipient: "after", Usage: "sign_in", CodeHash: []byte("h"), Now: now, AttemptID: "a"})
+	res, err := s.Verify(ctx, service.VerifyParams{Recipient: rcpt("after"), Usage: "sign_in", CodeHash: []byte("h"), Now: now, AttemptID: "a"})
 	if err != nil || res.Status != service.VerifyOK {
 		t.Fatalf("verify on the new master: %+v, %v", res, err)
 	}
@@ -268,11 +277,11 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	for name, err := range map[string]error{
 		"ping": s.Ping(ctx),
 		"verify": func() error {
-			_, err := s.Verify(ctx, service.VerifyParams{Recipient: "r", Usage: "sign_in"})
+			_, err := s.Verify(ctx, service.VerifyParams{Recipient: rcpt("r"), Usage: "sign_in"})
 			return err
 		}(),
 		"send": func() error {
-			_, err := s.BeginSend(ctx, service.SendParams{Recipient: "r", Usage: "sign_in"})
+			_, err := s.BeginSend(ctx, service.SendParams{Recipient: rcpt("r"), Usage: "sign_in"})
 			return err
 		}(),
 		"slots": func() error {
@@ -282,6 +291,102 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	} {
 		if !errors.Is(err, service.ErrStoreUnavailable) {
 			t.Errorf("%s with Redis unreachable: %v, want ErrStoreUnavailable", name, err)
+		}
+	}
+}
+
+// The key layout, and what a rotation does to it: every key of a
+// recipient, under every secret, carries its bucket as the hash tag; a
+// call with previous ids moves what the previous keys held to the current
+// ones (a rename keeps the expiry; merged windows expire with the later),
+// and no previous key is left.
+func TestRotationMovesKeys(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	s := redisstore.New(rdb, "")
+	ctx := context.Background()
+	now := time.Now()
+	old := service.Recipient{ID: "old", Bucket: "abc"}
+	onlyCur := service.Recipient{ID: "cur", Bucket: "abc"}
+	cur := service.Recipient{ID: "cur", Bucket: "abc", Previous: []string{"old"}}
+	send := func(r service.Recipient, usage, vid string, key service.IdempotencyKey) {
+		t.Helper()
+		res, err := s.BeginSend(ctx, service.SendParams{Recipient: r, Usage: usage, CodeHash: []byte("h-" + r.ID), VerificationID: vid,
+			Now: now, TTL: 10 * time.Minute, MaxAttempts: 5, Cooldown: time.Minute, PerRecipient: service.Window{Count: 5, Window: 10 * time.Minute},
+			IdempotencyKey: key, Fingerprint: "sms/" + usage, PendingTTL: 20 * time.Second})
+		if err != nil || res.Status != service.SendAccepted && res.Status != service.SendReplay {
+			t.Fatalf("send: %+v, %v", res, err)
+		}
+	}
+	verify := func(r service.Recipient, usage, attempt string, window time.Duration, want service.VerifyStatus) {
+		t.Helper()
+		res, err := s.Verify(ctx, service.VerifyParams{Recipient: r, Usage: usage, CodeHash: []byte("wrong"), PreviousCodeHashes: [][]byte{[]byte("wrong")}[:len(r.Previous)],
+			Now: now, AttemptID: attempt, PerRecipient: service.Window{Count: 20, Window: window}})
+		if err != nil || res.Status != want {
+			t.Fatalf("verify: %+v, %v; want status %d", res, err, want)
+		}
+	}
+	send(old, "sign_in", "v1", service.IdempotencyKey{ID: "k-old"})
+	if err := s.CompleteSend(ctx, old, service.IdempotencyKey{ID: "k-old"}, []byte("answer"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	verify(old, "sign_in", "a1", time.Hour, service.VerifyMismatch)
+	// The current secret's verify window already holds an attempt, and
+	// expires later: the merged window expires with it.
+	send(onlyCur, "register", "v2", service.IdempotencyKey{})
+	verify(onlyCur, "register", "a2", 2*time.Hour, service.VerifyMismatch)
+
+	keys := rdb.Keys(ctx, "*").Val()
+	slices.Sort(keys)
+	want := []string{
+		"otpd:{abc}:cur:code:register", "otpd:{abc}:cur:cooldown:register", "otpd:{abc}:cur:sends", "otpd:{abc}:cur:verifies",
+		"otpd:{abc}:old:code:sign_in", "otpd:{abc}:old:cooldown:sign_in", "otpd:{abc}:old:idem:k-old", "otpd:{abc}:old:sends", "otpd:{abc}:old:verifies",
+	}
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Fatalf("keys before the rotation:\n got %v\nwant %v", keys, want)
+	}
+	pttl := func(key string) time.Duration { t.Helper(); return rdb.PTTL(ctx, key).Val() }
+	codeTTL, cooldownTTL, idemTTL := pttl("otpd:{abc}:old:code:sign_in"), pttl("otpd:{abc}:old:cooldown:sign_in"), pttl("otpd:{abc}:old:idem:k-old")
+
+	// Under the rotated secret: a verification without a live code (it
+	// moves the verify window and adds nothing), a wrong code, and an
+	// idempotent retry.
+	verify(cur, "generic", "a3", time.Hour, service.VerifyExpired)
+	if got := pttl("otpd:{abc}:cur:verifies"); got > 2*time.Hour || got < 2*time.Hour-5*time.Second {
+		t.Errorf("the merged verify window expires in %v, want the later expiry, 2h", got)
+	}
+	verify(cur, "sign_in", "a4", time.Hour, service.VerifyMismatch)
+	send(cur, "sign_in", "v3", service.IdempotencyKey{ID: "k-cur", Previous: []string{"k-old"}})
+
+	if left := rdb.Keys(ctx, "otpd:{abc}:old:*").Val(); len(left) != 0 {
+		t.Errorf("previous keys left after the move: %v", left)
+	}
+	for key, was := range map[string]time.Duration{
+		"otpd:{abc}:cur:code:sign_in":     codeTTL,
+		"otpd:{abc}:cur:cooldown:sign_in": cooldownTTL,
+		"otpd:{abc}:cur:idem:k-cur":       idemTTL,
+	} {
+		if got := pttl(key); got > was || got < was-5*time.Second {
+			t.Errorf("%s expires in %v, want about %v (kept over the move)", key, got, was)
+		}
+	}
+	if n := rdb.ZCard(ctx, "otpd:{abc}:cur:verifies").Val(); n != 3 {
+		t.Errorf("the merged verify window holds %d attempts, want 3", n)
+	}
+	if rec := rdb.HGet(ctx, "otpd:{abc}:cur:idem:k-cur", "resp").Val(); rec != "answer" {
+		t.Errorf("the moved idempotency record answers %q", rec)
+	}
+	// Slot windows: in their bucket when keyed, on their own tag when not.
+	ip := service.Slot{Limit: "per_ip", Key: "ip:x", Bucket: "def", Window: service.Window{Count: 5, Window: time.Hour}}
+	cc := service.Slot{Limit: "per_country", Key: "cc:1", Window: service.Window{Count: 5, Window: time.Hour}}
+	if _, err := s.TakeSlots(ctx, now, "m", []service.Slot{ip, cc}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"otpd:{def}:ip:x:window", "otpd:{cc:1}:window"} {
+		if rdb.Exists(ctx, key).Val() != 1 {
+			t.Errorf("no key %s", key)
 		}
 	}
 }

@@ -8,7 +8,9 @@ import (
 // Every script touches only keys of one hash tag, except a send's shared
 // slots and a verification's per-IP window, which a store in split mode
 // (Cluster, sharding proxies) takes with slotScript instead; so each runs
-// unchanged on Redis Cluster.
+// unchanged on Redis Cluster. A subject's keys under every secret share its
+// tag, so a script also moves what a rotated secret's keys hold
+// (migrateLua).
 //
 // Three rules hold for every script:
 //
@@ -41,11 +43,13 @@ func newScript(src string) *script {
 }
 
 // The shebangs. A script with flags may not use undeclared keys, which
-// none does.
+// none does. Without allow-cross-slot-keys its keys must share a hash slot
+// on Redis Cluster only: on a single node or behind Sentinel a send's
+// script spans the recipient's bucket and its slots' windows.
 const (
 	guarded  = "#!lua\n"                 // refused whole under OOM
 	cleanUp  = "#!lua flags=allow-oom\n" // runs under OOM: frees or restores state
-	helpers  = clockLua + windowLua
+	helpers  = clockLua + windowLua + migrateLua
 	clockLua = `
 -- now is Redis's clock in milliseconds, moved by the caller's offset.
 local function clock(offset)
@@ -78,13 +82,66 @@ local function window_add(key, now, window, member)
 end
 `
 
+// migrateLua moves state from a rotated secret's keys to the current
+// secret's before a script decides anything, so that codes, cooldowns,
+// windows and idempotency records carry over the rotation. The keys of one
+// subject under every secret share its bucket, and so a hash slot: the
+// move is atomic with the decision, on Redis Cluster too, whatever other
+// replicas (with the old secret or the new) do at the same time.
+const migrateLua = `
+-- The last 2n KEYS are n (previous, current) pairs, and kinds has one
+-- letter per pair. A previous key's state goes to the current key: by
+-- RENAME (which keeps its expiry) when the current key holds nothing, else
+-- merged by kind: h a code (the later expiry wins: a newer send replaces
+-- an older code), c a cooldown (the later end wins), z a window (the
+-- union of both, expiring with the later), k an idempotency record (the
+-- current one wins). Without pairs it runs no command; with pairs and
+-- nothing to move, one EXISTS. Returns the number of KEYS before the pairs.
+local function later(kind, from, to)
+  if kind == 'h' then
+    return (tonumber(redis.call('HGET', from, 'exp')) or 0) > (tonumber(redis.call('HGET', to, 'exp')) or 0)
+  elseif kind == 'c' then
+    local a = tonumber(string.match(redis.call('GET', from) or '', '^(%d+)')) or 0
+    local b = tonumber(string.match(redis.call('GET', to) or '', '^(%d+)')) or 0
+    return a > b
+  end
+  return false
+end
+local function migrate(kinds)
+  local n = #kinds
+  local first = #KEYS - 2 * n
+  if n == 0 then return first end
+  local old = {}
+  for i = 1, n do old[i] = KEYS[first + 2 * i - 1] end
+  if redis.call('EXISTS', unpack(old)) == 0 then return first end
+  for i = 1, n do
+    local from, to, kind = old[i], KEYS[first + 2 * i], string.sub(kinds, i, i)
+    if redis.call('EXISTS', from) == 1 then
+      if redis.call('EXISTS', to) == 0 or later(kind, from, to) then
+        redis.call('RENAME', from, to)
+      elseif kind == 'z' then
+        local ttl = math.max(redis.call('PTTL', from), redis.call('PTTL', to))
+        redis.call('ZUNIONSTORE', to, 2, to, from, 'AGGREGATE', 'MAX')
+        if ttl > 0 then redis.call('PEXPIRE', to, ttl) end
+        redis.call('DEL', from)
+      else
+        redis.call('DEL', from)
+      end
+    end
+  end
+  return first
+end
+`
+
 // slotScript takes one event in a sliding-window log; a member already in
 // the log counts as taken.
 //
-// KEYS[1] the window (sorted set, scored by time)
-// ARGV offset_ms, window_ms, limit, member
+// KEYS[1] the window (sorted set, scored by time), then the moves of
+// migrateLua
+// ARGV offset_ms, window_ms, limit, member, kinds
 // Returns {1, 0} when taken, {0, retry_after_ms} when the window is full.
 var slotScript = newScript(guarded + helpers + `
+migrate(ARGV[5])
 if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return {1, 0} end
 local now, window, limit = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local retry = window_full(KEYS[1], now, window, limit)
@@ -111,13 +168,16 @@ return {1, 0}
 //   - KEYS[6..] shared slot windows (per IP, per country): sorted sets.
 //     Their hash tags differ from the recipient's, so there are none on
 //     Redis Cluster, where the slots are taken by slotScript first.
+//   - then the moves of migrateLua
 //   - ARGV offset_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
 //     per_window_ms, verification_id, code_hash, use_idempotency (0/1),
-//     fingerprint, pending_ttl_ms, then window_ms and limit of each slot
+//     fingerprint, pending_ttl_ms, kinds, then window_ms and limit of each
+//     slot
 //
 // Returns {status, retry_after_ms[, answer or slot number]}; status as
 // service.SendStatus, or 7.
 var sendScript = newScript(guarded + helpers + `
+local slots = migrate(ARGV[12]) - 5
 if redis.call('EXISTS', KEYS[5]) == 1 then return {7, 0} end
 if redis.call('HGET', KEYS[1], 'id') == ARGV[7] then return {0, 0} end
 local now = clock(ARGV[1])
@@ -129,9 +189,8 @@ if ARGV[9] == '1' then
     return {4, 0}
   end
 end
-local slots = #KEYS - 5
 for i = 1, slots do
-  local retry = window_full(KEYS[5 + i], now, tonumber(ARGV[10 + 2 * i]), tonumber(ARGV[11 + 2 * i]))
+  local retry = window_full(KEYS[5 + i], now, tonumber(ARGV[11 + 2 * i]), tonumber(ARGV[12 + 2 * i]))
   if retry then return {6, retry, i} end
 end
 local cooldown = tonumber(ARGV[4])
@@ -149,7 +208,7 @@ if limit > 0 then
   window_add(KEYS[3], now, window, ARGV[7])
 end
 for i = 1, slots do
-  window_add(KEYS[5 + i], now, tonumber(ARGV[10 + 2 * i]), ARGV[7])
+  window_add(KEYS[5 + i], now, tonumber(ARGV[11 + 2 * i]), ARGV[7])
 end
 if cooldown > 0 then
   redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
@@ -169,8 +228,10 @@ return {0, 0}
 
 // completeScript stores the answer of an idempotent send.
 //
-// KEYS[1] idempotency record; ARGV answer, ttl_ms.
-var completeScript = newScript(cleanUp + `
+// KEYS[1] idempotency record, then the moves of migrateLua; ARGV answer,
+// ttl_ms, kinds.
+var completeScript = newScript(cleanUp + migrateLua + `
+migrate(ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'resp', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
@@ -182,10 +243,12 @@ return 1
 // count in the per-recipient window, and leaves a tombstone for its id.
 //
 // KEYS[1] code, KEYS[2] cooldown, KEYS[3] idempotency record, KEYS[4]
-// per-recipient send window, KEYS[5] the id's tombstone
+// per-recipient send window, KEYS[5] the id's tombstone, then the moves of
+// migrateLua
 // ARGV verification_id, use_idempotency (0/1), uncount (0/1),
-// tombstone_ms.
-var abortScript = newScript(cleanUp + `
+// tombstone_ms, kinds.
+var abortScript = newScript(cleanUp + migrateLua + `
+migrate(ARGV[5])
 if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then redis.call('DEL', KEYS[1]) end
 local cd = redis.call('GET', KEYS[2])
 if cd and string.match(cd, ':(.*)$') == ARGV[1] then redis.call('DEL', KEYS[2]) end
@@ -203,20 +266,22 @@ return 1
 //
 // KEYS[1] code, KEYS[2] per-recipient verify window (sorted set), KEYS[3]
 // the attempt's tombstone, KEYS[4] (optional) the client IP's verify
-// window, on its own hash tag: present only when the store is not split
+// window, on its own hash tag: present only when the store is not split;
+// then the moves of migrateLua
 // ARGV offset_ms, code_hash, per_count, per_window_ms, attempt_id,
-// grace_ms, ip_count, ip_window_ms
+// grace_ms, ip_count, ip_window_ms, kinds, then the code's hash under each
+// previous secret
 // Returns {status, attempts_remaining, retry_after_ms, limit}: status as
 // service.VerifyStatus, or 5 (undone); limit 1 (per recipient) or 2 (per
 // IP) for a rate limit.
 var verifyScript = newScript(guarded + helpers + `
+local ip = migrate(ARGV[9]) >= 4
 if redis.call('EXISTS', KEYS[3]) == 1 then return {5, 0, 0, 0} end
 local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok', 'x:' .. ARGV[5])
 -- A re-run of this attempt answers what the first run decided.
 if c[5] == ARGV[5] then return {0, 0, 0, 0} end
 if c[6] then return {1, tonumber(c[4]) - tonumber(c[3]), 0, 0} end
 local now, limit, window = clock(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local ip = #KEYS >= 4
 if ip then
   local retry = window_full(KEYS[4], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
   if retry then return {4, 0, retry, 2} end
@@ -235,8 +300,11 @@ if used >= max then return {3, 0, 0, 0} end
 -- leading bytes match tells the caller nothing it can steer, which is the
 -- double-HMAC argument. Hashing both sides again (redis.sha1hex) would
 -- only be more of the same and cost 1.7 µs of Redis CPU per call; a
--- byte-by-byte loop in Lua, 6 µs.
-if c[1] == ARGV[2] then
+-- byte-by-byte loop in Lua, 6 µs. A code stored under a previous secret
+-- matches its hash under that secret (ARGV[10..]), compared the same way.
+local right = c[1] == ARGV[2]
+for i = 10, #ARGV do right = right or c[1] == ARGV[i] end
+if right then
   -- Consumed, not deleted: kept for the grace, marked with the attempt,
   -- so that a re-run of it answers OK again and an undo can restore it.
   -- Every other attempt finds no live code.
@@ -254,9 +322,10 @@ return {1, max - used, 0, 0}
 // undoVerifyScript makes a code consumed by this attempt live again (until
 // its own expiry) and leaves a tombstone for the attempt.
 //
-// KEYS[1] code, KEYS[2] the attempt's tombstone; ARGV offset_ms,
-// attempt_id, tombstone_ms.
-var undoVerifyScript = newScript(cleanUp + clockLua + `
+// KEYS[1] code, KEYS[2] the attempt's tombstone, then the moves of
+// migrateLua; ARGV offset_ms, attempt_id, tombstone_ms, kinds.
+var undoVerifyScript = newScript(cleanUp + clockLua + migrateLua + `
+migrate(ARGV[4])
 local c = redis.call('HMGET', KEYS[1], 'ok', 'exp')
 if c[1] == ARGV[2] then
   local left = tonumber(c[2]) - clock(ARGV[1])

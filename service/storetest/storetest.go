@@ -5,6 +5,8 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -44,10 +46,26 @@ var uniq atomic.Int64
 
 func id(prefix string) string { return fmt.Sprintf("%s-%d", prefix, uniq.Add(1)) }
 
+// rcpt is the recipient whose current id is rid, in a bucket of its own
+// (as far as 4096 buckets go), as the service would make it.
+func rcpt(rid string, previous ...string) service.Recipient {
+	return service.Recipient{ID: rid, Bucket: bucketOf(rid), Previous: previous}
+}
+
+func bucketOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:2])[:3]
+}
+
+// idem is an idempotency key with its ids under previous secrets.
+func idem(key string, previous ...string) service.IdempotencyKey {
+	return service.IdempotencyKey{ID: key, Previous: previous}
+}
+
 // send returns SendParams for a fresh code with the default rules.
 func send(rid, usage string, hash []byte, now time.Time) service.SendParams {
 	return service.SendParams{
-		Recipient: rid, Usage: usage, CodeHash: hash, VerificationID: id("v"), Now: now,
+		Recipient: rcpt(rid), Usage: usage, CodeHash: hash, VerificationID: id("v"), Now: now,
 		TTL: 10 * time.Minute, MaxAttempts: 3, Cooldown: time.Minute,
 		PerRecipient: service.Window{Count: 5, Window: 10 * time.Minute},
 		Fingerprint:  "sms/sign_in", PendingTTL: 20 * time.Second,
@@ -56,7 +74,7 @@ func send(rid, usage string, hash []byte, now time.Time) service.SendParams {
 
 func verify(rid, usage string, hash []byte, now time.Time) service.VerifyParams {
 	return service.VerifyParams{
-		Recipient: rid, Usage: usage, CodeHash: hash, Now: now, AttemptID: id("a"),
+		Recipient: rcpt(rid), Usage: usage, CodeHash: hash, Now: now, AttemptID: id("a"),
 		PerRecipient: service.Window{Count: 20, Window: time.Hour}, Grace: 2 * time.Minute,
 	}
 }
@@ -90,6 +108,14 @@ func Run(t *testing.T, newStore Factory) {
 		{"UndoVerifyRestoresItsCode", testUndoVerify},
 		{"VerifyPerIP", testVerifyPerIP},
 		{"ConcurrentVerifyPerIPExactLimit", testConcurrentVerifyPerIP},
+		{"RotationCarriesCodes", testRotationCodes},
+		{"RotationCarriesWindowsAndCooldowns", testRotationWindows},
+		{"RotationMergesStateUnderBothSecrets", testRotationMerge},
+		{"RotationCarriesIdempotency", testRotationIdempotency},
+		{"RotationCarriesSlots", testRotationSlots},
+		{"RotationReplicasEitherWay", testRotationEitherWay},
+		{"RotationUndoFindsMovedState", testRotationUndo},
+		{"ConcurrentVerifyDuringRotation", testConcurrentVerifyRotation},
 		{"Ping", func(t *testing.T, s service.Store) {
 			if err := s.Ping(context.Background()); err != nil {
 				t.Fatalf("Ping: %v", err)
@@ -316,10 +342,10 @@ func testIdempotency(t *testing.T, s service.Store) {
 	ctx := context.Background()
 	rid, key := id("r"), id("k")
 	p := send(rid, "sign_in", right, t0)
-	p.IdempotencyKey, p.Cooldown = key, 0
+	p.IdempotencyKey, p.Cooldown = idem(key), 0
 	lookup := func(fp string, want service.SendStatus) service.SendResult {
 		t.Helper()
-		res, err := s.LookupSend(ctx, rid, key, fp)
+		res, err := s.LookupSend(ctx, rcpt(rid), idem(key), fp)
 		if err != nil {
 			t.Fatalf("LookupSend: %v", err)
 		}
@@ -336,8 +362,8 @@ func testIdempotency(t *testing.T, s service.Store) {
 	lookup(p.Fingerprint, service.SendInProgress)
 	// Undoing another send (a refused retry) leaves the first send's
 	// pending key alone.
-	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rid, Usage: "sign_in", VerificationID: id("v"),
-		IdempotencyKey: key, Uncount: true, Tombstone: time.Minute, Now: t0}); err != nil {
+	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rcpt(rid), Usage: "sign_in", VerificationID: id("v"),
+		IdempotencyKey: idem(key), Uncount: true, Tombstone: time.Minute, Now: t0}); err != nil {
 		t.Fatalf("AbortSend: %v", err)
 	}
 	lookup(p.Fingerprint, service.SendInProgress)
@@ -347,7 +373,7 @@ func testIdempotency(t *testing.T, s service.Store) {
 	lookup(other.Fingerprint, service.SendIdempotencyMismatch)
 
 	answer := []byte{0, 1, 2, 0xff, 'o', 'k'}
-	if err := s.CompleteSend(ctx, rid, key, answer, time.Hour); err != nil {
+	if err := s.CompleteSend(ctx, rcpt(rid), idem(key), answer, time.Hour); err != nil {
 		t.Fatalf("CompleteSend: %v", err)
 	}
 	res := mustBegin(t, s, retry, service.SendReplay)
@@ -363,9 +389,9 @@ func testIdempotency(t *testing.T, s service.Store) {
 	// A key whose send failed may be used again.
 	rid2 := id("r")
 	q := send(rid2, "sign_in", right, t0)
-	q.IdempotencyKey = key
+	q.IdempotencyKey = idem(key)
 	mustBegin(t, s, q, service.SendAccepted)
-	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rid2, Usage: "sign_in", VerificationID: q.VerificationID, IdempotencyKey: key}); err != nil {
+	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rcpt(rid2), Usage: "sign_in", VerificationID: q.VerificationID, IdempotencyKey: idem(key)}); err != nil {
 		t.Fatalf("AbortSend: %v", err)
 	}
 	q.VerificationID = id("v")
@@ -377,7 +403,7 @@ func testAbort(t *testing.T, s service.Store) {
 	rid := id("r")
 	first := send(rid, "sign_in", right, t0)
 	mustBegin(t, s, first, service.SendAccepted)
-	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rid, Usage: "sign_in", VerificationID: first.VerificationID}); err != nil {
+	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rcpt(rid), Usage: "sign_in", VerificationID: first.VerificationID}); err != nil {
 		t.Fatalf("AbortSend: %v", err)
 	}
 	mustVerify(t, s, verify(rid, "sign_in", right, t0), service.VerifyExpired)
@@ -385,7 +411,7 @@ func testAbort(t *testing.T, s service.Store) {
 	second := send(rid, "sign_in", wrong, t0.Add(time.Second))
 	mustBegin(t, s, second, service.SendAccepted)
 	// Aborting the old send again must not touch the newer code or cooldown.
-	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rid, Usage: "sign_in", VerificationID: first.VerificationID}); err != nil {
+	if err := s.AbortSend(ctx, service.AbortParams{Recipient: rcpt(rid), Usage: "sign_in", VerificationID: first.VerificationID}); err != nil {
 		t.Fatalf("AbortSend: %v", err)
 	}
 	mustBegin(t, s, send(rid, "sign_in", right, t0.Add(2*time.Second)), service.SendCooldown)
@@ -515,7 +541,7 @@ func testSendRerun(t *testing.T, s service.Store) {
 	p := send(rid, "sign_in", right, t0)
 	p.PerRecipient = service.Window{Count: 2, Window: time.Hour}
 	p.Slots = []service.Slot{slot}
-	p.IdempotencyKey = id("k")
+	p.IdempotencyKey = idem(id("k"))
 	for range 3 {
 		mustBegin(t, s, p, service.SendAccepted)
 	}
@@ -608,7 +634,7 @@ func testTombstones(t *testing.T, s service.Store) {
 	// The abort lands before the send it undoes.
 	rid := id("r")
 	late := send(rid, "sign_in", right, t0)
-	late.IdempotencyKey = id("k")
+	late.IdempotencyKey = idem(id("k"))
 	undoSend(late)
 	_, err := s.BeginSend(ctx, late)
 	wantUndone(t, "BeginSend", err)
@@ -636,7 +662,7 @@ func testTombstones(t *testing.T, s service.Store) {
 	rid = id("r")
 	mustBegin(t, s, send(rid, "sign_in", right, t0), service.SendAccepted)
 	v := verify(rid, "sign_in", right, t0)
-	if err := s.UndoVerify(ctx, service.UndoVerifyParams{Recipient: rid, Usage: "sign_in", AttemptID: v.AttemptID, Now: t0, Tombstone: time.Minute}); err != nil {
+	if err := s.UndoVerify(ctx, service.UndoVerifyParams{Recipient: rcpt(rid), Usage: "sign_in", AttemptID: v.AttemptID, Now: t0, Tombstone: time.Minute}); err != nil {
 		t.Fatalf("UndoVerify: %v", err)
 	}
 	_, err = s.Verify(ctx, v)
@@ -749,5 +775,416 @@ func testConcurrentVerifyPerIP(t *testing.T, s service.Store) {
 	wg.Wait()
 	if mismatch.Load() != 10 || limited.Load() != n-10 {
 		t.Fatalf("%d parallel wrong codes from one IP with a window of 10: %d answered, %d refused by it", n, mismatch.Load(), limited.Load())
+	}
+}
+
+// A rotation as the store sees it: one recipient's ids under two secrets,
+// a and b, in one bucket, and the code hashes under each. A replica that
+// knows only a (the configuration before the rotation) passes no
+// previous ids; one in the middle of it passes the other secret's id as
+// previous (README "Rotating the secret": first a with b as previous, then
+// b with a as previous).
+type rotation struct{ a, b, bucket string }
+
+func newRotation() rotation {
+	base := id("r")
+	return rotation{a: base + "/a", b: base + "/b", bucket: bucketOf(base)}
+}
+
+// onlyA is the recipient of a replica that knows secret a only.
+func (r rotation) onlyA() service.Recipient { return service.Recipient{ID: r.a, Bucket: r.bucket} }
+
+// aB is the recipient of a replica whose secret is a, b previous.
+func (r rotation) aB() service.Recipient {
+	return service.Recipient{ID: r.a, Bucket: r.bucket, Previous: []string{r.b}}
+}
+
+// bA is the recipient of a replica whose secret is b, a previous.
+func (r rotation) bA() service.Recipient {
+	return service.Recipient{ID: r.b, Bucket: r.bucket, Previous: []string{r.a}}
+}
+
+// A code's hash under secret a and under secret b.
+var (
+	rightA, rightB = bytes.Repeat([]byte{0xA1}, 32), bytes.Repeat([]byte{0xB1}, 32)
+	wrongA, wrongB = bytes.Repeat([]byte{0xA0}, 32), bytes.Repeat([]byte{0xB0}, 32)
+)
+
+// verifyAs is a verification by a replica that knows rc, of the code
+// whose hashes under a and b are ha and hb.
+func verifyAs(rc service.Recipient, r rotation, ha, hb []byte, now time.Time) service.VerifyParams {
+	v := verify("", "sign_in", nil, now)
+	v.Recipient = rc
+	switch {
+	case rc.ID == r.a && len(rc.Previous) > 0:
+		v.CodeHash, v.PreviousCodeHashes = ha, [][]byte{hb}
+	case rc.ID == r.a:
+		v.CodeHash = ha
+	default:
+		v.CodeHash, v.PreviousCodeHashes = hb, [][]byte{ha}
+	}
+	return v
+}
+
+// sendAs is a send by a replica that knows rc, of a code whose hash under
+// its current secret is h.
+func sendAs(rc service.Recipient, h []byte, now time.Time) service.SendParams {
+	p := send("", "sign_in", h, now)
+	p.Recipient = rc
+	return p
+}
+
+// A code issued under the old secret verifies under the new one, with
+// the attempts it has used; it is consumed once, whichever secret finds it.
+func testRotationCodes(t *testing.T, s service.Store) {
+	r := newRotation()
+	mustBegin(t, s, sendAs(r.onlyA(), rightA, t0), service.SendAccepted)
+	mustVerify(t, s, verifyAs(r.onlyA(), r, wrongA, wrongB, t0), service.VerifyMismatch)
+	res := mustVerify(t, s, verifyAs(r.bA(), r, wrongA, wrongB, t0.Add(time.Second)), service.VerifyMismatch)
+	if res.AttemptsRemaining != 1 {
+		t.Fatalf("after one wrong code under each secret: %d attempts left, want 1", res.AttemptsRemaining)
+	}
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(2*time.Second)), service.VerifyOK)
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(3*time.Second)), service.VerifyExpired)
+	mustVerify(t, s, verifyAs(r.aB(), r, rightA, rightB, t0.Add(3*time.Second)), service.VerifyExpired)
+
+	// A code issued under b verifies for a replica that still writes
+	// under a but knows b (the first step of a rotation, mixed with the
+	// second), and the other way round.
+	r = newRotation()
+	mustBegin(t, s, sendAs(r.bA(), rightB, t0), service.SendAccepted)
+	mustVerify(t, s, verifyAs(r.aB(), r, rightA, rightB, t0.Add(time.Second)), service.VerifyOK)
+	r = newRotation()
+	mustBegin(t, s, sendAs(r.aB(), rightA, t0), service.SendAccepted)
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(time.Second)), service.VerifyOK)
+	// A code is checked against its hash under the secret it was issued
+	// with: the right code's hash under the other secret does not match.
+	r = newRotation()
+	mustBegin(t, s, sendAs(r.onlyA(), rightA, t0), service.SendAccepted)
+	mustVerify(t, s, verifyAs(r.bA(), r, wrongA, rightB, t0.Add(time.Second)), service.VerifyMismatch)
+}
+
+// Windows and cooldowns filled before the rotation keep counting after
+// it: 15 wrong codes under the old secret and 5 under the new fill a
+// window of 20.
+func testRotationWindows(t *testing.T, s service.Store) {
+	r := newRotation()
+	p := sendAs(r.onlyA(), rightA, t0)
+	p.MaxAttempts = 50
+	mustBegin(t, s, p, service.SendAccepted)
+	for i := range 20 {
+		rc := r.onlyA()
+		if i >= 15 {
+			rc = r.bA()
+		}
+		mustVerify(t, s, verifyAs(rc, r, wrongA, wrongB, t0.Add(time.Duration(i)*time.Millisecond)), service.VerifyMismatch)
+	}
+	res := mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(time.Second)), service.VerifyRateLimited)
+	near(t, "RetryAfter", res.RetryAfter, time.Hour-time.Second)
+
+	// The cooldown of a send under a holds a send under b; the send window
+	// counts both.
+	r = newRotation()
+	first := sendAs(r.onlyA(), rightA, t0)
+	first.PerRecipient = service.Window{Count: 3, Window: time.Hour}
+	mustBegin(t, s, first, service.SendAccepted)
+	res2 := mustBegin(t, s, sendAs(r.bA(), rightB, t0.Add(10*time.Second)), service.SendCooldown)
+	near(t, "RetryAfter", res2.RetryAfter, 50*time.Second)
+	at := func(rc service.Recipient, h []byte, d time.Duration) service.SendParams {
+		p := sendAs(rc, h, t0.Add(d))
+		p.Cooldown, p.PerRecipient = 0, first.PerRecipient
+		return p
+	}
+	mustBegin(t, s, at(r.onlyA(), rightA, time.Minute+slack), service.SendAccepted)
+	mustBegin(t, s, at(r.bA(), rightB, 2*time.Minute), service.SendAccepted)
+	mustBegin(t, s, at(r.bA(), rightB, 3*time.Minute), service.SendRecipientLimited)
+	// The last code sent, under b, is the live one.
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(3*time.Minute)), service.VerifyOK)
+}
+
+// State under both secrets at once (a replica that knows only the old
+// secret kept writing it after another moved the recipient's state to the
+// new one) is merged: windows hold both, the later cooldown holds, the
+// newer code is the live one, the current idempotency record wins.
+func testRotationMerge(t *testing.T, s service.Store) {
+	r := newRotation()
+	onlyB := service.Recipient{ID: r.b, Bucket: r.bucket}
+	win := service.Window{Count: 5, Window: time.Hour}
+	at := func(rc service.Recipient, h []byte, d time.Duration) service.SendParams {
+		p := sendAs(rc, h, t0.Add(d))
+		p.Cooldown, p.PerRecipient = 0, win
+		return p
+	}
+	mustBegin(t, s, at(r.onlyA(), rightA, 0), service.SendAccepted)
+	mustBegin(t, s, at(onlyB, rightB, time.Second), service.SendAccepted)
+	mustBegin(t, s, at(r.onlyA(), rightA, 2*time.Second), service.SendAccepted)
+	mustBegin(t, s, at(onlyB, rightB, 3*time.Second), service.SendAccepted)
+	// Four sends, two under each secret: one more fits the window of 5.
+	mustBegin(t, s, at(r.bA(), rightB, 4*time.Second), service.SendAccepted)
+	mustBegin(t, s, at(r.bA(), rightB, 5*time.Second), service.SendRecipientLimited)
+	mustBegin(t, s, at(r.aB(), rightA, 5*time.Second), service.SendRecipientLimited)
+
+	// Codes: the newer wins, wherever it is.
+	r = newRotation()
+	onlyB = service.Recipient{ID: r.b, Bucket: r.bucket}
+	mustBegin(t, s, at(onlyB, rightB, 0), service.SendAccepted)
+	mustBegin(t, s, at(r.onlyA(), rightA, time.Second), service.SendAccepted)
+	mustVerify(t, s, verifyAs(r.bA(), r, wrongA, rightB, t0.Add(2*time.Second)), service.VerifyMismatch)
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, wrongB, t0.Add(3*time.Second)), service.VerifyOK)
+
+	// Cooldowns: the later end holds.
+	r = newRotation()
+	onlyB = service.Recipient{ID: r.b, Bucket: r.bucket}
+	long := sendAs(r.onlyA(), rightA, t0)
+	long.Cooldown = 10 * time.Minute
+	mustBegin(t, s, long, service.SendAccepted)
+	mustBegin(t, s, sendAs(onlyB, rightB, t0.Add(time.Second)), service.SendAccepted)
+	res := mustBegin(t, s, sendAs(r.bA(), rightB, t0.Add(2*time.Minute)), service.SendCooldown)
+	near(t, "RetryAfter (the later cooldown's)", res.RetryAfter, 8*time.Minute)
+
+	// Idempotency records: the current secret's wins.
+	r = newRotation()
+	onlyB = service.Recipient{ID: r.b, Bucket: r.bucket}
+	ctx := context.Background()
+	ka, kb := id("ka"), id("kb")
+	pa := sendAs(r.onlyA(), rightA, t0)
+	pa.IdempotencyKey, pa.Cooldown = idem(ka), 0
+	mustBegin(t, s, pa, service.SendAccepted)
+	if err := s.CompleteSend(ctx, r.onlyA(), idem(ka), []byte("answer under a"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	pb := sendAs(onlyB, rightB, t0)
+	pb.IdempotencyKey, pb.Cooldown = idem(kb), 0
+	mustBegin(t, s, pb, service.SendAccepted)
+	if err := s.CompleteSend(ctx, onlyB, idem(kb), []byte("answer under b"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	retry := sendAs(r.bA(), rightB, t0.Add(time.Second))
+	retry.IdempotencyKey = idem(kb, ka)
+	if res := mustBegin(t, s, retry, service.SendReplay); string(res.Replay) != "answer under b" {
+		t.Fatalf("replayed %q, want the current secret's record", res.Replay)
+	}
+}
+
+// An idempotency record written under the old secret answers a retry
+// under the new one: while pending and once complete, in LookupSend and
+// in BeginSend; and an answer stored by a replica that knows onlyB is
+// found by either.
+func testRotationIdempotency(t *testing.T, s service.Store) {
+	ctx := context.Background()
+	r := newRotation()
+	ka, kb := id("ka"), id("kb")
+	lookup := func(rc service.Recipient, key service.IdempotencyKey, want service.SendStatus) service.SendResult {
+		t.Helper()
+		res, err := s.LookupSend(ctx, rc, key, "sms/sign_in")
+		if err != nil {
+			t.Fatalf("LookupSend: %v", err)
+		}
+		if res.Status != want {
+			t.Fatalf("LookupSend status = %d, want %d", res.Status, want)
+		}
+		return res
+	}
+	p := sendAs(r.onlyA(), rightA, t0)
+	p.IdempotencyKey, p.Cooldown = idem(ka), 0
+	mustBegin(t, s, p, service.SendAccepted)
+	lookup(r.bA(), idem(kb, ka), service.SendInProgress)
+	retry := sendAs(r.bA(), rightB, t0.Add(time.Second))
+	retry.IdempotencyKey, retry.Cooldown = idem(kb, ka), 0
+	mustBegin(t, s, retry, service.SendInProgress)
+	// The first call, on a replica that knows a and b, completes after the
+	// retry moved its record to b.
+	if err := s.CompleteSend(ctx, r.aB(), idem(ka, kb), []byte("first answer"), time.Hour); err != nil {
+		t.Fatalf("CompleteSend: %v", err)
+	}
+	for _, c := range []struct {
+		rc  service.Recipient
+		key service.IdempotencyKey
+	}{{r.bA(), idem(kb, ka)}, {r.aB(), idem(ka, kb)}} {
+		if res := lookup(c.rc, c.key, service.SendReplay); string(res.Replay) != "first answer" {
+			t.Fatalf("LookupSend replayed %q", res.Replay)
+		}
+		again := sendAs(c.rc, rightB, t0.Add(2*time.Second))
+		again.IdempotencyKey, again.Cooldown = c.key, 0
+		if res := mustBegin(t, s, again, service.SendReplay); string(res.Replay) != "first answer" {
+			t.Fatalf("BeginSend replayed %q", res.Replay)
+		}
+	}
+	// The replay sent nothing: the first code is the live one.
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(3*time.Second)), service.VerifyOK)
+}
+
+// Shared windows keyed by a secret (per IP) carry over: taken as slots,
+// with a send, and as a verification's per-IP window; and a slot taken by
+// one replica is released by it after another moved the window.
+func testRotationSlots(t *testing.T, s service.Store) {
+	ctx := context.Background()
+	base := id("ip")
+	w := service.Window{Count: 4, Window: time.Hour}
+	onlyA := service.Slot{Limit: "per_ip", Key: "ip:" + base + "/a", Bucket: bucketOf(base), Window: w}
+	aB, bA := onlyA, onlyA
+	aB.Previous = []string{"ip:" + base + "/b"}
+	bA.Key, bA.Previous = "ip:"+base+"/b", []string{onlyA.Key}
+	take := func(sl service.Slot, member string) *service.SlotDenial {
+		t.Helper()
+		d, err := s.TakeSlots(ctx, t0, member, []service.Slot{sl})
+		if err != nil {
+			t.Fatalf("TakeSlots: %v", err)
+		}
+		return d
+	}
+	if take(onlyA, "m1") != nil || take(aB, "m2") != nil {
+		t.Fatal("slot denied")
+	}
+	// bA moves m1 and m2 to b.
+	if take(bA, "m3") != nil {
+		t.Fatal("slot denied")
+	}
+	// aB releases m2, which is now under b.
+	if err := s.ReleaseSlots(ctx, "m2", []service.Slot{aB}); err != nil {
+		t.Fatalf("ReleaseSlots: %v", err)
+	}
+	// m1, m3 and a send by aB (which moves the window back to a) leave
+	// one of 4 for a replica that knows only a; then bA finds it full.
+	p := sendAs(rcpt(id("r")), right, t0)
+	p.Slots = []service.Slot{aB}
+	mustBegin(t, s, p, service.SendAccepted)
+	if d := take(onlyA, "m4"); d != nil {
+		t.Fatalf("the fourth slot denied: %+v (the released m2 still counts)", d)
+	}
+	p = sendAs(rcpt(id("r")), right, t0)
+	p.Slots = []service.Slot{bA}
+	mustBegin(t, s, p, service.SendSlotLimited)
+	if d := take(aB, "m5"); d == nil {
+		t.Fatal("a fifth slot taken in a window of 4")
+	}
+
+	// The per-IP verify window, filled under a, refuses under b.
+	vbase := id("vip")
+	vw := service.Window{Count: 2, Window: time.Hour}
+	vA := &service.Slot{Limit: "verify_per_ip", Key: "vip:" + vbase + "/a", Bucket: bucketOf(vbase), Window: vw}
+	vB := &service.Slot{Limit: "verify_per_ip", Key: "vip:" + vbase + "/b", Bucket: vA.Bucket, Previous: []string{vA.Key}, Window: vw}
+	for i, slot := range []*service.Slot{vA, vB, vB} {
+		r := newRotation()
+		mustBegin(t, s, sendAs(r.onlyA(), rightA, t0), service.SendAccepted)
+		rc := r.onlyA()
+		if slot == vB {
+			rc = r.bA()
+		}
+		v := verifyAs(rc, r, wrongA, wrongB, t0.Add(time.Duration(i)*time.Second))
+		v.PerIP = slot
+		want := service.VerifyMismatch
+		if i == 2 {
+			want = service.VerifyRateLimited
+		}
+		if res := mustVerify(t, s, v, want); want == service.VerifyRateLimited && !res.ByIP {
+			t.Fatalf("refusal %+v does not name the IP's window", res)
+		}
+	}
+}
+
+// Two replicas in the middle of a rotation, each with the other's secret
+// as previous, moving a recipient's state back and forth: every window
+// counts exactly, a code sent by one verifies on the other, once.
+func testRotationEitherWay(t *testing.T, s service.Store) {
+	r := newRotation()
+	replicas := []service.Recipient{r.aB(), r.bA()}
+	hashes := func(rc service.Recipient) []byte {
+		if rc.ID == r.a {
+			return rightA
+		}
+		return rightB
+	}
+	p := sendAs(r.aB(), rightA, t0)
+	p.MaxAttempts = 50
+	mustBegin(t, s, p, service.SendAccepted)
+	for i := range 20 {
+		mustVerify(t, s, verifyAs(replicas[i%2], r, wrongA, wrongB, t0.Add(time.Duration(i)*time.Millisecond)), service.VerifyMismatch)
+	}
+	for _, rc := range replicas {
+		mustVerify(t, s, verifyAs(rc, r, rightA, rightB, t0.Add(time.Second)), service.VerifyRateLimited)
+	}
+
+	r = newRotation()
+	replicas = []service.Recipient{r.aB(), r.bA()}
+	accepted := 0
+	for i := range 10 {
+		rc := replicas[i%2]
+		q := sendAs(rc, hashes(rc), t0.Add(time.Duration(i)*time.Second))
+		q.Cooldown, q.PerRecipient = 0, service.Window{Count: 4, Window: time.Hour}
+		res, err := s.BeginSend(context.Background(), q)
+		if err != nil {
+			t.Fatalf("BeginSend: %v", err)
+		}
+		if res.Status == service.SendAccepted {
+			accepted++
+		}
+	}
+	if accepted != 4 {
+		t.Fatalf("10 sends alternating between the replicas with a window of 4: %d accepted", accepted)
+	}
+	// The last accepted send was bA's (the 4th, i = 3): it verifies on aB,
+	// once.
+	mustVerify(t, s, verifyAs(r.aB(), r, rightA, rightB, t0.Add(11*time.Second)), service.VerifyOK)
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(11*time.Second)), service.VerifyExpired)
+}
+
+// An undo by one replica finds what it undoes after another replica moved
+// it under its own secret: the aborted send's code and cooldown go, and a
+// code consumed by an attempt whose answer was lost is live again.
+func testRotationUndo(t *testing.T, s service.Store) {
+	ctx := context.Background()
+	r := newRotation()
+	p := sendAs(r.aB(), rightA, t0)
+	p.PerRecipient = service.Window{Count: 1, Window: time.Hour}
+	mustBegin(t, s, p, service.SendAccepted)
+	// bA moves the recipient's state to b (a wrong code).
+	mustVerify(t, s, verifyAs(r.bA(), r, wrongA, wrongB, t0), service.VerifyMismatch)
+	if err := s.AbortSend(ctx, service.AbortParams{Recipient: r.aB(), Usage: "sign_in", VerificationID: p.VerificationID,
+		Uncount: true, Tombstone: time.Minute, Now: t0}); err != nil {
+		t.Fatalf("AbortSend: %v", err)
+	}
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(time.Second)), service.VerifyExpired)
+	q := sendAs(r.bA(), rightB, t0.Add(2*time.Second))
+	q.PerRecipient = p.PerRecipient
+	mustBegin(t, s, q, service.SendAccepted) // neither the cooldown nor the count held it
+
+	ok := verifyAs(r.aB(), r, rightA, rightB, t0.Add(3*time.Second))
+	mustVerify(t, s, ok, service.VerifyOK)
+	// bA moves the consumed code to b.
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(4*time.Second)), service.VerifyExpired)
+	if err := s.UndoVerify(ctx, service.UndoVerifyParams{Recipient: r.aB(), Usage: "sign_in", AttemptID: ok.AttemptID,
+		Now: t0.Add(5 * time.Second), Tombstone: time.Minute}); err != nil {
+		t.Fatalf("UndoVerify: %v", err)
+	}
+	mustVerify(t, s, verifyAs(r.bA(), r, rightA, rightB, t0.Add(6*time.Second)), service.VerifyOK)
+}
+
+// 200 verifications of the right code at once, from replicas before and
+// in the middle of a rotation, of a code issued under the old secret:
+// exactly one is OK.
+func testConcurrentVerifyRotation(t *testing.T, s service.Store) {
+	r := newRotation()
+	mustBegin(t, s, sendAs(r.onlyA(), rightA, t0), service.SendAccepted)
+	replicas := []service.Recipient{r.onlyA(), r.aB(), r.bA()}
+	const n = 200
+	var ok, expired atomic.Int64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := s.Verify(context.Background(), verifyAs(replicas[i%3], r, rightA, rightB, t0))
+			switch {
+			case err != nil:
+				t.Errorf("Verify: %v", err)
+			case res.Status == service.VerifyOK:
+				ok.Add(1)
+			case res.Status == service.VerifyExpired:
+				expired.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 1 || expired.Load() != n-1 {
+		t.Fatalf("%d parallel verifies of the right code during a rotation: %d OK, %d EXPIRED; want exactly 1 OK", n, ok.Load(), expired.Load())
 	}
 }
