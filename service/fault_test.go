@@ -433,7 +433,7 @@ func TestReplicasWithSkewedClocksShareLimits(t *testing.T) {
 // per /64; a full window refuses even the right code, naming the limit.
 func TestVerifyPerIPLimit(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *service.Config) { c.Limits.VerifyPerIP = service.Window{Count: 3, Window: time.Hour} })
+	h := newHarness(t, func(c *service.Config) { c.Limits.VerifyPerIP = service.Window{Count: 4, Window: time.Hour} })
 	ctx := context.Background()
 	sent := map[string]string{}
 	for _, to := range []string{"a@example.com", "b@example.com", "c@example.com", "d@example.com"} {
@@ -442,14 +442,15 @@ func TestVerifyPerIPLimit(t *testing.T) {
 	verify := func(to, code, ip string) (*otpv1.VerifyCodeResponse, error) {
 		return h.client.VerifyCode(ctx, &otpv1.VerifyCodeRequest{Recipient: to, UsageType: signIn, Code: code, ClientIp: ip})
 	}
-	// A right code and no code at all cost nothing.
+	// A right code costs nothing; asking about a recipient without a live
+	// code costs one (finding out who is signing in is not free).
 	if r, err := verify("a@example.com", sent["a@example.com"], "2001:db8::1"); err != nil || r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_OK {
 		t.Fatalf("right code: %v, %v", r, err)
 	}
 	if r, err := verify("nobody@example.com", "123456", "2001:db8::1"); err != nil || r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_EXPIRED {
 		t.Fatalf("no code: %v, %v", r, err)
 	}
-	// Three wrong codes from addresses of one /64, across recipients.
+	// Then three wrong codes from addresses of one /64, across recipients.
 	for i, to := range []string{"b@example.com", "c@example.com", "d@example.com"} {
 		if r, err := verify(to, wrongCode(sent[to]), fmt.Sprintf("2001:db8::%x", i+2)); err != nil || r.GetResult() != otpv1.VerifyResult_VERIFY_RESULT_MISMATCH {
 			t.Fatalf("wrong code %d: %v, %v", i, r, err)

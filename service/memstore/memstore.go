@@ -454,6 +454,10 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 		}
 	}
 	if c == nil || c.okBy != "" {
+		// Counted against the IP: probing who has a live code is not free.
+		if p.PerIP != nil {
+			s.take("slot:"+p.PerIP.Key, now, p.PerIP.Window, p.AttemptID)
+		}
 		return service.VerifyResult{Status: service.VerifyExpired}, nil
 	}
 	if c.used >= c.max {

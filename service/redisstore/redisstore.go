@@ -432,7 +432,7 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 // Verify implements service.Store. On a single node or behind Sentinel
 // it is one script, the per-IP window included. In split mode the per-IP
 // window is taken first (as a send's slots), then given back unless the
-// code was wrong.
+// code was wrong or there was no live code.
 func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.VerifyResult, error) {
 	if p.PerIP == nil {
 		return s.verify(ctx, p, false)
@@ -452,9 +452,11 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 		return service.VerifyResult{Status: service.VerifyRateLimited, RetryAfter: denial.RetryAfter, ByIP: true}, nil
 	}
 	res, err := s.verify(ctx, p, false)
-	if (err == nil && res.Status != service.VerifyMismatch) || errors.Is(err, service.ErrNotApplied) {
-		// Only a wrong code counts. A release that fails leaves the slot
-		// counted: one attempt too many against the IP, never one too few.
+	counted := res.Status == service.VerifyMismatch || res.Status == service.VerifyExpired
+	if (err == nil && !counted) || errors.Is(err, service.ErrNotApplied) {
+		// Only a wrong code, or one for no live code, counts. A release
+		// that fails leaves the slot counted: one attempt too many against
+		// the IP, never one too few.
 		_ = s.ReleaseSlots(context.WithoutCancel(ctx), p.AttemptID, []service.Slot{*p.PerIP})
 	}
 	return res, err

@@ -290,7 +290,12 @@ if limit > 0 then
   local retry = window_full(KEYS[2], now, window, limit)
   if retry then return {4, 0, retry, 1} end
 end
-if not c[1] or c[5] or tonumber(c[2]) <= now then return {2, 0, 0, 0} end
+if not c[1] or c[5] or tonumber(c[2]) <= now then
+  -- No live code: counted against the IP too, or probing who has a
+  -- pending code would be free (a re-run adds the same member again).
+  if ip then window_add(KEYS[4], now, tonumber(ARGV[8]), ARGV[5]) end
+  return {2, 0, 0, 0}
+end
 local used, max = tonumber(c[3]), tonumber(c[4])
 if used >= max then return {3, 0, 0, 0} end
 -- Constant time: Lua strings are interned, so == compares two pointers,
