@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 
+	"github.com/otpd/otpd/internal/errtest"
 	"github.com/otpd/otpd/internal/redact"
 	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
@@ -656,29 +657,7 @@ func TestConfigValidateNamesKeys(t *testing.T) {
 			c := DefaultConfig()
 			c.Secret = redact.Secret(secretA)
 			tt.mutate(&c)
-			err := c.Validate()
-			if len(tt.want) == 0 {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("Validate succeeded, want errors on %q", tt.want)
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tt.want) {
-				t.Errorf("%d errors, want %d:\n%v", len(lines), len(tt.want), err)
-			}
-			for _, key := range tt.want {
-				found := false
-				for _, l := range lines {
-					found = found || strings.HasPrefix(l, key+": ")
-				}
-				if !found {
-					t.Errorf("no error names %s:\n%v", key, err)
-				}
-			}
+			errtest.WantKeys(t, c.Validate(), tt.want)
 		})
 	}
 }

@@ -111,6 +111,21 @@ func (f *faultOtpd) verify(to, code string) (otpv1.VerifyResult, error) {
 	return resp.GetResult(), err
 }
 
+// prepare sends a code to verifier, whose code it returns for a right
+// verification during the fault, and one to guessed, for wrong ones.
+func (f *faultOtpd) prepare(t *testing.T, verifier, guessed string) string {
+	t.Helper()
+	vid, err := f.send(verifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := f.codeOf(t, vid)
+	if _, err := f.send(guessed); err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
 // codeOf reads the code of a verification from the console provider's
 // block: "===== otpd console: ... id <vid>) =====" then "code: <code>".
 func (f *faultOtpd) codeOf(t *testing.T, vid string) string {
@@ -326,14 +341,7 @@ func TestBlackBoxNetworkFaults(t *testing.T) {
 			f := startFaultOtpd(t, fmt.Sprintf("  url: %q", px.URL()))
 			f.round(t, "+14155552000")
 			const verifier, guessed = "+14155552001", "+14155552002"
-			vid, err := f.send(verifier)
-			if err != nil {
-				t.Fatal(err)
-			}
-			code := f.codeOf(t, vid)
-			if _, err := f.send(guessed); err != nil {
-				t.Fatal(err)
-			}
+			code := f.prepare(t, verifier, guessed)
 
 			fault.apply(px)
 			f.waitDown(t)
@@ -492,14 +500,7 @@ func TestBlackBoxReadOnlyReplica(t *testing.T) {
 	f := startFaultOtpd(t, fmt.Sprintf("  url: %q", a.URL()))
 	f.round(t, "+14155554000")
 	const verifier, guessed = "+14155554001", "+14155554002"
-	vid, err := f.send(verifier)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := f.codeOf(t, vid)
-	if _, err := f.send(guessed); err != nil {
-		t.Fatal(err)
-	}
+	code := f.prepare(t, verifier, guessed)
 
 	admin := a.Client()
 	ctx := context.Background()
@@ -536,14 +537,7 @@ func TestBlackBoxOOMReadiness(t *testing.T) {
 	f := startFaultOtpd(t, fmt.Sprintf("  url: %q", srv.URL()))
 	f.round(t, "+14155555000")
 	const verifier, guessed = "+14155555001", "+14155555002"
-	vid, err := f.send(verifier)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := f.codeOf(t, vid)
-	if _, err := f.send(guessed); err != nil {
-		t.Fatal(err)
-	}
+	code := f.prepare(t, verifier, guessed)
 
 	admin := srv.Client()
 	ctx := context.Background()
