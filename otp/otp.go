@@ -20,19 +20,37 @@ const (
 var Channels = []Channel{SMS, Email}
 
 // UsageType is what a code is for, spelled as Logto spells it in connector
-// configuration ("Register", "SignIn", "ForgotPassword", "Generic").
+// configuration ("Register", "SignIn", "ForgotPassword", "Generic", ...).
 type UsageType string
 
-// The usage types otpd sends codes for.
+// The usage types otpd sends codes for: Logto's eight code-bearing
+// template types.
 const (
 	Register       UsageType = "Register"
 	SignIn         UsageType = "SignIn"
 	ForgotPassword UsageType = "ForgotPassword"
 	Generic        UsageType = "Generic"
+	// UserPermissionValidation confirms a signed-in user before a
+	// sensitive change.
+	UserPermissionValidation UsageType = "UserPermissionValidation"
+	// BindNewIdentifier adds an email address or phone number to an
+	// account.
+	BindNewIdentifier UsageType = "BindNewIdentifier"
+	// MfaVerification is a second factor at sign-in.
+	MfaVerification UsageType = "MfaVerification"
+	// BindMfa sets up a second factor.
+	BindMfa UsageType = "BindMfa"
 )
 
 // UsageTypes lists every usage type otpd sends codes for, Generic last.
-var UsageTypes = []UsageType{Register, SignIn, ForgotPassword, Generic}
+// Templates of every kind (otpd's own and providers') fall back to
+// Generic for a usage type that has none of its own, so a provider or a
+// locale with only a Generic template serves all of them.
+var UsageTypes = []UsageType{
+	Register, SignIn, ForgotPassword,
+	UserPermissionValidation, BindNewIdentifier, MfaVerification, BindMfa,
+	Generic,
+}
 
 // Content is a message rendered from otpd's own templates. Providers that
 // have a template of their own for the usage type use theirs instead.

@@ -120,18 +120,15 @@ func join(path, key string) string {
 }
 
 // logtoOnlyUsageTypes are the usage types Logto has and otpd does not send
-// codes for. A pasted Logto config may list templates for them: they load
-// and are never used.
-var logtoOnlyUsageTypes = []otp.UsageType{
-	"OrganizationInvitation", "UserPermissionValidation", "BindNewIdentifier", "MfaVerification", "BindMfa",
-}
+// codes for: OrganizationInvitation carries a link, not a code. A pasted
+// Logto config may list templates for them: they load and are never used.
+var logtoOnlyUsageTypes = []otp.UsageType{"OrganizationInvitation"}
 
 // ParseLogtoUsageType parses the usageType of a template in a Logto
 // connector config. served is false for the usage types that Logto has and
-// otpd never sends (OrganizationInvitation, UserPermissionValidation,
-// BindNewIdentifier, MfaVerification, BindMfa), so that a pasted config that
-// lists them still loads. Anything else is an error naming the accepted
-// values.
+// otpd never sends codes for (OrganizationInvitation), so that a pasted
+// config that lists them still loads. Anything else is an error naming the
+// accepted values.
 func ParseLogtoUsageType(s string) (u otp.UsageType, served bool, err error) {
 	for _, t := range otp.UsageTypes {
 		if string(t) == s {

@@ -66,11 +66,16 @@ func TestParseLogtoUsageType(t *testing.T) {
 			t.Errorf("%s: got %q %v %v", u, got, served, err)
 		}
 	}
-	for _, s := range []string{"OrganizationInvitation", "UserPermissionValidation", "BindNewIdentifier", "MfaVerification", "BindMfa"} {
-		got, served, err := providers.ParseLogtoUsageType(s)
-		if string(got) != s || served || err != nil {
-			t.Errorf("%s: got %q %v %v, want loaded and not served", s, got, served, err)
+	// Logto's nine template types: the eight code types are served, the
+	// invitation (a link, no code) loads and is never used.
+	for _, s := range []string{"Register", "SignIn", "ForgotPassword", "Generic",
+		"UserPermissionValidation", "BindNewIdentifier", "MfaVerification", "BindMfa"} {
+		if got, served, err := providers.ParseLogtoUsageType(s); string(got) != s || !served || err != nil {
+			t.Errorf("%s: got %q %v %v, want served", s, got, served, err)
 		}
+	}
+	if got, served, err := providers.ParseLogtoUsageType("OrganizationInvitation"); got != "OrganizationInvitation" || served || err != nil {
+		t.Errorf("OrganizationInvitation: got %q %v %v, want loaded and not served", got, served, err)
 	}
 	for _, s := range []string{"", "signin", "Continue", "Generic "} {
 		if _, _, err := providers.ParseLogtoUsageType(s); err == nil || !strings.Contains(err.Error(), "must be one of Register, SignIn") {
@@ -255,7 +260,7 @@ func TestCheckUsageType(t *testing.T) {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
-	for _, u := range []otp.UsageType{"", "MfaVerification", "signin"} {
+	for _, u := range []otp.UsageType{"", "OrganizationInvitation", "signin"} {
 		if err := providers.CheckUsageType(u); err == nil {
 			t.Errorf("%q: got nil, want an error", u)
 		}

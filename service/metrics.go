@@ -22,7 +22,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_codes_sent_total",
-			Help: "SendCode outcomes. result: ok, replayed, rate_limited, transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled.",
+			Help: "SendCode and DeliverCode outcomes. result: ok, replayed, rate_limited, transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled.",
 		}, []string{"channel", "provider", "usage_type", "result"}),
 		verified: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_verifications_total",

@@ -159,6 +159,14 @@ func usageKey(u otpv1.UsageType) (otp.UsageType, string, bool) {
 		return otp.ForgotPassword, "forgot_password", true
 	case otpv1.UsageType_USAGE_TYPE_GENERIC:
 		return otp.Generic, "generic", true
+	case otpv1.UsageType_USAGE_TYPE_USER_PERMISSION_VALIDATION:
+		return otp.UserPermissionValidation, "user_permission_validation", true
+	case otpv1.UsageType_USAGE_TYPE_BIND_NEW_IDENTIFIER:
+		return otp.BindNewIdentifier, "bind_new_identifier", true
+	case otpv1.UsageType_USAGE_TYPE_MFA_VERIFICATION:
+		return otp.MfaVerification, "mfa_verification", true
+	case otpv1.UsageType_USAGE_TYPE_BIND_MFA:
+		return otp.BindMfa, "bind_mfa", true
 	}
 	return "", "", false
 }
@@ -182,7 +190,7 @@ func printable(s string) bool {
 func parseUsage(u otpv1.UsageType, v *violations) (otp.UsageType, string) {
 	usage, key, ok := usageKey(u)
 	if !ok {
-		v.add("usage_type", "must be USAGE_TYPE_REGISTER, USAGE_TYPE_SIGN_IN, USAGE_TYPE_FORGOT_PASSWORD or USAGE_TYPE_GENERIC")
+		v.add("usage_type", "must be set to a known usage type such as USAGE_TYPE_SIGN_IN or USAGE_TYPE_GENERIC")
 	}
 	return usage, key
 }

@@ -23,7 +23,13 @@ func (s *Service) SendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 	return resp, toStatus(err)
 }
 
-// sendRequest is a validated SendCodeRequest.
+// DeliverCode implements otp.v1.OtpService.
+func (s *Service) DeliverCode(ctx context.Context, req *otpv1.DeliverCodeRequest) (*otpv1.DeliverCodeResponse, error) {
+	resp, err := s.deliverCode(ctx, req)
+	return resp, toStatus(err)
+}
+
+// sendRequest is a validated SendCodeRequest or DeliverCodeRequest.
 type sendRequest struct {
 	rcpt     recipient
 	usage    otp.UsageType
@@ -31,13 +37,81 @@ type sendRequest struct {
 	locale   string
 	ip       string
 	idemKey  string
+	// code is the caller's code for DeliverCode, empty for SendCode
+	// (otpd generates one).
+	code string
 }
 
-func (s *Service) parseSend(req *otpv1.SendCodeRequest) (sendRequest, error) {
+// sendFields are the fields SendCodeRequest and DeliverCodeRequest share.
+type sendFields interface {
+	GetRecipient() string
+	GetChannel() otpv1.Channel
+	GetUsageType() otpv1.UsageType
+	GetLocale() string
+	GetClientIp() string
+	GetIdempotencyKey() string
+}
+
+// Caller codes (DeliverCode) are 4 to 10 characters of [0-9A-Za-z]: what
+// identity servers generate (Logto: 6 digits), short enough for SMS
+// autofill formats.
+const (
+	minCallerCode = 4
+	maxCallerCode = 10
+)
+
+func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*otpv1.SendCodeResponse, error) {
 	var v violations
+	r := s.parseSend(req, &v)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return s.send(ctx, r)
+}
+
+func (s *Service) deliverCode(ctx context.Context, req *otpv1.DeliverCodeRequest) (*otpv1.DeliverCodeResponse, error) {
+	var v violations
+	r := s.parseSend(req, &v)
+	switch code := req.GetCode(); {
+	case code == "":
+		v.add("code", "must be set to the code to deliver")
+	case len(code) < minCallerCode || len(code) > maxCallerCode || !alphanumeric(code):
+		v.add("code", "must be "+strconv.Itoa(minCallerCode)+" to "+strconv.Itoa(maxCallerCode)+" characters of [0-9A-Za-z]")
+	default:
+		r.code = code
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	resp, err := s.send(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return &otpv1.DeliverCodeResponse{
+		VerificationId: resp.GetVerificationId(),
+		Channel:        resp.GetChannel(),
+		Provider:       resp.GetProvider(),
+		ResendAfter:    resp.GetResendAfter(),
+	}, nil
+}
+
+// alphanumeric reports whether s holds only [0-9A-Za-z].
+func alphanumeric(s string) bool {
+	for i := range len(s) {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseSend validates the fields every send shares, adding what is wrong
+// to v.
+func (s *Service) parseSend(req sendFields, v *violations) sendRequest {
 	var r sendRequest
-	r.rcpt, _ = parseRecipientWith(req.GetRecipient(), req.GetChannel(), &v, s.phones.parse)
-	r.usage, r.usageKey = parseUsage(req.GetUsageType(), &v)
+	r.rcpt, _ = parseRecipientWith(req.GetRecipient(), req.GetChannel(), v, s.phones.parse)
+	r.usage, r.usageKey = parseUsage(req.GetUsageType(), v)
 	if l := req.GetLocale(); len(l) > maxLocaleLen {
 		v.add("locale", "must be at most "+strconv.Itoa(maxLocaleLen)+" bytes")
 	} else if loc, err := s.renderer.MatchLocale(l); err != nil {
@@ -45,7 +119,7 @@ func (s *Service) parseSend(req *otpv1.SendCodeRequest) (sendRequest, error) {
 	} else {
 		r.locale = loc
 	}
-	r.ip, _ = parseClientIP(req.GetClientIp(), &v)
+	r.ip, _ = parseClientIP(req.GetClientIp(), v)
 	switch k := req.GetIdempotencyKey(); {
 	case len(k) > maxIdempotencyKeyLen:
 		v.add("idempotency_key", "must be at most "+strconv.Itoa(maxIdempotencyKeyLen)+" bytes")
@@ -54,14 +128,16 @@ func (s *Service) parseSend(req *otpv1.SendCodeRequest) (sendRequest, error) {
 	default:
 		r.idemKey = k
 	}
-	return r, v.err()
+	return r
 }
 
-func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*otpv1.SendCodeResponse, error) {
-	r, err := s.parseSend(req)
-	if err != nil {
-		return nil, err
-	}
+// send is the one path of SendCode and DeliverCode: the provider check,
+// idempotency, the limits, rendering, routing and failover, the abort of a
+// send delivered nowhere, metrics and logs (never the code). SendCode
+// stores the hash of a code it generates; DeliverCode (r.code set) stores
+// nothing verifiable, and its answer has no ExpiresAt.
+func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeResponse, error) {
+	deliver := r.code != ""
 	if !s.sender.Serves(r.rcpt.channel, r.rcpt.addr) {
 		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error").Inc()
 		return nil, errNoProvider
@@ -86,6 +162,12 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 
 	var idemID IdempotencyKey
 	fingerprint := string(r.rcpt.channel) + "/" + r.usageKey
+	if deliver {
+		// A key used for a SendCode never replays a DeliverCode's answer,
+		// nor the other way round. The code is not in it: a fingerprint
+		// is stored, and the store holds nothing of a delivered code.
+		fingerprint = "deliver/" + fingerprint
+	}
 	if r.idemKey != "" {
 		// A retry is answered before any limit is looked at: the first
 		// call already counted, and a full window must not refuse it.
@@ -95,11 +177,17 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		}
 	}
 
-	code := newCode(s.cfg.Code.Length)
+	code := r.code
+	var codeHash []byte
+	if !deliver {
+		code = newCode(s.cfg.Code.Length)
+		codeHash = s.keys.codeHash(rid.ID, r.usageKey, code)
+	}
 	params := SendParams{
 		Recipient:      rid,
 		Usage:          r.usageKey,
-		CodeHash:       s.keys.codeHash(rid.ID, r.usageKey, code),
+		CodeHash:       codeHash,
+		NoCode:         deliver,
 		VerificationID: vid,
 		Now:            now,
 		TTL:            s.cfg.Code.TTL,
@@ -196,14 +284,18 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 		VerificationId: vid,
 		Channel:        channelProto(r.rcpt.channel),
 		Provider:       receipt.Provider,
-		ExpiresAt:      timestamppb.New(now.Add(s.cfg.Code.TTL)),
 		ResendAfter:    timestamppb.New(now.Add(s.cfg.Limits.ResendInterval)),
+	}
+	msg := "code delivered"
+	if !deliver {
+		resp.ExpiresAt = timestamppb.New(now.Add(s.cfg.Code.TTL))
+		msg = "code sent"
 	}
 	if idemID.ID != "" {
 		s.completeIdempotent(ctx, log, rid, idemID, resp)
 	}
 	count(receipt.Provider, "ok")
-	log.InfoContext(ctx, "code sent", "provider", receipt.Provider, "message_id", receipt.MessageID, "locale", r.locale, "elapsed_ms", ms(time.Since(start)))
+	log.InfoContext(ctx, msg, "provider", receipt.Provider, "message_id", receipt.MessageID, "locale", r.locale, "elapsed_ms", ms(time.Since(start)))
 	return resp, nil
 }
 

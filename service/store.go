@@ -82,8 +82,8 @@ type SendStatus int
 
 // The outcomes of BeginSend.
 const (
-	// SendAccepted: the code is stored, the cooldown and the per-recipient
-	// count are taken.
+	// SendAccepted: the code is stored (unless SendParams.NoCode), the
+	// cooldown and the per-recipient count are taken.
 	SendAccepted SendStatus = iota
 	// SendCooldown: the resend interval has not passed; nothing changed.
 	SendCooldown
@@ -109,8 +109,17 @@ type SendParams struct {
 	Recipient Recipient
 	// Usage is the usage type's key ("sign_in").
 	Usage string
-	// CodeHash is the keyed hash of the new code.
+	// CodeHash is the keyed hash of the new code, never empty; unused
+	// with NoCode.
 	CodeHash []byte
+	// NoCode marks a delivery of a code the caller generated (DeliverCode):
+	// BeginSend checks and takes the limits, the cooldown and the
+	// idempotency record exactly as for any send, but stores no code and
+	// leaves a live code of the recipient and usage type (from an earlier
+	// SendCode) alone, so that nothing verifies the delivered code. Run
+	// again after its answer was lost, it recognises its own cooldown,
+	// per-recipient count or idempotency record.
+	NoCode bool
 	// VerificationID identifies this code; it is also the member counted in
 	// windows, so that a release removes exactly this send. BeginSend is
 	// idempotent per VerificationID: run again after its answer was lost,
@@ -257,8 +266,8 @@ type Store interface {
 	ReleaseSlots(ctx context.Context, member string, slots []Slot) error
 	// BeginSend checks the idempotency key, the shared slots, the cooldown
 	// and the per-recipient window, and when all pass stores the new code
-	// (replacing the old one), takes the cooldown and counts the send in
-	// its windows; otherwise it changes nothing. After an error the slots
+	// (replacing the old one; none with NoCode), takes the cooldown and
+	// counts the send in its windows; otherwise it changes nothing. After an error the slots
 	// may be held (the answer can be lost after the store acted): the
 	// caller releases them with ReleaseSlots.
 	BeginSend(ctx context.Context, p SendParams) (SendResult, error)

@@ -287,7 +287,7 @@ func loadFile(files map[fileKey]file, fsys fs.FS, p string, elems []string, name
 	usage, part, _ := strings.Cut(elems[2], ".")
 	u := otp.UsageType(usage)
 	if !slices.Contains(otp.UsageTypes, u) {
-		return fmt.Errorf("templates: %s: unknown usage type %q (want Register, SignIn, ForgotPassword or Generic)", name, usage)
+		return fmt.Errorf("templates: %s: unknown usage type %q (want one of %s)", name, usage, usageNames())
 	}
 	if !slices.Contains(channelParts[ch], part) {
 		return fmt.Errorf("templates: %s: unknown %s part %q (want %s)", name, ch, part, strings.Join(channelParts[ch], ", "))
@@ -475,4 +475,13 @@ func (r *Renderer) Locales() []string {
 // DefaultLocale returns the name of the default locale.
 func (r *Renderer) DefaultLocale() string {
 	return r.def
+}
+
+// usageNames lists the usage types for error messages.
+func usageNames() string {
+	names := make([]string, len(otp.UsageTypes))
+	for i, u := range otp.UsageTypes {
+		names[i] = string(u)
+	}
+	return strings.Join(names, ", ")
 }

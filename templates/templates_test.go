@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +58,11 @@ func TestEmbeddedLocales(t *testing.T) {
 	}
 }
 
+// embeddedUsageTypes are the usage types with default files of their own;
+// the others (Logto's MFA, binding and validation types) fall back to
+// Generic.
+var embeddedUsageTypes = []otp.UsageType{otp.Register, otp.SignIn, otp.ForgotPassword, otp.Generic}
+
 // TestRenderEveryEmbedded renders every embedded template set, and checks
 // that each part has the code, app name and minutes, and no placeholder
 // left. It also checks that every set is its own file (no fallback among
@@ -67,7 +73,7 @@ func TestRenderEveryEmbedded(t *testing.T) {
 	d := Data{Code: "482913", TTL: 10 * time.Minute}
 	for _, loc := range []string{"en", "zh-CN", "fr"} {
 		for _, ch := range channels {
-			for _, u := range otp.UsageTypes {
+			for _, u := range embeddedUsageTypes {
 				t.Run(string(ch)+"/"+loc+"/"+string(u), func(t *testing.T) {
 					t.Parallel()
 					for _, part := range channelParts[ch] {
@@ -122,6 +128,57 @@ func TestRenderEveryEmbedded(t *testing.T) {
 				})
 			}
 		}
+	}
+}
+
+// TestLogtoUsageTypesFallBackToGeneric checks that the usage types without
+// default files of their own (UserPermissionValidation, BindNewIdentifier,
+// MfaVerification, BindMfa) render, in every embedded locale and channel,
+// exactly as the locale's Generic does, with the code in it; and that an
+// override file for one of them is used for that usage type only.
+func TestLogtoUsageTypesFallBackToGeneric(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t, Options{AppName: "Acme"})
+	d := Data{Code: "Ab12cD", TTL: 10 * time.Minute}
+	var logto []otp.UsageType
+	for _, u := range otp.UsageTypes {
+		if !slices.Contains(embeddedUsageTypes, u) {
+			logto = append(logto, u)
+		}
+	}
+	if len(logto) != 4 {
+		t.Fatalf("usage types without default files = %v, want Logto's four", logto)
+	}
+	for _, loc := range r.Locales() {
+		for _, ch := range channels {
+			generic, err := r.Render(ch, loc, otp.Generic, d)
+			if err != nil {
+				t.Fatalf("Render(%s, %s, Generic): %v", ch, loc, err)
+			}
+			for _, u := range logto {
+				got, err := r.Render(ch, loc, u, d)
+				if err != nil {
+					t.Errorf("Render(%s, %s, %s): %v", ch, loc, u, err)
+					continue
+				}
+				if got != generic || !strings.Contains(got.Text+got.HTML, "Ab12cD") {
+					t.Errorf("Render(%s, %s, %s) = %+v, want Generic's %+v", ch, loc, u, got, generic)
+				}
+			}
+		}
+	}
+
+	dir := writeFiles(t, map[string]string{"sms/en/MfaVerification.txt": "{{app_name}} MFA code: {{code}}"})
+	r = newRenderer(t, Options{Dir: dir, AppName: "Acme"})
+	if c, err := r.Render(otp.SMS, "en", otp.MfaVerification, d); err != nil || c.Text != "Acme MFA code: Ab12cD" {
+		t.Errorf("Render(sms, en, MfaVerification) with an override = %+v, %v; want the override", c, err)
+	}
+	if c, err := r.Render(otp.SMS, "fr", otp.MfaVerification, d); err != nil || strings.Contains(c.Text, "MFA") {
+		t.Errorf("Render(sms, fr, MfaVerification) = %+v, %v; want fr's Generic before en's MfaVerification", c, err)
+	}
+	generic, _ := r.Render(otp.SMS, "en", otp.Generic, d)
+	if c, err := r.Render(otp.SMS, "en", otp.BindMfa, d); err != nil || c != generic {
+		t.Errorf("Render(sms, en, BindMfa) = %+v, %v; want Generic's %+v", c, err, generic)
 	}
 }
 

@@ -325,6 +325,22 @@ var logtoPasteSecrets = []string{configtest.TestKey, "f0e1d2c3b4a5968778695a4b3c
 	"AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", "key-3ax6xnjp29jd6fds4gc373sgvjxteol0",
 	"LTAI5tExampleAccessKeyId", "ExampleAccessKeySecret0123456789"}
 
+// logtoHTTPYAML has an http provider per channel, each as Logto's HTTP
+// connector config pasted, the token from the environment.
+const logtoHTTPYAML = `
+redis: {url: "redis://127.0.0.1:6379/0"}
+secret: "${OTPD_HMAC_KEY}"
+providers:
+  - name: hook-sms
+    type: http
+    channel: sms
+    config: {"endpoint": "https://hooks.example.com/logto/sms?sig=qq7rr8ss9", "authorization": "${HOOK_AUTH}"}
+  - name: hook-email
+    type: http
+    channel: email
+    config: {"endpoint": "https://hooks.example.com/logto/email"}
+`
+
 // TestCheckVendorConfigs runs otpd -check's work on Logto configurations
 // pasted unchanged and on DESIGN.md's example: every provider × usage type
 // renders with the sample code, settings print, and no secret does.
@@ -340,6 +356,11 @@ func TestCheckVendorConfigs(t *testing.T) {
 			name: "Logto paste", yaml: logtoPasteYAML, env: configtest.KeyEnv(),
 			secrets:  logtoPasteSecrets,
 			sections: []string{"twilio (sms", "tencent (sms", "mailgun (email", "aliyun (email"},
+		},
+		{
+			name: "Logto HTTP connectors", yaml: logtoHTTPYAML, env: configtest.KeyEnv("HOOK_AUTH", "Bearer hk_live_0123456789"),
+			secrets:  []string{configtest.TestKey, "hk_live_0123456789", "qq7rr8ss9"},
+			sections: []string{"hook-sms (sms", "hook-email (email"},
 		},
 		{
 			name: "DESIGN.md example", yaml: configtest.DesignExampleYAML, env: configtest.EnvFrom(configtest.DesignEnv),

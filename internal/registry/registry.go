@@ -19,6 +19,7 @@ import (
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/aliyundm"
 	"github.com/otpd/otpd/providers/console"
+	"github.com/otpd/otpd/providers/logtohttp"
 	"github.com/otpd/otpd/providers/mailgun"
 	"github.com/otpd/otpd/providers/tencent"
 	"github.com/otpd/otpd/providers/twilio"
@@ -33,8 +34,9 @@ type Spec struct {
 	// Match optionally limits the recipients the provider serves: phone
 	// prefixes or email domains.
 	Match []string `yaml:"match"`
-	// Channel picks the channel of types that can serve both (console);
-	// empty means both.
+	// Channel picks the channel of types that can serve both: empty means
+	// both for console; type http requires it, since it says which of
+	// Logto's two HTTP connectors the endpoint was written for.
 	Channel otp.Channel `yaml:"channel"`
 	// Timeout bounds one attempt on this provider; 0 leaves it to the call's
 	// deadline.
@@ -55,10 +57,11 @@ type Env struct {
 
 // factory builds one provider type. channels lists the channels the type
 // can serve; a provider of a type with two serves both unless its spec
-// names one.
+// names one, or must name one when pickChannel is set.
 type factory struct {
-	channels []otp.Channel
-	build    func(name string, raw []byte, env Env) (providers.Sender, error)
+	channels    []otp.Channel
+	pickChannel bool
+	build       func(name string, raw []byte, env Env) (providers.Sender, error)
 }
 
 // types maps a provider type to its constructor, with the test-only types
@@ -78,6 +81,9 @@ var types = merge(testTypes(), map[string]factory{
 	"tencent":   vendor(tencent.ParseConfig, tencent.New, otp.SMS),
 	"mailgun":   vendor(mailgun.ParseConfig, mailgun.New, otp.Email),
 	"aliyun-dm": vendor(aliyundm.ParseConfig, aliyundm.New, otp.Email),
+	// An endpoint written for Logto's HTTP SMS connector expects numbers,
+	// one for its email connector addresses: each provider serves one.
+	"http": pickChannel(vendor(logtohttp.ParseConfig, logtohttp.New, otp.Channels...)),
 })
 
 func merge(extra, base map[string]factory) map[string]factory {
@@ -102,6 +108,12 @@ func vendor[C any, S providers.Sender](parse func([]byte) (C, error), build func
 	}
 }
 
+// pickChannel makes f's providers name their channel.
+func pickChannel(f factory) factory {
+	f.pickChannel = true
+	return f
+}
+
 // Types lists the provider types this binary knows, sorted.
 func Types() []string {
 	out := make([]string, 0, len(types))
@@ -120,15 +132,16 @@ func (s Spec) Validate() error {
 	if s.Name == "" {
 		errs = append(errs, errors.New("name: must be set"))
 	}
-	f, ok := types[s.Type]
-	if !ok {
+	switch f, ok := types[s.Type]; {
+	case !ok:
 		errs = append(errs, fmt.Errorf("type: %q is not a provider type (%s)", s.Type, joinTypes()))
-	} else if s.Channel != "" {
-		if len(f.channels) == 1 {
-			errs = append(errs, fmt.Errorf("channel: type %s always sends %s; leave channel out", s.Type, f.channels[0]))
-		} else if !slices.Contains(otp.Channels, s.Channel) {
-			errs = append(errs, errors.New("channel: must be sms or email"))
-		}
+	case s.Channel == "" && f.pickChannel:
+		errs = append(errs, errChannelRequired(s.Type))
+	case s.Channel == "":
+	case len(f.channels) == 1:
+		errs = append(errs, fmt.Errorf("channel: type %s always sends %s; leave channel out", s.Type, f.channels[0]))
+	case !slices.Contains(otp.Channels, s.Channel):
+		errs = append(errs, errors.New("channel: must be sms or email"))
 	}
 	if s.Timeout < 0 {
 		errs = append(errs, errors.New("timeout: must not be negative"))
@@ -137,6 +150,12 @@ func (s Spec) Validate() error {
 		errs = append(errs, fmt.Errorf("config: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// errChannelRequired is the error for a provider of a pickChannel type
+// without a channel.
+func errChannelRequired(typ string) error {
+	return fmt.Errorf("channel: required for type %s: sms or email, the Logto connector the endpoint was written for", typ)
 }
 
 func joinTypes() string {
@@ -184,6 +203,10 @@ func Build(specs []Spec, env Env) ([]providers.Route, error) {
 		f, ok := types[p.Type]
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: unknown type %q", where, p.Type))
+			continue
+		}
+		if f.pickChannel && p.Channel == "" {
+			errs = append(errs, fmt.Errorf("%s: %w", where, errChannelRequired(p.Type)))
 			continue
 		}
 		raw, err := p.configJSON()

@@ -204,7 +204,7 @@ func TestTypes(t *testing.T) {
 	if !slices.IsSorted(got) {
 		t.Errorf("Types() = %q, not sorted", got)
 	}
-	for _, want := range []string{"aliyun-dm", "console", "mailgun", "tencent", "twilio"} {
+	for _, want := range []string{"aliyun-dm", "console", "http", "mailgun", "tencent", "twilio"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("Types() = %q, lacks %s", got, want)
 		}
@@ -215,8 +215,8 @@ func TestTypes(t *testing.T) {
 	if slices.Contains(got, "fake") != tagged {
 		t.Errorf("Types() = %q; fake must be there only with -tags otpd_fake (tagged: %v)", got, tagged)
 	}
-	if !tagged && len(got) != 5 {
-		t.Errorf("Types() = %q, want the five release types", got)
+	if !tagged && len(got) != 6 {
+		t.Errorf("Types() = %q, want the six release types", got)
 	}
 }
 
@@ -237,6 +237,11 @@ func TestSpecValidate(t *testing.T) {
 		{"bad channel", Spec{Name: "c", Type: "console", Channel: "fax"}, []string{"channel: must be sms or email"}},
 		{"channel for a one-channel type", Spec{Name: "m", Type: "mailgun", Channel: otp.Email},
 			[]string{"channel: type mailgun always sends email; leave channel out"}},
+		{"http on sms", Spec{Name: "h", Type: "http", Channel: otp.SMS}, nil},
+		{"http on email", Spec{Name: "h", Type: "http", Channel: otp.Email}, nil},
+		{"http without a channel", Spec{Name: "h", Type: "http"},
+			[]string{"channel: required for type http: sms or email, the Logto connector the endpoint was written for"}},
+		{"http on a bad channel", Spec{Name: "h", Type: "http", Channel: "fax"}, []string{"channel: must be sms or email"}},
 		{"negative timeout", Spec{Name: "c", Type: "console", Timeout: -time.Second}, []string{"timeout: must not be negative"}},
 		{"everything wrong", Spec{Type: "pigeon", Channel: "fax", Timeout: -1},
 			[]string{"name: ", "type: ", "timeout: "}},
@@ -262,6 +267,8 @@ func TestSpecChannels(t *testing.T) {
 		{Spec{Type: "tencent"}, []otp.Channel{otp.SMS}},
 		{Spec{Type: "mailgun"}, []otp.Channel{otp.Email}},
 		{Spec{Type: "aliyun-dm"}, []otp.Channel{otp.Email}},
+		{Spec{Type: "http", Channel: otp.SMS}, []otp.Channel{otp.SMS}},
+		{Spec{Type: "http", Channel: otp.Email}, []otp.Channel{otp.Email}},
 	} {
 		if got := tt.spec.Channels(); !slices.Equal(got, tt.want) {
 			t.Errorf("%s/%q: Channels() = %q, want %q", tt.spec.Type, tt.spec.Channel, got, tt.want)
@@ -278,6 +285,7 @@ func TestBuild(t *testing.T) {
 type: twilio
 config: {accountSID: AC00000000000000000000000000000000, authToken: "0123456789abcdef", fromMessagingServiceSID: MG00000000000000000000000000000000}
 `),
+		specOf(t, "name: hook-mail\ntype: http\nchannel: email\nconfig: {endpoint: \"https://hooks.example.com/email\", authorization: \"Bearer x\"}\n"),
 	}
 	var out bytes.Buffer
 	routes, err := Build(specs, Env{Console: &out})
@@ -295,6 +303,7 @@ config: {accountSID: AC00000000000000000000000000000000, authToken: "0123456789a
 		{"console", otp.Email, nil, 0},
 		{"console-cn", otp.SMS, []string{"+86"}, 2 * time.Second},
 		{"twilio", otp.SMS, nil, 0},
+		{"hook-mail", otp.Email, nil, 0},
 	}
 	var got []route
 	for _, r := range routes {
@@ -323,6 +332,10 @@ func TestBuildErrorsNameProviders(t *testing.T) {
 		{"unknown console config key", "name: loud\ntype: console\nconfig: {colour: red}\n", []string{"providers[1] (loud): ", "colour"}},
 		{"vendor config missing a required key", "name: flaky\ntype: twilio\nconfig: {accountSID: AC00000000000000000000000000000000, authToken: abc123}\n",
 			[]string{"providers[1] (flaky): ", "fromMessagingServiceSID: required"}},
+		{"http without a channel", "name: hook\ntype: http\nconfig: {endpoint: \"https://hooks.example.com/sms\"}\n",
+			[]string{"providers[1] (hook): channel: required for type http"}},
+		{"http without an endpoint", "name: hook\ntype: http\nchannel: sms\nconfig: {authorization: \"Bearer x\"}\n",
+			[]string{"providers[1] (hook): ", "endpoint: required"}},
 		{"config not JSON-able", "name: inf\ntype: console\nconfig: {ratio: .inf}\n", []string{"providers[1] (inf): config: "}},
 		{"tencent without a template for every usage type", `name: tencent-cn
 type: tencent

@@ -131,7 +131,8 @@ func TestSendTemplateChoice(t *testing.T) {
 	own := []aliyundm.Template{
 		{UsageType: "SignIn", Subject: "Sign in to {{app_name}}: {{code}}", Content: "<p>{{app_name}} sign-in code <b>{{code}}</b></p>"},
 		{UsageType: "Generic", Subject: "{{code}} is your {{app_name}} code", Content: "<p>{{app_name}}: {{code}}</p>"},
-		{UsageType: "MfaVerification", Subject: "MFA", Content: "<p>{{code}} {{link}}</p>"}, // Logto-only: ignored
+		{UsageType: "MfaVerification", Subject: "MFA code {{code}}", Content: "<p>Your MFA code is {{code}}</p>"},
+		{UsageType: "OrganizationInvitation", Subject: "Join", Content: "<p>{{link}}</p>"}, // no code: ignored
 	}
 	onlyRegister := []aliyundm.Template{{UsageType: "Register", Subject: "Welcome {{code}}", Content: "<p>{{code}}</p>"}}
 	withApp := func(u otp.UsageType, app string) otp.Message {
@@ -151,6 +152,14 @@ func TestSendTemplateChoice(t *testing.T) {
 		{
 			name: "own template", templates: own, msg: sampleMail(otp.SignIn),
 			want: map[string]string{"Subject": "Sign in to Acme: 482915", "HtmlBody": "<p>Acme sign-in code <b>482915</b></p>"},
+		},
+		{
+			name: "own template of a Logto usage type", templates: own, msg: sampleMail(otp.MfaVerification),
+			want: map[string]string{"Subject": "MFA code 482915", "HtmlBody": "<p>Your MFA code is 482915</p>"},
+		},
+		{
+			name: "Generic for a Logto usage type without one", templates: own, msg: sampleMail(otp.BindMfa),
+			want: map[string]string{"Subject": "482915 is your Acme code", "HtmlBody": "<p>Acme: 482915</p>"},
 		},
 		{
 			name: "Generic for a usage type without one", templates: own, msg: sampleMail(otp.ForgotPassword),

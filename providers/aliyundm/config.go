@@ -36,9 +36,9 @@ type Config struct {
 	RegionID string `json:"regionId,omitempty"`
 	// Templates are the provider's own subject and HTML content per usage
 	// type. They are optional: a usage type without one (and without a
-	// Generic one) is sent with otpd's own templates. Templates for the
-	// usage types only Logto has (OrganizationInvitation, MfaVerification,
-	// ...) load and are ignored, unchecked.
+	// Generic one) is sent with otpd's own templates. An
+	// OrganizationInvitation template (Logto's, a link without a code)
+	// loads and is ignored, unchecked.
 	Templates []Template `json:"templates"`
 	// Endpoint overrides the API base URL, https://<region's API host> by
 	// default, for a proxy or a test double: scheme and host[:port] only.
@@ -50,8 +50,10 @@ type Config struct {
 // Both may hold the placeholders {{code}}, {{app_name}} and {{ttl_minutes}};
 // the content is HTML, so inserted values are escaped there.
 type Template struct {
-	// UsageType is one of Logto's usage types: Register, SignIn,
-	// ForgotPassword, Generic, or a Logto-only one, which is ignored.
+	// UsageType is one of Logto's nine usage types: Register, SignIn,
+	// ForgotPassword, Generic, UserPermissionValidation, BindNewIdentifier,
+	// MfaVerification, BindMfa, or OrganizationInvitation (a link, no
+	// code), which is ignored.
 	UsageType string `json:"usageType"`
 	// Subject is the mail's subject, plain text.
 	Subject string `json:"subject"`

@@ -48,7 +48,7 @@ func TestParseConfigPasted(t *testing.T) {
 		{"DESIGN.md example", designExample,
 			`accessKeyId ${******_AK}, accountName no-reply@dm.example.com, fromAlias none, region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Generic`},
 		{"Logto connector", logtoPaste,
-			`accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias "Acme", region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Register SignIn ForgotPassword Generic`},
+			`accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias "Acme", region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Register SignIn ForgotPassword UserPermissionValidation BindNewIdentifier MfaVerification BindMfa Generic`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

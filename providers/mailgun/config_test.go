@@ -33,7 +33,7 @@ func TestParseConfigSeed(t *testing.T) {
 func TestParseConfigAccepts(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, raw string }{
-		{"all nine Logto usage types, Logto-only ones with Logto-only placeholders", logtoConfig("", `{
+		{"all nine Logto usage types, the invitation with Logto-only placeholders", logtoConfig("", `{
 			"Register": {"html": "{{code}}"}, "SignIn": {"html": "{{code}}"}, "ForgotPassword": {"html": "{{code}}"}, "Generic": {"html": "{{code}}"},
 			"OrganizationInvitation": {"html": "<a href=\"{{link}}\">join</a>"}, "UserPermissionValidation": {"template": "upv"},
 			"BindNewIdentifier": {"html": "{{code}}"}, "MfaVerification": {"text": "{{code}}"}, "BindMfa": {"template": "bind", "variables": {}}}`)},

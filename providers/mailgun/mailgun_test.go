@@ -286,15 +286,17 @@ func TestPreview(t *testing.T) {
 // endpoint gives, and that the API key is never in it.
 func TestDescribe(t *testing.T) {
 	t.Parallel()
-	const seedUsage = `, Register: raw html text, SignIn: template "logto-sign-in", ForgotPassword: otpd templates, Generic: otpd templates`
+	const seedUsage = `, Register: raw html text, SignIn: template "logto-sign-in", ForgotPassword: otpd templates` +
+		`, UserPermissionValidation: otpd templates, BindNewIdentifier: otpd templates, MfaVerification: otpd templates, BindMfa: otpd templates, Generic: otpd templates`
 	for _, tc := range []struct{ name, endpoint, deliveries, want string }{
 		{"default endpoint", "", seedDeliveries, `mailgun domain mg.example.com, API https://api.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` + seedUsage},
 		{"EU", mailgun.EUEndpoint, seedDeliveries, `mailgun domain mg.example.com, API https://api.eu.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` + seedUsage},
 		{"EU with /v3/", "https://api.eu.mailgun.net/v3/", seedDeliveries, `mailgun domain mg.example.com, API https://api.eu.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` + seedUsage},
 		{
-			"Generic and ignored Logto-only", "", `{"Generic": {"text": "{{code}}"}, "BindMfa": {"html": "x"}, "OrganizationInvitation": {"html": "{{link}}"}}`,
+			"Generic, a Logto usage type and ignored Logto-only", "", `{"Generic": {"text": "{{code}}"}, "BindMfa": {"html": "x"}, "OrganizationInvitation": {"html": "{{link}}"}}`,
 			`mailgun domain mg.example.com, API https://api.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` +
-				`, Register: as Generic, SignIn: as Generic, ForgotPassword: as Generic, Generic: raw text; ignored Logto-only deliveries: BindMfa, OrganizationInvitation`,
+				`, Register: as Generic, SignIn: as Generic, ForgotPassword: as Generic, UserPermissionValidation: as Generic` +
+				`, BindNewIdentifier: as Generic, MfaVerification: as Generic, BindMfa: raw html, Generic: raw text; ignored Logto-only deliveries: OrganizationInvitation`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,8 +321,8 @@ func TestCanServe(t *testing.T) {
 				t.Errorf("deliveries %s: CanServe(%s) = %v, want nil", deliveries, u, err)
 			}
 		}
-		if err := p.CanServe("BindMfa"); err == nil {
-			t.Errorf("deliveries %s: CanServe(BindMfa) = nil, want an error", deliveries)
+		if err := p.CanServe("OrganizationInvitation"); err == nil {
+			t.Errorf("deliveries %s: CanServe(OrganizationInvitation) = nil, want an error", deliveries)
 		}
 	}
 }

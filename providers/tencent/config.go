@@ -27,9 +27,9 @@ type Config struct {
 	SDKAppID string `json:"sdkAppId"`
 	// Templates maps usage types to approved templates. Tencent sends only
 	// templates approved in its console, never otpd's own text, so at least
-	// one template for Register, SignIn, ForgotPassword or Generic is
-	// required. Templates for the usage types only Logto has
-	// (OrganizationInvitation, MfaVerification, ...) load and are ignored.
+	// one template is required; Generic serves every usage type without
+	// its own. An OrganizationInvitation template (Logto's, a link without
+	// a code) loads and is ignored.
 	Templates []Template `json:"templates"`
 	// Endpoint overrides the API base URL, https://sms.tencentcloudapi.com by
 	// default, for a proxy or a test double: scheme and host[:port] only.
@@ -40,8 +40,10 @@ type Config struct {
 // Template is an approved Tencent SMS template for a usage type. Its single
 // placeholder {1} receives the code.
 type Template struct {
-	// UsageType is one of Logto's usage types: Register, SignIn,
-	// ForgotPassword, Generic, or a Logto-only one, which is ignored.
+	// UsageType is one of Logto's nine usage types: Register, SignIn,
+	// ForgotPassword, Generic, UserPermissionValidation, BindNewIdentifier,
+	// MfaVerification, BindMfa, or OrganizationInvitation (a link, no
+	// code), which is ignored.
 	UsageType string `json:"usageType"`
 	// TemplateCode is the template's ID (模版 ID), such as "1234567".
 	TemplateCode string `json:"templateCode"`
@@ -106,7 +108,7 @@ func (c Config) templatesByUsage() (map[otp.UsageType]string, error) {
 		}
 	}
 	if len(byUsage) == 0 && len(errs) == 0 {
-		errs = append(errs, errors.New("templates: need a templateCode for Register, SignIn, ForgotPassword or Generic: "+
+		errs = append(errs, errors.New("templates: need a templateCode for Generic or another usage type otpd sends codes for: "+
 			"Tencent sends only templates approved in its console, never otpd's own text"))
 	}
 	if len(errs) > 0 {

@@ -227,7 +227,9 @@ func TestTemplateChoice(t *testing.T) {
 		{"own template", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, otp.Register, "1111"},
 		{"generic fallback", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, otp.SignIn, "9999"},
 		{"generic itself", []tencent.Template{tpl("Register", "1111"), tpl("Generic", "9999")}, otp.Generic, "9999"},
-		{"logto-only template unused", []tencent.Template{tpl("MfaVerification", "5555"), tpl("Generic", "9999")}, otp.ForgotPassword, "9999"},
+		{"logto usage type's own template", []tencent.Template{tpl("MfaVerification", "5555"), tpl("Generic", "9999")}, otp.MfaVerification, "5555"},
+		{"logto usage type falls back to generic", []tencent.Template{tpl("MfaVerification", "5555"), tpl("Generic", "9999")}, otp.BindMfa, "9999"},
+		{"invitation template unused", []tencent.Template{tpl("OrganizationInvitation", "5555"), tpl("Generic", "9999")}, otp.ForgotPassword, "9999"},
 		{"no template, no generic", []tencent.Template{tpl("Register", "1111")}, otp.SignIn, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -460,8 +462,8 @@ func TestCanServe(t *testing.T) {
 	}{
 		{"generic serves all", []tencent.Template{tpl("Generic", "1")}, otp.UsageTypes},
 		{"one usage type", []tencent.Template{tpl("Register", "1")}, []otp.UsageType{otp.Register}},
-		{"two plus logto-only", []tencent.Template{tpl("SignIn", "1"), tpl("ForgotPassword", "2"), tpl("BindMfa", "3")},
-			[]otp.UsageType{otp.SignIn, otp.ForgotPassword}},
+		{"two plus a logto usage type and the invitation", []tencent.Template{tpl("SignIn", "1"), tpl("ForgotPassword", "2"), tpl("BindMfa", "3"), tpl("OrganizationInvitation", "4")},
+			[]otp.UsageType{otp.SignIn, otp.ForgotPassword, otp.BindMfa}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

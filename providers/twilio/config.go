@@ -37,8 +37,8 @@ type Config struct {
 	// Templates holds the message text of each usage type; {{code}},
 	// {{app_name}} and {{ttl_minutes}} are replaced. A usage type without
 	// one gets Generic's; without Generic, the text rendered from otpd's own
-	// templates goes out. Templates for the usage types only Logto has
-	// (OrganizationInvitation, MfaVerification, ...) load and are ignored.
+	// templates goes out. An OrganizationInvitation template (Logto's, a
+	// link without a code) loads and is ignored.
 	Templates []Template `json:"templates"`
 	// Endpoint overrides the API base URL, DefaultEndpoint if empty, for a
 	// proxy, another Twilio region (https://api.dublin.ie1.twilio.com) or a
@@ -49,8 +49,10 @@ type Config struct {
 
 // Template is the SMS text of one usage type.
 type Template struct {
-	// UsageType is one of Logto's usage types: Register, SignIn,
-	// ForgotPassword, Generic, or a Logto-only one, which is ignored.
+	// UsageType is one of Logto's nine usage types: Register, SignIn,
+	// ForgotPassword, Generic, UserPermissionValidation, BindNewIdentifier,
+	// MfaVerification, BindMfa, or OrganizationInvitation (a link, no
+	// code), which is ignored.
 	UsageType string `json:"usageType"`
 	// Content is the message text. It must hold {{code}}.
 	Content string `json:"content"`

@@ -47,8 +47,8 @@ func TestParseLogtoConfig(t *testing.T) {
 		{"design example", designConfig, "twilio account " + maskedSID +
 			", messaging service MG0000, endpoint https://api.twilio.com, risk check on, templates Generic"},
 		{"logto, nine usage types", logtoConfig, "twilio account " + maskedSID + ", messaging service " + testService +
-			", endpoint https://api.twilio.com, risk check disabled, templates Register SignIn ForgotPassword Generic" +
-			"; ignored Logto-only templates: OrganizationInvitation, UserPermissionValidation, BindNewIdentifier, MfaVerification, BindMfa"},
+			", endpoint https://api.twilio.com, risk check disabled, templates Register SignIn ForgotPassword" +
+			" UserPermissionValidation BindNewIdentifier MfaVerification BindMfa Generic; ignored Logto-only templates: OrganizationInvitation"},
 		{"endpoint", strings.Replace(designConfig, `"templates"`, `"endpoint": "https://proxy.example/twilio/", "templates"`, 1),
 			"twilio account " + maskedSID + ", messaging service MG0000, endpoint https://proxy.example/twilio, risk check on, templates Generic"},
 	} {

@@ -127,8 +127,12 @@ func TestTemplateChoice(t *testing.T) {
 		{"own template", ownAndGeneric, sample(otp.Register), "Welcome! 482915"},
 		{"generic fallback", ownAndGeneric, sample(otp.SignIn), "Code: 482915"},
 		{"otpd content without templates", nil, sample(otp.ForgotPassword), "Your Acme code is 482915."},
-		{"otpd content when only logto-only templates", []twilio.Template{tpl("MfaVerification", "MFA {{code}}")},
+		{"otpd content when only another usage type's template", []twilio.Template{tpl("MfaVerification", "MFA {{code}}")},
 			sample(otp.SignIn), "Your Acme code is 482915."},
+		{"own template of a Logto usage type", []twilio.Template{tpl("MfaVerification", "MFA {{code}}"), tpl("Generic", "Code: {{code}}")},
+			sample(otp.MfaVerification), "MFA 482915"},
+		{"generic fallback of a Logto usage type", []twilio.Template{tpl("MfaVerification", "MFA {{code}}"), tpl("Generic", "Code: {{code}}")},
+			sample(otp.BindNewIdentifier), "Code: 482915"},
 		{"every placeholder, none escaped", []twilio.Template{tpl("Generic", "{{app_name}}: {{code}}, valid {{ttl_minutes}} min. Again: {{ code }}")},
 			func() otp.Message {
 				msg := smsMessage(otp.SignIn)
@@ -383,8 +387,8 @@ func TestCanServe(t *testing.T) {
 				t.Errorf("CanServe(%s) with templates %v = %v, want nil", u, templates, err)
 			}
 		}
-		if err := p.CanServe("MfaVerification"); err == nil {
-			t.Error("CanServe(MfaVerification) = nil, want an error: otpd never sends it")
+		if err := p.CanServe("OrganizationInvitation"); err == nil {
+			t.Error("CanServe(OrganizationInvitation) = nil, want an error: otpd never sends it")
 		}
 	}
 }
@@ -434,8 +438,8 @@ func TestDescribe(t *testing.T) {
 		{"defaults", testConfig(""), "twilio account " + maskedSID + ", messaging service " + testService +
 			", endpoint https://api.twilio.com, risk check on, templates none (otpd templates)"},
 		{"templates and endpoint", withTemplates, "twilio account " + maskedSID + ", messaging service " + testService +
-			", endpoint http://127.0.0.1:8080/twilio, risk check disabled, templates Register Generic" +
-			"; ignored Logto-only templates: OrganizationInvitation, BindMfa"},
+			", endpoint http://127.0.0.1:8080/twilio, risk check disabled, templates Register BindMfa Generic" +
+			"; ignored Logto-only templates: OrganizationInvitation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

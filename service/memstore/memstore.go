@@ -307,6 +307,9 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		return service.SendResult{Status: service.SendAccepted}, nil // a re-run
 	}
 	ik := idemKey(rid, p.IdempotencyKey.ID)
+	if p.NoCode && s.sendHolds(ck, ik, rid, p) {
+		return service.SendResult{Status: service.SendAccepted}, nil // a re-run of a delivery
+	}
 	if p.IdempotencyKey.ID != "" {
 		if res := s.lookup(ik, p.Fingerprint, now); res.Status != service.SendAccepted {
 			return res, nil
@@ -332,16 +335,31 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	if p.Cooldown > 0 {
 		s.cooldowns[ck] = expiring{value: p.VerificationID, expires: now + p.Cooldown.Milliseconds()}
 	}
-	s.codes[ck] = &code{
-		hash:    append([]byte(nil), p.CodeHash...),
-		id:      p.VerificationID,
-		expires: now + p.TTL.Milliseconds(),
-		max:     p.MaxAttempts,
+	if !p.NoCode {
+		s.codes[ck] = &code{
+			hash:    append([]byte(nil), p.CodeHash...),
+			id:      p.VerificationID,
+			expires: now + p.TTL.Milliseconds(),
+			max:     p.MaxAttempts,
+		}
 	}
 	if p.IdempotencyKey.ID != "" {
 		s.idem[ik] = &idemRecord{fingerprint: p.Fingerprint, id: p.VerificationID, expires: now + p.PendingTTL.Milliseconds()}
 	}
 	return service.SendResult{Status: service.SendAccepted}, nil
+}
+
+// sendHolds reports whether the send p already holds its cooldown, its
+// per-recipient count or its idempotency record: how a delivery, which
+// stores no code, recognises a re-run of itself.
+func (s *Store) sendHolds(ck, ik, rid string, p service.SendParams) bool {
+	if cd, ok := s.cooldowns[ck]; ok && cd.value == p.VerificationID {
+		return true
+	}
+	if rec := s.idem[ik]; p.IdempotencyKey.ID != "" && rec != nil && rec.id == p.VerificationID {
+		return true
+	}
+	return s.has(sendsKey(rid), p.VerificationID)
 }
 
 // LookupSend implements service.Store.

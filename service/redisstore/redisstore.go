@@ -302,7 +302,11 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	keys[0], keys[1], keys[2], keys[3], keys[4] = k.code, k.cooldown, k.sends, k.idem, k.undone(p.VerificationID)
 	args := make([]any, 12, 12+2*len(slots))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
-	args[6], args[7], args[8], args[9], args[10] = p.VerificationID, p.CodeHash, useIdem, p.Fingerprint, ms(p.PendingTTL)
+	codeHash := p.CodeHash
+	if p.NoCode {
+		codeHash = nil // an empty hash: the script stores no code
+	}
+	args[6], args[7], args[8], args[9], args[10] = p.VerificationID, codeHash, useIdem, p.Fingerprint, ms(p.PendingTTL)
 	args[11] = string(m.kinds)
 	for _, sl := range slots {
 		keys = append(keys, s.slotKey(sl))

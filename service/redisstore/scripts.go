@@ -153,9 +153,12 @@ return {1, 0}
 // sendScript checks the idempotency key, the shared slots, the cooldown
 // and the per-recipient window, then, all checks passed, takes the
 // cooldown, counts the send in every window and stores the code: nothing
-// is written when a check refuses. Run again for a verification id whose
-// code is stored, it answers accepted and changes nothing; for an id
-// whose abort left a tombstone, it answers 7 (undone) and changes nothing.
+// is written when a check refuses. An empty code_hash is a delivery of the
+// caller's code (SendParams.NoCode): everything but the code is taken, and
+// a live code stays as it is. Run again for a verification id whose code
+// (for a delivery: whose cooldown, count or idempotency record) is
+// stored, it answers accepted and changes nothing; for an id whose abort
+// left a tombstone, it answers 7 (undone) and changes nothing.
 //
 //   - KEYS[1] code: hash of h (code hash), id (verification id), exp
 //     (expiry, ms), a (attempts used), m (max attempts), and once verified
@@ -170,7 +173,8 @@ return {1, 0}
 //     Redis Cluster, where the slots are taken by slotScript first.
 //   - then the moves of migrateLua
 //   - ARGV offset_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
-//     per_window_ms, verification_id, code_hash, use_idempotency (0/1),
+//     per_window_ms, verification_id, code_hash (empty: store no code),
+//     use_idempotency (0/1),
 //     fingerprint, pending_ttl_ms, kinds, then window_ms and limit of each
 //     slot
 //
@@ -180,6 +184,13 @@ var sendScript = newScript(guarded + helpers + `
 local slots = migrate(ARGV[12]) - 5
 if redis.call('EXISTS', KEYS[5]) == 1 then return {7, 0} end
 if redis.call('HGET', KEYS[1], 'id') == ARGV[7] then return {0, 0} end
+local deliver = ARGV[8] == ''
+if deliver then
+  local cd = redis.call('GET', KEYS[2])
+  if cd and string.match(cd, ':(.*)$') == ARGV[7] then return {0, 0} end
+  if redis.call('ZSCORE', KEYS[3], ARGV[7]) then return {0, 0} end
+  if ARGV[9] == '1' and redis.call('HGET', KEYS[4], 'id') == ARGV[7] then return {0, 0} end
+end
 local now = clock(ARGV[1])
 if ARGV[9] == '1' then
   local rec = redis.call('HMGET', KEYS[4], 'fp', 'resp')
@@ -213,12 +224,14 @@ end
 if cooldown > 0 then
   redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
 end
-local ttl = tonumber(ARGV[2])
--- The old code, if any, goes whole: its consumed mark and wrong attempts
--- with it.
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
-redis.call('PEXPIRE', KEYS[1], ttl)
+if not deliver then
+  local ttl = tonumber(ARGV[2])
+  -- The old code, if any, goes whole: its consumed mark and wrong
+  -- attempts with it.
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
 if ARGV[9] == '1' then
   redis.call('HSET', KEYS[4], 'fp', ARGV[10], 'id', ARGV[7])
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[11]))

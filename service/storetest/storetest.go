@@ -116,6 +116,9 @@ func Run(t *testing.T, newStore Factory) {
 		{"RotationReplicasEitherWay", testRotationEitherWay},
 		{"RotationUndoFindsMovedState", testRotationUndo},
 		{"ConcurrentVerifyDuringRotation", testConcurrentVerifyRotation},
+		{"DeliveryStoresNoCode", testDeliveryStoresNoCode},
+		{"DeliveryKeepsLiveCode", testDeliveryKeepsLiveCode},
+		{"DeliveryRerunAndAbort", testDeliveryRerunAndAbort},
 		{"Ping", func(t *testing.T, s service.Store) {
 			if err := s.Ping(context.Background()); err != nil {
 				t.Fatalf("Ping: %v", err)
@@ -1187,5 +1190,87 @@ func testConcurrentVerifyRotation(t *testing.T, s service.Store) {
 	wg.Wait()
 	if ok.Load() != 1 || expired.Load() != n-1 {
 		t.Fatalf("%d parallel verifies of the right code during a rotation: %d OK, %d EXPIRED; want exactly 1 OK", n, ok.Load(), expired.Load())
+	}
+}
+
+// deliver returns SendParams for a delivery of the caller's code
+// (SendParams.NoCode): no code hash.
+func deliver(rid, usage string, now time.Time) service.SendParams {
+	p := send(rid, usage, nil, now)
+	p.NoCode = true
+	return p
+}
+
+// A delivery takes the cooldown, the per-recipient count, the slots and the
+// idempotency record like any send, and stores nothing that verifies.
+func testDeliveryStoresNoCode(t *testing.T, s service.Store) {
+	rid := id("r")
+	p := deliver(rid, "sign_in", t0)
+	p.IdempotencyKey = idem(id("k"))
+	p.Slots = []service.Slot{{Limit: "per_ip", Key: id("ip"), Window: service.Window{Count: 1, Window: time.Hour}}}
+	mustBegin(t, s, p, service.SendAccepted)
+	mustVerify(t, s, verify(rid, "sign_in", right, t0.Add(time.Second)), service.VerifyExpired)
+	mustVerify(t, s, verify(rid, "sign_in", nil, t0.Add(time.Second)), service.VerifyExpired)
+	// Its limits are taken: the cooldown, the slot and the idempotency
+	// record, which is pending until the answer is stored.
+	mustBegin(t, s, send(rid, "sign_in", right, t0.Add(2*time.Second)), service.SendCooldown)
+	other := send(id("r"), "sign_in", right, t0.Add(2*time.Second))
+	other.Slots = p.Slots
+	mustBegin(t, s, other, service.SendSlotLimited)
+	res, err := s.LookupSend(context.Background(), rcpt(rid), p.IdempotencyKey, p.Fingerprint)
+	if err != nil || res.Status != service.SendInProgress {
+		t.Fatalf("LookupSend after a delivery = %+v, %v; want in progress", res, err)
+	}
+}
+
+// A delivery leaves a live code of the recipient and usage type alone: the
+// code an earlier send stored still verifies.
+func testDeliveryKeepsLiveCode(t *testing.T, s service.Store) {
+	rid := id("r")
+	mustBegin(t, s, send(rid, "sign_in", right, t0), service.SendAccepted)
+	mustBegin(t, s, deliver(rid, "sign_in", t0.Add(2*time.Minute)), service.SendAccepted)
+	mustVerify(t, s, verify(rid, "sign_in", right, t0.Add(2*time.Minute+time.Second)), service.VerifyOK)
+}
+
+// A delivery run again after its answer was lost counts once, although no
+// code of its id is stored; its abort frees its cooldown.
+func testDeliveryRerunAndAbort(t *testing.T, s service.Store) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		set  func(*service.SendParams)
+	}{
+		{"cooldown and window", func(*service.SendParams) {}},
+		{"window only", func(p *service.SendParams) { p.Cooldown = 0 }},
+		{"idempotency record only", func(p *service.SendParams) {
+			p.Cooldown, p.PerRecipient = 0, service.Window{}
+			p.IdempotencyKey = idem(id("k"))
+		}},
+	} {
+		rid := id("r")
+		p := deliver(rid, "sign_in", t0)
+		p.PerRecipient = service.Window{Count: 2, Window: time.Hour}
+		tc.set(&p)
+		for range 3 {
+			mustBegin(t, s, p, service.SendAccepted)
+		}
+		if p.PerRecipient.Enabled() {
+			// Counted once: one more fits the window of 2.
+			q := send(rid, "forgot_password", wrong, t0.Add(time.Second))
+			q.PerRecipient = p.PerRecipient
+			mustBegin(t, s, q, service.SendAccepted)
+			q = send(rid, "register", wrong, t0.Add(2*time.Second))
+			q.PerRecipient = p.PerRecipient
+			mustBegin(t, s, q, service.SendRecipientLimited)
+		}
+		if err := s.AbortSend(ctx, service.AbortParams{
+			Recipient: rcpt(rid), Usage: "sign_in", VerificationID: p.VerificationID, IdempotencyKey: p.IdempotencyKey, Now: t0,
+		}); err != nil {
+			t.Fatalf("%s: AbortSend: %v", tc.name, err)
+		}
+		// The cooldown is free again, and nothing verifies.
+		q := send(rid, "sign_in", right, t0.Add(3*time.Second))
+		mustBegin(t, s, q, service.SendAccepted)
+		mustVerify(t, s, verify(rid, "sign_in", right, t0.Add(4*time.Second)), service.VerifyOK)
 	}
 }

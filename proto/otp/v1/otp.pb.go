@@ -41,6 +41,17 @@ const (
 	UsageType_USAGE_TYPE_FORGOT_PASSWORD UsageType = 3
 	// Any other purpose.
 	UsageType_USAGE_TYPE_GENERIC UsageType = 4
+	// Confirming a signed-in user's identity before a sensitive change
+	// (Logto's UserPermissionValidation).
+	UsageType_USAGE_TYPE_USER_PERMISSION_VALIDATION UsageType = 5
+	// Adding a new email address or phone number to an account (Logto's
+	// BindNewIdentifier).
+	UsageType_USAGE_TYPE_BIND_NEW_IDENTIFIER UsageType = 6
+	// A second factor at sign-in (Logto's MfaVerification).
+	UsageType_USAGE_TYPE_MFA_VERIFICATION UsageType = 7
+	// Setting up a phone number or email address as a second factor (Logto's
+	// BindMfa).
+	UsageType_USAGE_TYPE_BIND_MFA UsageType = 8
 )
 
 // Enum value maps for UsageType.
@@ -51,13 +62,21 @@ var (
 		2: "USAGE_TYPE_SIGN_IN",
 		3: "USAGE_TYPE_FORGOT_PASSWORD",
 		4: "USAGE_TYPE_GENERIC",
+		5: "USAGE_TYPE_USER_PERMISSION_VALIDATION",
+		6: "USAGE_TYPE_BIND_NEW_IDENTIFIER",
+		7: "USAGE_TYPE_MFA_VERIFICATION",
+		8: "USAGE_TYPE_BIND_MFA",
 	}
 	UsageType_value = map[string]int32{
-		"USAGE_TYPE_UNSPECIFIED":     0,
-		"USAGE_TYPE_REGISTER":        1,
-		"USAGE_TYPE_SIGN_IN":         2,
-		"USAGE_TYPE_FORGOT_PASSWORD": 3,
-		"USAGE_TYPE_GENERIC":         4,
+		"USAGE_TYPE_UNSPECIFIED":                0,
+		"USAGE_TYPE_REGISTER":                   1,
+		"USAGE_TYPE_SIGN_IN":                    2,
+		"USAGE_TYPE_FORGOT_PASSWORD":            3,
+		"USAGE_TYPE_GENERIC":                    4,
+		"USAGE_TYPE_USER_PERMISSION_VALIDATION": 5,
+		"USAGE_TYPE_BIND_NEW_IDENTIFIER":        6,
+		"USAGE_TYPE_MFA_VERIFICATION":           7,
+		"USAGE_TYPE_BIND_MFA":                   8,
 	}
 )
 
@@ -383,6 +402,183 @@ func (x *SendCodeResponse) GetResendAfter() *timestamppb.Timestamp {
 	return nil
 }
 
+// DeliverCodeRequest asks for a code the caller generated to be delivered.
+type DeliverCodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The phone number in E.164 form or the email address, as in
+	// SendCodeRequest.
+	Recipient string `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// The channel; CHANNEL_UNSPECIFIED infers it from the recipient.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=otp.v1.Channel" json:"channel,omitempty"`
+	// What the code is for. Required; chooses the template and the limits'
+	// counters, which DeliverCode shares with SendCode.
+	UsageType UsageType `protobuf:"varint,3,opt,name=usage_type,json=usageType,proto3,enum=otp.v1.UsageType" json:"usage_type,omitempty"`
+	// The message language as a BCP 47 tag, as in SendCodeRequest.
+	Locale string `protobuf:"bytes,4,opt,name=locale,proto3" json:"locale,omitempty"`
+	// The end user's IP address, optional, for the per-IP send limit.
+	ClientIp string `protobuf:"bytes,5,opt,name=client_ip,json=clientIp,proto3" json:"client_ip,omitempty"`
+	// An optional idempotency key, as in SendCodeRequest.
+	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// The code to deliver: 4 to 10 characters of [0-9A-Za-z]. Never stored
+	// and never logged.
+	Code          string `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverCodeRequest) Reset() {
+	*x = DeliverCodeRequest{}
+	mi := &file_otp_v1_otp_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverCodeRequest) ProtoMessage() {}
+
+func (x *DeliverCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_otp_v1_otp_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverCodeRequest.ProtoReflect.Descriptor instead.
+func (*DeliverCodeRequest) Descriptor() ([]byte, []int) {
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DeliverCodeRequest) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *DeliverCodeRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *DeliverCodeRequest) GetUsageType() UsageType {
+	if x != nil {
+		return x.UsageType
+	}
+	return UsageType_USAGE_TYPE_UNSPECIFIED
+}
+
+func (x *DeliverCodeRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *DeliverCodeRequest) GetClientIp() string {
+	if x != nil {
+		return x.ClientIp
+	}
+	return ""
+}
+
+func (x *DeliverCodeRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *DeliverCodeRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+// DeliverCodeResponse describes a code that was delivered.
+type DeliverCodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An opaque identifier of this delivery, for logs and support.
+	VerificationId string `protobuf:"bytes,1,opt,name=verification_id,json=verificationId,proto3" json:"verification_id,omitempty"`
+	// The channel the code was sent on.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=otp.v1.Channel" json:"channel,omitempty"`
+	// The name of the configured provider that accepted the message.
+	Provider string `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
+	// The earliest time a new code can be sent or delivered for the same
+	// recipient and usage type.
+	ResendAfter   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=resend_after,json=resendAfter,proto3" json:"resend_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliverCodeResponse) Reset() {
+	*x = DeliverCodeResponse{}
+	mi := &file_otp_v1_otp_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliverCodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliverCodeResponse) ProtoMessage() {}
+
+func (x *DeliverCodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_otp_v1_otp_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliverCodeResponse.ProtoReflect.Descriptor instead.
+func (*DeliverCodeResponse) Descriptor() ([]byte, []int) {
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeliverCodeResponse) GetVerificationId() string {
+	if x != nil {
+		return x.VerificationId
+	}
+	return ""
+}
+
+func (x *DeliverCodeResponse) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *DeliverCodeResponse) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *DeliverCodeResponse) GetResendAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResendAfter
+	}
+	return nil
+}
+
 // VerifyCodeRequest asks whether a code is right.
 type VerifyCodeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -402,7 +598,7 @@ type VerifyCodeRequest struct {
 
 func (x *VerifyCodeRequest) Reset() {
 	*x = VerifyCodeRequest{}
-	mi := &file_otp_v1_otp_proto_msgTypes[2]
+	mi := &file_otp_v1_otp_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +610,7 @@ func (x *VerifyCodeRequest) String() string {
 func (*VerifyCodeRequest) ProtoMessage() {}
 
 func (x *VerifyCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_otp_v1_otp_proto_msgTypes[2]
+	mi := &file_otp_v1_otp_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +623,7 @@ func (x *VerifyCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCodeRequest.ProtoReflect.Descriptor instead.
 func (*VerifyCodeRequest) Descriptor() ([]byte, []int) {
-	return file_otp_v1_otp_proto_rawDescGZIP(), []int{2}
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VerifyCodeRequest) GetRecipient() string {
@@ -479,7 +675,7 @@ type VerifyCodeResponse struct {
 
 func (x *VerifyCodeResponse) Reset() {
 	*x = VerifyCodeResponse{}
-	mi := &file_otp_v1_otp_proto_msgTypes[3]
+	mi := &file_otp_v1_otp_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +687,7 @@ func (x *VerifyCodeResponse) String() string {
 func (*VerifyCodeResponse) ProtoMessage() {}
 
 func (x *VerifyCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_otp_v1_otp_proto_msgTypes[3]
+	mi := &file_otp_v1_otp_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +700,7 @@ func (x *VerifyCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCodeResponse.ProtoReflect.Descriptor instead.
 func (*VerifyCodeResponse) Descriptor() ([]byte, []int) {
-	return file_otp_v1_otp_proto_rawDescGZIP(), []int{3}
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VerifyCodeResponse) GetResult() VerifyResult {
@@ -540,7 +736,21 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x129\n" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12=\n" +
-	"\fresend_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vresendAfter\"\xbf\x01\n" +
+	"\fresend_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vresendAfter\"\x81\x02\n" +
+	"\x12DeliverCodeRequest\x12\x1c\n" +
+	"\trecipient\x18\x01 \x01(\tR\trecipient\x12)\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x0f.otp.v1.ChannelR\achannel\x120\n" +
+	"\n" +
+	"usage_type\x18\x03 \x01(\x0e2\x11.otp.v1.UsageTypeR\tusageType\x12\x16\n" +
+	"\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1b\n" +
+	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\x12'\n" +
+	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12\x12\n" +
+	"\x04code\x18\a \x01(\tR\x04code\"\xc4\x01\n" +
+	"\x13DeliverCodeResponse\x12'\n" +
+	"\x0fverification_id\x18\x01 \x01(\tR\x0everificationId\x12)\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x0f.otp.v1.ChannelR\achannel\x12\x1a\n" +
+	"\bprovider\x18\x03 \x01(\tR\bprovider\x12=\n" +
+	"\fresend_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vresendAfter\"\xbf\x01\n" +
 	"\x11VerifyCodeRequest\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12)\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x0f.otp.v1.ChannelR\achannel\x120\n" +
@@ -550,13 +760,17 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\"q\n" +
 	"\x12VerifyCodeResponse\x12,\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x14.otp.v1.VerifyResultR\x06result\x12-\n" +
-	"\x12attempts_remaining\x18\x02 \x01(\x05R\x11attemptsRemaining*\x90\x01\n" +
+	"\x12attempts_remaining\x18\x02 \x01(\x05R\x11attemptsRemaining*\x99\x02\n" +
 	"\tUsageType\x12\x1a\n" +
 	"\x16USAGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13USAGE_TYPE_REGISTER\x10\x01\x12\x16\n" +
 	"\x12USAGE_TYPE_SIGN_IN\x10\x02\x12\x1e\n" +
 	"\x1aUSAGE_TYPE_FORGOT_PASSWORD\x10\x03\x12\x16\n" +
-	"\x12USAGE_TYPE_GENERIC\x10\x04*F\n" +
+	"\x12USAGE_TYPE_GENERIC\x10\x04\x12)\n" +
+	"%USAGE_TYPE_USER_PERMISSION_VALIDATION\x10\x05\x12\"\n" +
+	"\x1eUSAGE_TYPE_BIND_NEW_IDENTIFIER\x10\x06\x12\x1f\n" +
+	"\x1bUSAGE_TYPE_MFA_VERIFICATION\x10\a\x12\x17\n" +
+	"\x13USAGE_TYPE_BIND_MFA\x10\b*F\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
@@ -566,12 +780,13 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\x10VERIFY_RESULT_OK\x10\x01\x12\x1a\n" +
 	"\x16VERIFY_RESULT_MISMATCH\x10\x02\x12\x19\n" +
 	"\x15VERIFY_RESULT_EXPIRED\x10\x03\x12#\n" +
-	"\x1fVERIFY_RESULT_TOO_MANY_ATTEMPTS\x10\x042\x90\x01\n" +
+	"\x1fVERIFY_RESULT_TOO_MANY_ATTEMPTS\x10\x042\xd8\x01\n" +
 	"\n" +
 	"OtpService\x12=\n" +
 	"\bSendCode\x12\x17.otp.v1.SendCodeRequest\x1a\x18.otp.v1.SendCodeResponse\x12C\n" +
 	"\n" +
-	"VerifyCode\x12\x19.otp.v1.VerifyCodeRequest\x1a\x1a.otp.v1.VerifyCodeResponseB)Z'github.com/otpd/otpd/proto/otp/v1;otpv1b\x06proto3"
+	"VerifyCode\x12\x19.otp.v1.VerifyCodeRequest\x1a\x1a.otp.v1.VerifyCodeResponse\x12F\n" +
+	"\vDeliverCode\x12\x1a.otp.v1.DeliverCodeRequest\x1a\x1b.otp.v1.DeliverCodeResponseB)Z'github.com/otpd/otpd/proto/otp/v1;otpv1b\x06proto3"
 
 var (
 	file_otp_v1_otp_proto_rawDescOnce sync.Once
@@ -586,35 +801,43 @@ func file_otp_v1_otp_proto_rawDescGZIP() []byte {
 }
 
 var file_otp_v1_otp_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_otp_v1_otp_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_otp_v1_otp_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_otp_v1_otp_proto_goTypes = []any{
 	(UsageType)(0),                // 0: otp.v1.UsageType
 	(Channel)(0),                  // 1: otp.v1.Channel
 	(VerifyResult)(0),             // 2: otp.v1.VerifyResult
 	(*SendCodeRequest)(nil),       // 3: otp.v1.SendCodeRequest
 	(*SendCodeResponse)(nil),      // 4: otp.v1.SendCodeResponse
-	(*VerifyCodeRequest)(nil),     // 5: otp.v1.VerifyCodeRequest
-	(*VerifyCodeResponse)(nil),    // 6: otp.v1.VerifyCodeResponse
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*DeliverCodeRequest)(nil),    // 5: otp.v1.DeliverCodeRequest
+	(*DeliverCodeResponse)(nil),   // 6: otp.v1.DeliverCodeResponse
+	(*VerifyCodeRequest)(nil),     // 7: otp.v1.VerifyCodeRequest
+	(*VerifyCodeResponse)(nil),    // 8: otp.v1.VerifyCodeResponse
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_otp_v1_otp_proto_depIdxs = []int32{
 	1,  // 0: otp.v1.SendCodeRequest.channel:type_name -> otp.v1.Channel
 	0,  // 1: otp.v1.SendCodeRequest.usage_type:type_name -> otp.v1.UsageType
 	1,  // 2: otp.v1.SendCodeResponse.channel:type_name -> otp.v1.Channel
-	7,  // 3: otp.v1.SendCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	7,  // 4: otp.v1.SendCodeResponse.resend_after:type_name -> google.protobuf.Timestamp
-	1,  // 5: otp.v1.VerifyCodeRequest.channel:type_name -> otp.v1.Channel
-	0,  // 6: otp.v1.VerifyCodeRequest.usage_type:type_name -> otp.v1.UsageType
-	2,  // 7: otp.v1.VerifyCodeResponse.result:type_name -> otp.v1.VerifyResult
-	3,  // 8: otp.v1.OtpService.SendCode:input_type -> otp.v1.SendCodeRequest
-	5,  // 9: otp.v1.OtpService.VerifyCode:input_type -> otp.v1.VerifyCodeRequest
-	4,  // 10: otp.v1.OtpService.SendCode:output_type -> otp.v1.SendCodeResponse
-	6,  // 11: otp.v1.OtpService.VerifyCode:output_type -> otp.v1.VerifyCodeResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	9,  // 3: otp.v1.SendCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: otp.v1.SendCodeResponse.resend_after:type_name -> google.protobuf.Timestamp
+	1,  // 5: otp.v1.DeliverCodeRequest.channel:type_name -> otp.v1.Channel
+	0,  // 6: otp.v1.DeliverCodeRequest.usage_type:type_name -> otp.v1.UsageType
+	1,  // 7: otp.v1.DeliverCodeResponse.channel:type_name -> otp.v1.Channel
+	9,  // 8: otp.v1.DeliverCodeResponse.resend_after:type_name -> google.protobuf.Timestamp
+	1,  // 9: otp.v1.VerifyCodeRequest.channel:type_name -> otp.v1.Channel
+	0,  // 10: otp.v1.VerifyCodeRequest.usage_type:type_name -> otp.v1.UsageType
+	2,  // 11: otp.v1.VerifyCodeResponse.result:type_name -> otp.v1.VerifyResult
+	3,  // 12: otp.v1.OtpService.SendCode:input_type -> otp.v1.SendCodeRequest
+	7,  // 13: otp.v1.OtpService.VerifyCode:input_type -> otp.v1.VerifyCodeRequest
+	5,  // 14: otp.v1.OtpService.DeliverCode:input_type -> otp.v1.DeliverCodeRequest
+	4,  // 15: otp.v1.OtpService.SendCode:output_type -> otp.v1.SendCodeResponse
+	8,  // 16: otp.v1.OtpService.VerifyCode:output_type -> otp.v1.VerifyCodeResponse
+	6,  // 17: otp.v1.OtpService.DeliverCode:output_type -> otp.v1.DeliverCodeResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_otp_v1_otp_proto_init() }
@@ -628,7 +851,7 @@ func file_otp_v1_otp_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_otp_v1_otp_proto_rawDesc), len(file_otp_v1_otp_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

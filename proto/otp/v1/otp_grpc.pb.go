@@ -23,8 +23,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OtpService_SendCode_FullMethodName   = "/otp.v1.OtpService/SendCode"
-	OtpService_VerifyCode_FullMethodName = "/otp.v1.OtpService/VerifyCode"
+	OtpService_SendCode_FullMethodName    = "/otp.v1.OtpService/SendCode"
+	OtpService_VerifyCode_FullMethodName  = "/otp.v1.OtpService/VerifyCode"
+	OtpService_DeliverCode_FullMethodName = "/otp.v1.OtpService/DeliverCode"
 )
 
 // OtpServiceClient is the client API for OtpService service.
@@ -47,6 +48,12 @@ type OtpServiceClient interface {
 	// VerifyCode checks a code the user typed. A wrong code is an answer
 	// (VERIFY_RESULT_MISMATCH), not an error.
 	VerifyCode(ctx context.Context, in *VerifyCodeRequest, opts ...grpc.CallOption) (*VerifyCodeResponse, error)
+	// DeliverCode delivers a code the caller generated (and verifies itself,
+	// as Logto does) through the same limits, templates, routing and failover
+	// as SendCode, and stores nothing verifiable: VerifyCode never accepts a
+	// delivered code, and a live code from an earlier SendCode for the same
+	// recipient and usage type stays live.
+	DeliverCode(ctx context.Context, in *DeliverCodeRequest, opts ...grpc.CallOption) (*DeliverCodeResponse, error)
 }
 
 type otpServiceClient struct {
@@ -77,6 +84,16 @@ func (c *otpServiceClient) VerifyCode(ctx context.Context, in *VerifyCodeRequest
 	return out, nil
 }
 
+func (c *otpServiceClient) DeliverCode(ctx context.Context, in *DeliverCodeRequest, opts ...grpc.CallOption) (*DeliverCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeliverCodeResponse)
+	err := c.cc.Invoke(ctx, OtpService_DeliverCode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OtpServiceServer is the server API for OtpService service.
 // All implementations must embed UnimplementedOtpServiceServer
 // for forward compatibility.
@@ -97,6 +114,12 @@ type OtpServiceServer interface {
 	// VerifyCode checks a code the user typed. A wrong code is an answer
 	// (VERIFY_RESULT_MISMATCH), not an error.
 	VerifyCode(context.Context, *VerifyCodeRequest) (*VerifyCodeResponse, error)
+	// DeliverCode delivers a code the caller generated (and verifies itself,
+	// as Logto does) through the same limits, templates, routing and failover
+	// as SendCode, and stores nothing verifiable: VerifyCode never accepts a
+	// delivered code, and a live code from an earlier SendCode for the same
+	// recipient and usage type stays live.
+	DeliverCode(context.Context, *DeliverCodeRequest) (*DeliverCodeResponse, error)
 	mustEmbedUnimplementedOtpServiceServer()
 }
 
@@ -112,6 +135,9 @@ func (UnimplementedOtpServiceServer) SendCode(context.Context, *SendCodeRequest)
 }
 func (UnimplementedOtpServiceServer) VerifyCode(context.Context, *VerifyCodeRequest) (*VerifyCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyCode not implemented")
+}
+func (UnimplementedOtpServiceServer) DeliverCode(context.Context, *DeliverCodeRequest) (*DeliverCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeliverCode not implemented")
 }
 func (UnimplementedOtpServiceServer) mustEmbedUnimplementedOtpServiceServer() {}
 func (UnimplementedOtpServiceServer) testEmbeddedByValue()                    {}
@@ -170,6 +196,24 @@ func _OtpService_VerifyCode_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OtpService_DeliverCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeliverCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OtpServiceServer).DeliverCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OtpService_DeliverCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OtpServiceServer).DeliverCode(ctx, req.(*DeliverCodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OtpService_ServiceDesc is the grpc.ServiceDesc for OtpService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -184,6 +228,10 @@ var OtpService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyCode",
 			Handler:    _OtpService_VerifyCode_Handler,
+		},
+		{
+			MethodName: "DeliverCode",
+			Handler:    _OtpService_DeliverCode_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
