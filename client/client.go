@@ -127,6 +127,16 @@ func (c *Client) SendCode(ctx context.Context, req *otpv1.SendCodeRequest, opts 
 	return retry(ctx, c.opts, func() (*otpv1.SendCodeResponse, error) { return c.otp.SendCode(ctx, req, opts...) })
 }
 
+// DeliverCode delivers a code the caller made (an identity server that
+// checks its own codes). Like SendCode, a request without an idempotency
+// key gets a fresh random one.
+func (c *Client) DeliverCode(ctx context.Context, req *otpv1.DeliverCodeRequest, opts ...grpc.CallOption) (*otpv1.DeliverCodeResponse, error) {
+	if req.GetIdempotencyKey() == "" {
+		req.IdempotencyKey = newKey()
+	}
+	return retry(ctx, c.opts, func() (*otpv1.DeliverCodeResponse, error) { return c.otp.DeliverCode(ctx, req, opts...) })
+}
+
 // VerifyCode checks a code. Retrying it is safe: otpd answers UNAVAILABLE
 // only when the verification changed nothing (or was undone).
 func (c *Client) VerifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest, opts ...grpc.CallOption) (*otpv1.VerifyCodeResponse, error) {

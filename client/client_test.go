@@ -119,6 +119,18 @@ func TestTokenOverUnixSocket(t *testing.T) {
 		t.Fatalf("VerifyCode = %v, %v; want OK", v, err)
 	}
 
+	// A caller's own code, delivered: it reaches the provider as given.
+	d := &otpv1.DeliverCodeRequest{Recipient: "+14155550125", UsageType: otpv1.UsageType_USAGE_TYPE_MFA_VERIFICATION, Code: "A1b2C3"}
+	if _, err := c.DeliverCode(ctx, d); err != nil {
+		t.Fatalf("DeliverCode: %v", err)
+	}
+	if d.GetIdempotencyKey() == "" {
+		t.Error("DeliverCode sent no idempotency key")
+	}
+	if sent := p.Sent(); len(sent) != 2 || sent[1].Code != "A1b2C3" {
+		t.Fatalf("delivered %+v, want a second message with the caller's code", sent)
+	}
+
 	// A wrong token is refused, not retried.
 	bad, err := client.New(target, client.WithToken("not-the-token"))
 	if err != nil {
