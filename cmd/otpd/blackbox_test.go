@@ -294,7 +294,7 @@ providers:
 		`otpd_provider_request_duration_seconds_count{provider="dev-console",result="ok"} 1`,
 		`otpd_sms_sent_by_country_total{country_code="1"} 1`,
 		`otpd_store_up 1`,
-		`otpd_rpc_calls_total{caller="anonymous",code="OK",method="/otp.v1.OtpService/VerifyCode"} 1`,
+		`otpd_rpc_calls_total{caller="anonymous",code="OK",entry="grpc",method="/otp.v1.OtpService/VerifyCode"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -68,8 +68,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, console io.W
 		return err
 	}
 	g := server.NewGRPC(cfg.Server.Listen, svc, grpcauth.New(cfg.Auth, clientCAs, reg, log), tlsCfg, reg, log)
-	if len(cfg.Auth.Tokens) == 0 && cfg.TLS.ClientCAFile == "" && !cfg.Dev && !strings.HasPrefix(cfg.Server.Listen.GRPC, "unix://") {
-		log.Warn("caller auth is off: anyone who reaches " + cfg.Server.Listen.GRPC + " can send codes; set auth.tokens or tls.client_ca_file, or keep the port private")
+	if len(cfg.Auth.Tokens) == 0 && cfg.TLS.ClientCAFile == "" && !cfg.Dev {
+		// listen.api serves the same calls, with the same caller auth.
+		for _, addr := range []string{cfg.Server.Listen.GRPC, cfg.Server.Listen.API} {
+			if addr != "" && !strings.HasPrefix(addr, "unix://") {
+				log.Warn("caller auth is off: anyone who reaches " + addr + " can send codes; set auth.tokens or tls.client_ca_file, or keep the port private")
+			}
+		}
 	}
 	err = server.Run(ctx, cfg.Server, g, reg, svc.Ping, log,
 		"version", version, "security", grpcauth.Describe(cfg.TLS, cfg.Auth), "providers", len(cfg.Providers), "dev", cfg.Dev)

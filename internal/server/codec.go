@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"unicode/utf8"
@@ -56,7 +58,17 @@ const errorDomain = "otpd"
 // requestCodec decodes with DiscardUnknown, so a decoded message never
 // carries unknown fields of the caller's (otpd reads none anyway), and the
 // only unknown field is the codec's own.
+//
+// The one exception is a request that the HTTP API listener transcoded
+// (see api.go): a Connect JSON body that does not decode is marked there,
+// before the transcoder re-encodes it as protobuf for the gRPC server, and
+// the mark crosses the wire as the message's only field. requestCodec
+// honours such a mark only when it carries markSecret, drawn at start and
+// never sent anywhere, so that a caller still cannot forge one.
 const markField protowire.Number = protowire.MaxValidNumber
+
+// markSecret authenticates a mark that crossed the wire (see markField).
+var markSecret = rand.Text()
 
 // Kinds of malformed request, which are also the values of the call log's
 // "malformed" attribute.
@@ -64,6 +76,7 @@ const (
 	malformedEncoding = "invalid_protobuf"
 	malformedUTF8     = "invalid_utf8"
 	malformedTooLarge = "too_large"
+	malformedJSON     = "invalid_json"
 )
 
 // requestCodec is the server's codec: grpc-go's proto codec, except that
@@ -92,6 +105,10 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
+	if bad, ok := parseMark(b); ok { // marked by the API listener's transcoder
+		mark(m, bad)
+		return nil
+	}
 	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, m); err != nil {
 		mark(m, diagnose(m.ProtoReflect().Descriptor(), b))
 		return nil
@@ -101,9 +118,9 @@ func (c requestCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // malformed is what was wrong with a request.
 type malformed struct {
-	kind  string // malformedEncoding, malformedUTF8 or malformedTooLarge
+	kind  string // malformedEncoding, malformedUTF8, malformedTooLarge or malformedJSON
 	size  int    // bytes, for malformedTooLarge
-	field string // the field's path when known: a field name of otpd's, never the caller's bytes
+	field string // the field's path when known: a field name of otpd's, never the caller's bytes; for malformedJSON where the JSON is wrong ("line 1, column 7")
 }
 
 // mark resets m and records bad in it.
@@ -116,9 +133,14 @@ func mark(m proto.Message, bad malformed) {
 	p = protowire.AppendVarint(p, uint64(bad.size))
 	p = protowire.AppendTag(p, 3, protowire.BytesType)
 	p = protowire.AppendString(p, bad.field)
-	raw := protowire.AppendTag(nil, markField, protowire.BytesType)
-	raw = protowire.AppendBytes(raw, p)
-	m.ProtoReflect().SetUnknown(raw)
+	p = protowire.AppendTag(p, 4, protowire.BytesType)
+	p = protowire.AppendString(p, markSecret)
+	m.ProtoReflect().SetUnknown(appendMark(nil, p))
+}
+
+func appendMark(b, payload []byte) []byte {
+	b = protowire.AppendTag(b, markField, protowire.BytesType)
+	return protowire.AppendBytes(b, payload)
 }
 
 // takeMark returns what mark recorded in req, if anything.
@@ -127,7 +149,12 @@ func takeMark(req any) (malformed, bool) {
 	if !ok {
 		return malformed{}, false
 	}
-	raw := m.ProtoReflect().GetUnknown()
+	return parseMark(m.ProtoReflect().GetUnknown())
+}
+
+// parseMark reads raw, the unknown fields of a message or a whole encoded
+// message, as one mark carrying markSecret and nothing else.
+func parseMark(raw []byte) (malformed, bool) {
 	if len(raw) == 0 {
 		return malformed{}, false
 	}
@@ -136,10 +163,13 @@ func takeMark(req any) (malformed, bool) {
 		return malformed{}, false
 	}
 	p, n := protowire.ConsumeBytes(raw[n:])
-	if n < 0 {
+	if n < 0 || len(raw) != protowire.SizeTag(markField)+n {
 		return malformed{}, false
 	}
-	var bad malformed
+	var (
+		bad    malformed
+		secret bool
+	)
 	for len(p) > 0 {
 		num, typ, n := protowire.ConsumeTag(p)
 		if n < 0 {
@@ -156,11 +186,14 @@ func takeMark(req any) (malformed, bool) {
 		case num == 3 && typ == protowire.BytesType:
 			v, n := protowire.ConsumeString(p)
 			bad.field, p = v, p[max(n, 0):]
+		case num == 4 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(p)
+			secret, p = bytes.Equal(v, []byte(markSecret)), p[max(n, 0):]
 		default:
 			return malformed{}, false
 		}
 	}
-	return bad, bad.kind != ""
+	return bad, secret && bad.kind != ""
 }
 
 // diagnose finds the first problem in b, the wire form of a message of
@@ -223,6 +256,15 @@ func (bad malformed) err(typ protoreflect.FullName) error {
 		st = status.Newf(codes.ResourceExhausted, "request of %d bytes is larger than the limit of %d bytes", bad.size, maxRequestBytes)
 		det = &errdetails.ErrorInfo{Reason: "MESSAGE_TOO_LARGE", Domain: errorDomain, Metadata: map[string]string{
 			"max_bytes": strconv.Itoa(maxRequestBytes),
+		}}
+	case malformedJSON:
+		desc := fmt.Sprintf("is not valid JSON for %s", typ)
+		if bad.field != "" {
+			desc += " (at " + bad.field + ")"
+		}
+		st = status.New(codes.InvalidArgument, "invalid request: the request "+desc)
+		det = &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "", Description: "the request " + desc},
 		}}
 	case malformedUTF8:
 		st = status.New(codes.InvalidArgument, "invalid request: "+bad.field+" must be valid UTF-8")

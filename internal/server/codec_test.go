@@ -152,6 +152,9 @@ func TestMalformedRequests(t *testing.T) {
 	forgedMark := protowire.AppendTag(nil, markField, protowire.BytesType)
 	forgedMark = protowire.AppendBytes(forgedMark, field(1, malformedTooLarge))
 
+	forgedWireMark := protowire.AppendTag(nil, markField, protowire.BytesType)
+	forgedWireMark = protowire.AppendBytes(forgedWireMark, concat(field(1, malformedJSON), field(4, "not-the-secret")))
+
 	const (
 		sendCode   = "/otp.v1.OtpService/SendCode"
 		verifyCode = "/otp.v1.OtpService/VerifyCode"
@@ -168,6 +171,9 @@ func TestMalformedRequests(t *testing.T) {
 	}{
 		{name: "valid", method: sendCode, req: valid, code: codes.OK},
 		{name: "forged mark is ignored", method: sendCode, req: concat(valid, forgedMark), code: codes.OK},
+		// The whole request a mark as the API listener's transcoder sends
+		// one, but without otpd's secret.
+		{name: "forged transcoder mark is ignored", method: sendCode, req: forgedWireMark, code: codes.OK},
 		{name: "invalid UTF-8 in recipient", method: sendCode, req: concat(field(1, "+1415555\xff0199"), field(4, "en")),
 			code: codes.InvalidArgument, field: "recipient", desc: "must be valid UTF-8", malformed: malformedUTF8},
 		{name: "invalid UTF-8 in locale", method: sendCode, req: concat(field(1, "+14155550123"), field(4, "en\xc3")),

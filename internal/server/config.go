@@ -27,6 +27,13 @@ type Listen struct {
 	// HTTP serves /metrics, /healthz and /readyz ("127.0.0.1:9464"); empty
 	// turns it off.
 	HTTP string `yaml:"http"`
+	// API serves every RPC of the gRPC listener over HTTP/1.1 and h2c (HTTPS
+	// with the tls block): the Connect protocol (JSON and binary), gRPC-Web
+	// and gRPC, at /otp.v1.OtpService/<Method> ("127.0.0.1:8080" or
+	// unix:///path); empty (the default) turns it off. Calls go through the
+	// gRPC server's own interceptors: caller auth, limits, metrics and logs
+	// are the gRPC listener's.
+	API string `yaml:"api"`
 
 	// MaxConnections caps the gRPC connections open at once (1000); a
 	// connection beyond it is closed as soon as it is accepted. Idle and
@@ -120,6 +127,11 @@ func (c Config) Validate() error {
 	if c.Listen.HTTP != "" {
 		if err := checkAddr(c.Listen.HTTP); err != nil {
 			bad("listen.http", "%v", err)
+		}
+	}
+	if c.Listen.API != "" {
+		if err := checkAddr(c.Listen.API); err != nil {
+			bad("listen.api", "%v", err)
 		}
 	}
 	c.Listen.validateConns(bad)

@@ -45,6 +45,8 @@ type GRPC struct {
 
 	listen Listen      // the connection limits Run applies to the listener
 	conns  connMetrics // their metrics
+	tls    *tls.Config // nil: plaintext; the API listener's too
+	calls  *callStats  // reports the calls that no interceptor saw
 }
 
 // NewGRPC serves svc, grpc.health.v1 and reflection, with metrics, caller
@@ -60,8 +62,8 @@ func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator
 	reg.MustRegister(grpcMetrics)
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "otpd_rpc_calls_total",
-		Help: "gRPC calls by authenticated caller (\"anonymous\" when caller auth is off or the service is open), method and status code.",
-	}, []string{"caller", "method", "code"})
+		Help: "Unary calls by authenticated caller (\"anonymous\" when caller auth is off or the service is open), method, status code and entry point (grpc, connect, grpc_web).",
+	}, []string{"caller", "method", "code", "entry"})
 	reg.MustRegister(calls)
 	record := recordCall(log, calls)
 	countUnary := grpcMetrics.UnaryServerInterceptor()
@@ -70,6 +72,11 @@ func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator
 		// grpc_server_* series mean the same whoever answered.
 		_, _ = countUnary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(context.Context, any) (any, error) { return nil, err })
 		attrs := []any{"answered_by", "grpc-go"}
+		if ac := apiCallFrom(ctx); ac != nil {
+			if who, refused := ac.refusal(); refused != nil { // the API listener answered the caller
+				err, attrs = refused, []any{"answered_by", who}
+			}
+		}
 		if status.Code(err) == codes.ResourceExhausted { // over maxTransportBytes
 			attrs = append(attrs, "malformed", malformedTooLarge)
 		}
@@ -124,7 +131,7 @@ func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator
 			}
 		}
 	}
-	return GRPC{Server: gs, Health: hs, listen: lc, conns: newConnMetrics(reg)}
+	return GRPC{Server: gs, Health: hs, listen: lc, conns: newConnMetrics(reg), tls: tlsCfg, calls: cst}
 }
 
 // Run serves g and the admin HTTP port until ctx is done or a listener
@@ -170,8 +177,22 @@ func Run(ctx context.Context, cfg Config, g GRPC, reg *prometheus.Registry, ping
 		}, log)
 	})
 
-	var admin *http.Server
-	errc := make(chan error, 2)
+	var admin, api *http.Server
+	errc := make(chan error, 3)
+	var plis net.Listener // listen.api's
+	if cfg.Listen.API != "" {
+		h, err := NewAPIHandler(g)
+		if err != nil {
+			return fmt.Errorf("listen api: %w", err)
+		}
+		l, pcleanup, err := listen(cfg.Listen.API)
+		if err != nil {
+			return fmt.Errorf("listen api %s: %w", cfg.Listen.API, err)
+		}
+		defer pcleanup()
+		defer l.Close() // in case Run fails before serving it; then a no-op
+		plis, api = l, apiServer(h, g.listen, g.tls)
+	}
 	if cfg.Listen.HTTP != "" {
 		alis, acleanup, err := listen(cfg.Listen.HTTP)
 		if err != nil {
@@ -185,6 +206,20 @@ func Run(ctx context.Context, cfg Config, g GRPC, reg *prometheus.Registry, ping
 			}
 		}()
 		log.Info("admin http listening", "addr", alis.Addr().String())
+	}
+	if api != nil {
+		go func() {
+			var err error
+			if api.TLSConfig != nil {
+				err = api.ServeTLS(plis, "", "")
+			} else {
+				err = api.Serve(plis)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("api http: %w", err)
+			}
+		}()
+		attrs = append(attrs, "api", plis.Addr().String())
 	}
 	go func() {
 		if err := g.Server.Serve(lis); err != nil {
@@ -209,7 +244,21 @@ func Run(ctx context.Context, cfg Config, g GRPC, reg *prometheus.Registry, ping
 	if d := cfg.Shutdown.Delay; d > 0 && runErr == nil {
 		time.Sleep(d)
 	}
+	// The API listener's calls run in the gRPC server (ServeHTTP), whose
+	// GracefulStop waits for them too; its HTTP server stops accepting
+	// and closes idle connections meanwhile.
 	stopped := make(chan struct{})
+	apiDone := make(chan struct{})
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.Shutdown.Timeout+apiShutdownGrace)
+	defer cancelDrain()
+	go func() {
+		defer close(apiDone)
+		if api != nil {
+			if err := api.Shutdown(drainCtx); err != nil {
+				_ = api.Close()
+			}
+		}
+	}()
 	go func() { g.Server.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
@@ -218,6 +267,7 @@ func Run(ctx context.Context, cfg Config, g GRPC, reg *prometheus.Registry, ping
 		g.Server.Stop()
 		<-stopped
 	}
+	<-apiDone
 	if admin != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -306,7 +356,8 @@ func listen(addr string) (net.Listener, func(), error) {
 // the request: it holds recipients and codes), and every call at debug.
 func recordCall(log *slog.Logger, calls *prometheus.CounterVec) func(ctx context.Context, method string, code codes.Code, elapsed time.Duration, attrs ...any) {
 	return func(ctx context.Context, method string, code codes.Code, elapsed time.Duration, attrs ...any) {
-		calls.WithLabelValues(grpcauth.Caller(ctx), method, code.String()).Inc()
+		entry := entryOf(ctx)
+		calls.WithLabelValues(grpcauth.Caller(ctx), method, code.String(), entry).Inc()
 		level := slog.LevelDebug
 		switch code {
 		case codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.NotFound, codes.Canceled:
@@ -316,7 +367,7 @@ func recordCall(log *slog.Logger, calls *prometheus.CounterVec) func(ctx context
 			level = slog.LevelWarn
 		}
 		if log.Enabled(ctx, level) {
-			args := append([]any{"method", method, "code", code.String(), "elapsed_ms", ms(elapsed)}, attrs...)
+			args := append([]any{"method", method, "code", code.String(), "entry", entry, "elapsed_ms", ms(elapsed)}, attrs...)
 			log.Log(ctx, level, "grpc call", args...)
 		}
 	}

@@ -121,6 +121,8 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		func(c *Config) { c.Listen.GRPC = "unix:///run/otpd/otpd.sock" },
 		func(c *Config) { c.Listen.HTTP = "" }, // admin port off
 		func(c *Config) { c.Listen.GRPC, c.Listen.HTTP = ":50051", "[::1]:0" },
+		func(c *Config) { c.Listen.API = "0.0.0.0:8080" },
+		func(c *Config) { c.Listen.API = "unix:///run/otpd/api.sock" },
 		func(c *Config) {
 			c.Listen.MaxConnectionsPerIP, c.Listen.MaxConnectionAge, c.Listen.MaxConnectionAgeGrace = 0, 0, 0
 		}, // off
@@ -142,6 +144,8 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		{"unix socket without path", func(c *Config) { c.Listen.GRPC = "unix://" }, "listen.grpc: unix:// needs a socket path"},
 		{"bad http address", func(c *Config) { c.Listen.HTTP = "127.0.0.1" }, `listen.http: "127.0.0.1" is not host:port`},
 		{"named http port", func(c *Config) { c.Listen.HTTP = "127.0.0.1:http" }, `listen.http: "127.0.0.1:http" has no valid port`},
+		{"bad api address", func(c *Config) { c.Listen.API = "8080" }, `listen.api: "8080" is not host:port`},
+		{"api unix socket without path", func(c *Config) { c.Listen.API = "unix://" }, "listen.api: unix:// needs a socket path"},
 		{"drain under a second", func(c *Config) { c.Shutdown.Timeout = 999 * time.Millisecond }, "shutdown.timeout: must be at least 1s"},
 		{"negative delay", func(c *Config) { c.Shutdown.Delay = -time.Second }, "shutdown.delay: must not be negative"},
 		{"health interval too short", func(c *Config) { c.Health.Interval = 99 * time.Millisecond }, "health.interval: must be at least 100ms"},
