@@ -47,6 +47,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	listenGRPC := fs.String("listen-grpc", "", "override listen.grpc (host:port or unix:///path)")
 	listenHTTP := fs.String("listen-http", "", "override listen.http")
+	listenAPI := fs.String("listen-api", "", "override listen.api (Connect and gRPC-Web)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -76,12 +77,11 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return invalid("configuration "+*configPath, err)
 		}
 	}
-	if *listenGRPC != "" || *listenHTTP != "" {
-		if *listenGRPC != "" {
-			cfg.Server.Listen.GRPC = *listenGRPC
-		}
-		if *listenHTTP != "" {
-			cfg.Server.Listen.HTTP = *listenHTTP
+	if *listenGRPC != "" || *listenHTTP != "" || *listenAPI != "" {
+		for flag, key := range map[*string]*string{listenGRPC: &cfg.Server.Listen.GRPC, listenHTTP: &cfg.Server.Listen.HTTP, listenAPI: &cfg.Server.Listen.API} {
+			if *flag != "" {
+				*key = *flag
+			}
 		}
 		if err := cfg.Validate(); err != nil {
 			return invalid("listen flags", err)
