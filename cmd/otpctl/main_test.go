@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -24,6 +26,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/otpd/otpd/internal/devcerts"
+	"github.com/otpd/otpd/internal/grpcauth"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
@@ -323,9 +327,8 @@ func TestErrorsExitOne(t *testing.T) {
 			command: []string{"send", "-to", "+14155550123", "-usage", "sign-in"},
 			want: []string{
 				"error: ResourceExhausted: rate limited by per_recipient, retry after 1.5s",
-				"  reason RATE_LIMITED map[limit:per_recipient]",
+				"  reason RATE_LIMITED limit=per_recipient",
 				"  retry after 1.5s",
-				"  quota per_recipient: limit per_recipient reached",
 			},
 		},
 		{
@@ -502,4 +505,293 @@ func TestAddrFromEnvironment(t *testing.T) {
 		t.Errorf("send through $OTPD_ADDR: server got %d sends, want 1", len(sends))
 	}
 	wantFields(t, stdout, map[string]any{"verificationId": "vid-123"})
+}
+
+// TestGlobalFlagsAfterCommand: -addr, -timeout and the TLS and token flags
+// go before or after the command's name, mixed with its own flags.
+func TestGlobalFlagsAfterCommand(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args func(addr string) []string
+	}{
+		{"before", func(a string) []string {
+			return []string{"-addr", a, "-timeout", "5s", "send", "-to", "+14155550123", "-usage", "sign-in"}
+		}},
+		{"after", func(a string) []string {
+			return []string{"send", "-to", "+14155550123", "-usage", "sign-in", "-addr", a, "-timeout", "5s"}
+		}},
+		{"between", func(a string) []string {
+			return []string{"send", "-to", "+14155550123", "-addr", a, "-usage", "sign-in"}
+		}},
+		{"double dash", func(a string) []string {
+			return []string{"send", "--addr", a, "--to", "+14155550123", "--usage", "sign-in"}
+		}},
+		{"after wins", func(a string) []string {
+			return []string{"-addr", "unix:///nonexistent.sock", "send", "-addr", a, "-to", "+14155550123", "-usage", "sign-in"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, "unix", &fakeOtpd{})
+			code, stdout, stderr := otpctl(t, tt.args(srv.addr)...)
+			if code != 0 {
+				t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
+			}
+			sends, _ := srv.otp.calls()
+			want := &otpv1.SendCodeRequest{Recipient: "+14155550123", UsageType: otpv1.UsageType_USAGE_TYPE_SIGN_IN}
+			if len(sends) != 1 || !proto.Equal(sends[0], want) {
+				t.Errorf("server got %v, want one %v", sends, want)
+			}
+			wantFields(t, stdout, map[string]any{"verificationId": "vid-123"})
+		})
+	}
+	t.Run("health", func(t *testing.T) {
+		t.Parallel()
+		srv := startServer(t, "tcp", &fakeOtpd{})
+		code, stdout, stderr := otpctl(t, "health", "-service", "", "-addr", srv.addr, "-timeout", "5s")
+		if code != 0 {
+			t.Fatalf("exit %d, want 0; stderr:\n%s", code, stderr)
+		}
+		wantFields(t, stdout, map[string]any{"status": "SERVING"})
+	})
+}
+
+// TestExtraArgumentsExitTwo: a word left over after the flags is a
+// mistake (a flag value with a blank, a typo), never ignored.
+func TestExtraArgumentsExitTwo(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"send", []string{"send", "-to", "+14155550123", "-usage", "sign-in", "now"}, `otpctl send: unexpected argument "now"`},
+		{"send before flags", []string{"send", "+14155550123", "-usage", "sign-in"}, `otpctl send: unexpected argument "+14155550123"`},
+		{"unquoted locale", []string{"send", "-to", "jane@example.com", "-usage", "generic", "-locale", "fr", "CA"}, `unexpected argument "CA"`},
+		{"verify", []string{"verify", "-to", "+14155550123", "-usage", "sign-in", "-code", "123", "456"}, `otpctl verify: unexpected argument "456"`},
+		{"health", []string{"health", "otp.v1.OtpService"}, `otpctl health: unexpected argument "otp.v1.OtpService"`},
+		{"version", []string{"version", "--short"}, "-short"},
+		{"version word", []string{"version", "short"}, `otpctl version: unexpected argument "short"`},
+		{"help", []string{"help", "me"}, `otpctl help: unexpected argument "me"`},
+		{"global flag after command", []string{"send", "-to", "+14155550123", "-usage", "sign-in", "-timeout", "soon"}, `invalid value "soon" for flag -timeout`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, "unix", &fakeOtpd{})
+			code, stdout, stderr := otpctl(t, append([]string{"-addr", srv.addr}, tt.args...)...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			if !strings.Contains(stderr, tt.want) || !strings.Contains(stderr, "usage: otpctl") {
+				t.Errorf("stderr lacks %q and the usage:\n%s", tt.want, stderr)
+			}
+			if stdout != "" {
+				t.Errorf("stdout is not empty:\n%s", stdout)
+			}
+			if sends, verifies := srv.otp.calls(); len(sends)+len(verifies) != 0 {
+				t.Errorf("server got %d sends and %d verifies, want none", len(sends), len(verifies))
+			}
+		})
+	}
+}
+
+// TestHelpExitsZero: asking for help is not an error: usage on stdout,
+// exit 0, nothing sent.
+func TestHelpExitsZero(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"-h"}, {"--help"}, {"-help"}, {"help"}, {"send", "-h"}, {"send", "-to", "+14155550123", "--help"},
+		{"verify", "-h"}, {"health", "--help"}, {"version", "-h"}, {"help", "-h"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, "unix", &fakeOtpd{})
+			code, stdout, stderr := otpctl(t, append([]string{"-addr", srv.addr}, args...)...)
+			if code != 0 {
+				t.Errorf("exit %d, want 0", code)
+			}
+			if !strings.HasPrefix(stdout, "usage: otpctl") || !strings.Contains(stdout, "before or after the command") {
+				t.Errorf("stdout is not the usage:\n%s", stdout)
+			}
+			if stderr != "" {
+				t.Errorf("stderr is not empty:\n%s", stderr)
+			}
+			if sends, verifies := srv.otp.calls(); len(sends)+len(verifies) != 0 {
+				t.Errorf("server got %d sends and %d verifies, want none", len(sends), len(verifies))
+			}
+		})
+	}
+}
+
+// TestVersion is not parallel: it sets the package's version, as -ldflags
+// "-X main.version=..." does.
+func TestVersion(t *testing.T) {
+	defer func(v string) { version = v }(version)
+	version = "1.2.3-test"
+	srv := startServer(t, "unix", &fakeOtpd{})
+	for _, args := range [][]string{
+		{"version"}, {"-version"}, {"--version"}, {"version", "-addr", srv.addr},
+		{"-addr", srv.addr, "send", "-version"}, {"send", "-to", "+14155550123", "-version"},
+	} {
+		code, stdout, stderr := otpctl(t, args...)
+		if code != 0 || stdout != "otpctl 1.2.3-test\n" || stderr != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 0 and \"otpctl 1.2.3-test\"", args, code, stdout, stderr)
+		}
+	}
+	if sends, verifies := srv.otp.calls(); len(sends)+len(verifies) != 0 {
+		t.Errorf("server got %d sends and %d verifies, want none", len(sends), len(verifies))
+	}
+	version = "dev"
+	if _, stdout, _ := otpctl(t, "version"); !strings.HasPrefix(stdout, "otpctl ") {
+		t.Errorf("unstamped version: %q", stdout)
+	}
+}
+
+// TestErrorDetailsReadable: details print as sentences and key=value pairs,
+// never Go maps, and each fact once.
+func TestErrorDetailsReadable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		details []protoadapt.MessageV1
+		want    []string // lines after the first
+	}{
+		{
+			name: "otpd's rate limit: the limit once, the delay rounded",
+			details: []protoadapt.MessageV1{
+				&errdetails.ErrorInfo{Reason: "RATE_LIMITED", Domain: "otpd", Metadata: map[string]string{"limit": "resend_interval"}},
+				&errdetails.RetryInfo{RetryDelay: durationpb.New(59246 * time.Millisecond)},
+				&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: "resend_interval", Description: "limit resend_interval reached"}}},
+			},
+			want: []string{"  reason RATE_LIMITED limit=resend_interval", "  retry after 59.2s"},
+		},
+		{
+			name: "metadata sorted and quoted when needed",
+			details: []protoadapt.MessageV1{
+				&errdetails.ErrorInfo{Reason: "PROVIDER_FAILED", Metadata: map[string]string{"provider": "twilio", "detail": "bad number", "empty": ""}},
+			},
+			want: []string{`  reason PROVIDER_FAILED detail="bad number" empty="" provider=twilio`},
+		},
+		{
+			name: "quota failure without error info",
+			details: []protoadapt.MessageV1{
+				&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{
+					{Subject: "per_ip", Description: "limit per_ip reached"},
+					{Subject: "per_country", Description: "too many SMS to +86"},
+				}},
+			},
+			want: []string{"  quota: limit per_ip reached", "  quota per_country: too many SMS to +86"},
+		},
+		{
+			name: "quota failure of another limit than the reason's",
+			details: []protoadapt.MessageV1{
+				&errdetails.ErrorInfo{Reason: "RATE_LIMITED", Metadata: map[string]string{"limit": "per_ip"}},
+				&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{
+					{Subject: "per_ip", Description: "limit per_ip reached"},
+					{Subject: "per_recipient", Description: "limit per_recipient reached"},
+				}},
+			},
+			want: []string{"  reason RATE_LIMITED limit=per_ip", "  quota: limit per_recipient reached"},
+		},
+		{
+			name:    "short retry delay",
+			details: []protoadapt.MessageV1{&errdetails.RetryInfo{RetryDelay: durationpb.New(250400 * time.Microsecond)}},
+			want:    []string{"  retry after 250ms"},
+		},
+		{
+			name: "bad request, one line per field",
+			details: []protoadapt.MessageV1{&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+				{Field: "recipient", Description: "is not a valid phone number"},
+				{Field: "usage_type", Description: "must be set"},
+			}}},
+			want: []string{"  field recipient: is not a valid phone number", "  field usage_type: must be set"},
+		},
+		{
+			name: "other standard details",
+			details: []protoadapt.MessageV1{
+				&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{Type: "TOS", Subject: "jane", Description: "not accepted"}}},
+				&errdetails.LocalizedMessage{Locale: "fr", Message: "Trop de codes"},
+				&errdetails.Help{Links: []*errdetails.Help_Link{{Description: "limits", Url: "https://example.com/limits"}}},
+			},
+			want: []string{"  precondition TOS jane: not accepted", "  message (fr): Trop de codes", "  see limits: https://example.com/limits"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			printError(&buf, statusWith(t, codes.ResourceExhausted, "m", tt.details...))
+			want := "error: ResourceExhausted: m\n" + strings.Join(tt.want, "\n") + "\n"
+			if buf.String() != want {
+				t.Errorf("printed:\n%s\nwant:\n%s", buf.String(), want)
+			}
+			if strings.Contains(buf.String(), "map[") {
+				t.Errorf("a Go map is printed:\n%s", buf.String())
+			}
+		})
+	}
+	t.Run("any other message", func(t *testing.T) {
+		t.Parallel()
+		var buf bytes.Buffer
+		printError(&buf, statusWith(t, codes.Internal, "m", &errdetails.DebugInfo{Detail: "boom"}))
+		if got := buf.String(); !strings.HasPrefix(got, "error: Internal: m\n  google.rpc.DebugInfo {") || !strings.Contains(got, `"boom"`) {
+			t.Errorf("printed:\n%s", got)
+		}
+	})
+}
+
+// TestMTLSWithDevCerts: the certificates make certs writes serve otpd's
+// TLS (grpcauth.LoadTLS, client certificates required) and otpctl calls it
+// with -ca, -cert and -key, given after the command.
+func TestMTLSWithDevCerts(t *testing.T) {
+	t.Parallel()
+	f, err := devcerts.Write(t.TempDir(), devcerts.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, clientCAs, err := grpcauth.LoadTLS(grpcauth.TLSConfig{CertFile: f.Server, KeyFile: f.ServerKey, ClientCAFile: f.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ClientCAs, cfg.ClientAuth = clientCAs, tls.RequireAndVerifyClientCert
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	addr := lis.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string // in stdout on success, stderr on failure
+	}{
+		{"mtls", []string{"health", "-addr", addr, "-ca", f.CA, "-cert", f.Client, "-key", f.ClientKey}, 0, "SERVING"},
+		{"by name", []string{"health", "-addr", "localhost:" + port, "-ca", f.CA, "-cert", f.Client, "-key", f.ClientKey}, 0, "SERVING"},
+		{"server name", []string{"-ca", f.CA, "-server-name", "localhost", "health", "-addr", addr, "-cert", f.Client, "-key", f.ClientKey}, 0, "SERVING"},
+		{"no client certificate", []string{"health", "-addr", addr, "-ca", f.CA, "-timeout", "5s"}, 1, "error: Unavailable"},
+		{"wrong name", []string{"health", "-addr", addr, "-ca", f.CA, "-cert", f.Client, "-key", f.ClientKey, "-server-name", "otpd.example.com", "-timeout", "5s"}, 1, "error: Unavailable"},
+		{"system roots", []string{"health", "-addr", addr, "-tls", "-cert", f.Client, "-key", f.ClientKey, "-timeout", "5s"}, 1, "error: Unavailable"},
+		{"key without cert", []string{"health", "-addr", addr, "-ca", f.CA, "-key", f.ClientKey}, 2, "-cert and -key go together"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := otpctl(t, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr)
+			}
+			if out := map[bool]string{true: stdout, false: stderr}[tt.code == 0]; !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
 }
