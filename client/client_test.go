@@ -22,13 +22,10 @@ import (
 	"github.com/otpd/otpd/client"
 	"github.com/otpd/otpd/internal/grpcauth"
 	"github.com/otpd/otpd/internal/server"
-	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
-	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/fake"
 	"github.com/otpd/otpd/service"
-	"github.com/otpd/otpd/service/memstore"
-	"github.com/otpd/otpd/templates"
+	"github.com/otpd/otpd/service/servicetest"
 )
 
 const token = "sidecar-token-5f0c1d"
@@ -67,25 +64,7 @@ func serveOn(tb testing.TB, svc otpv1.OtpServiceServer, lis net.Listener) string
 // fake provider whose messages the test reads.
 func realService(tb testing.TB) (*service.Service, *fake.Provider) {
 	tb.Helper()
-	p, err := fake.New("fake", fake.Config{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	router, err := providers.NewRouter([]providers.Route{{Name: "fake", Channel: otp.SMS, Sender: p}}, providers.RouterOptions{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	renderer, err := templates.New(templates.DefaultOptions())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg := service.DefaultConfig()
-	cfg.Secret = "client-test-secret-0123456789abcdef"
-	svc, err := service.New(cfg, memstore.New(), router, renderer)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return svc, p
+	return servicetest.New(tb, nil)
 }
 
 // The sidecar recipe: a token over a unix socket without TLS, which plain
