@@ -400,19 +400,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t, "unix", &fakeOtpd{})
 			code, stdout, stderr := otpctl(t, append([]string{"-addr", srv.addr}, tt.args...)...)
-			if code != 2 {
-				t.Errorf("exit %d, want 2", code)
-			}
-			if !strings.Contains(stderr, tt.want) {
-				t.Errorf("stderr lacks %q:\n%s", tt.want, stderr)
-			}
-			if stdout != "" {
-				t.Errorf("stdout is not empty:\n%s", stdout)
-			}
-			// A mistyped command line must never send a code.
-			if sends, verifies := srv.otp.calls(); len(sends)+len(verifies) != 0 {
-				t.Errorf("server got %d sends and %d verifies, want none", len(sends), len(verifies))
-			}
+			wantRefused(t, srv, code, stdout, stderr, tt.want, false)
 		})
 	}
 }
@@ -582,18 +570,7 @@ func TestExtraArgumentsExitTwo(t *testing.T) {
 			t.Parallel()
 			srv := startServer(t, "unix", &fakeOtpd{})
 			code, stdout, stderr := otpctl(t, append([]string{"-addr", srv.addr}, tt.args...)...)
-			if code != 2 {
-				t.Errorf("exit %d, want 2", code)
-			}
-			if !strings.Contains(stderr, tt.want) || !strings.Contains(stderr, "usage: otpctl") {
-				t.Errorf("stderr lacks %q and the usage:\n%s", tt.want, stderr)
-			}
-			if stdout != "" {
-				t.Errorf("stdout is not empty:\n%s", stdout)
-			}
-			if sends, verifies := srv.otp.calls(); len(sends)+len(verifies) != 0 {
-				t.Errorf("server got %d sends and %d verifies, want none", len(sends), len(verifies))
-			}
+			wantRefused(t, srv, code, stdout, stderr, tt.want, true)
 		})
 	}
 }
@@ -793,5 +770,24 @@ func TestMTLSWithDevCerts(t *testing.T) {
 				t.Errorf("output lacks %q:\n%s", tt.want, out)
 			}
 		})
+	}
+}
+
+// wantRefused checks a command line otpctl refused: exit 2, want (and,
+// with usage, the usage) on stderr, nothing on stdout, and nothing sent: a
+// mistyped command line must never send a code.
+func wantRefused(t *testing.T, srv *server, code int, stdout, stderr, want string, usage bool) {
+	t.Helper()
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.Contains(stderr, want) || (usage && !strings.Contains(stderr, "usage: otpctl")) {
+		t.Errorf("stderr lacks %q (or the usage):\n%s", want, stderr)
+	}
+	if stdout != "" {
+		t.Errorf("stdout is not empty:\n%s", stdout)
+	}
+	if sends, verifies := srv.otp.calls(); len(sends)+len(verifies) != 0 {
+		t.Errorf("server got %d sends and %d verifies, want none", len(sends), len(verifies))
 	}
 }
