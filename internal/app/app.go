@@ -76,7 +76,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, console io.W
 			}
 		}
 	}
-	err = server.Run(ctx, cfg.Server, g, reg, svc.Ping, log,
+	srv := cfg.Server
+	srv.Hooks.SendTimeout = cfg.Service.SendTimeout // Logto never times out
+	err = server.Run(ctx, srv, g, reg, svc.Ping, log,
 		"version", version, "security", grpcauth.Describe(cfg.TLS, cfg.Auth), "providers", len(cfg.Providers), "dev", cfg.Dev)
 	// The drained calls may have left undos running (a store answer lost
 	// in a stall): they get a few seconds more, before the store closes.

@@ -474,6 +474,7 @@ func TestUnknownKeys(t *testing.T) {
 			"tls: {cert: x}\ntemplates: {locale: en}\ndelivery: {retries: 3}\nlog: {format: json}\ncode: {digits: 6}\n",
 			[]string{"shutdown.dealy", "health.intervall", "redis.passwd", "tls.cert", "templates.locale", "delivery.retries", "log.format", "code.digits"}},
 		{"a field that is no key", "app_name: x\ndev: true\n", []string{"app_name", "dev"}},
+		{"in the hooks block", "hooks: {logto: {ignore_ip: [10.0.0.0/8]}, send_timeout: 1s}\n", []string{"hooks.logto.ignore_ip", "hooks.send_timeout"}},
 		{"an inlined block's field name", "server: {listen: {grpc: x}}\nservice: {secret: x}\n", []string{"server", "service"}},
 		{
 			"several at once",
@@ -495,6 +496,22 @@ func TestUnknownKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHooksBlock(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(configtest.MinimalYAML+"hooks: {logto: {ignore_ips: [10.0.0.0/8, 203.0.113.7]}}\n"), configtest.KeyEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Server.Hooks.Logto.IgnoreIPs; len(got) != 2 || got[0] != "10.0.0.0/8" || got[1] != "203.0.113.7" {
+		t.Errorf("hooks.logto.ignore_ips = %q", got)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate = %v", err)
+	}
+	c.Server.Hooks.Logto.IgnoreIPs = []string{"backend"}
+	wantKeyErrors(t, c.Validate(), []string{"hooks.logto.ignore_ips[0]"}, "not an IP address")
 }
 
 func TestWrongTypesNameKey(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
 // The entry label values of otpd_rpc_calls_total: how a call came in.
@@ -27,6 +29,7 @@ const (
 	entryGRPC    = "grpc"     // gRPC, on the gRPC listener or listen.api
 	entryConnect = "connect"  // the Connect protocol on listen.api
 	entryGRPCWeb = "grpc_web" // gRPC-Web on listen.api
+	entryLogto   = "logto"    // Logto's HTTP connectors, /hooks/logto/* on listen.api
 )
 
 // Bounds of the API listener's HTTP server. Bodies are bounded by the
@@ -112,7 +115,31 @@ func (b watchedBody) Read(p []byte) (int, error) {
 // Connect protocol (unary, JSON and binary), gRPC-Web and gRPC for every
 // service g serves; there is no REST mapping (the protos have no HTTP
 // annotations), so any other request is 404 or 415.
-func NewAPIHandler(g GRPC) (http.Handler, error) {
+//
+// It also serves the identity servers' delivery hooks (see logtoHook),
+// which call the gRPC server the same way; hooks configures them.
+func NewAPIHandler(g GRPC, hooks Hooks) (http.Handler, error) {
+	rpc, err := newRPCHandler(g)
+	if err != nil {
+		return nil, err
+	}
+	lh := newLogtoHook(rpc, hooks)
+	sms, email := lh.handler(otpv1.Channel_CHANNEL_SMS), lh.handler(otpv1.Channel_CHANNEL_EMAIL)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Not a ServeMux: RPC paths reach the transcoder as they came.
+		switch r.URL.Path {
+		case logtoSMSPath:
+			sms.ServeHTTP(w, r)
+		case logtoEmailPath:
+			email.ServeHTTP(w, r)
+		default:
+			rpc.ServeHTTP(w, r)
+		}
+	}), nil
+}
+
+// newRPCHandler is NewAPIHandler without the hooks: the RPCs.
+func newRPCHandler(g GRPC) (http.Handler, error) {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ac := apiCallFrom(r.Context()); ac != nil && r.Body != nil {
 			r.Body = watchedBody{ReadCloser: r.Body, call: ac}
@@ -157,9 +184,13 @@ func NewAPIHandler(g GRPC) (http.Handler, error) {
 			// otpd does not serve.
 			r.Header.Set("Connect-Protocol-Version", "1")
 		}
-		ac := &apiCall{entry: entry}
-		ctx := context.WithValue(r.Context(), apiCallKey{}, ac)
-		r = r.WithContext(ctx)
+		ctx := r.Context()
+		ac := apiCallFrom(ctx) // a hook's call, made in process
+		if ac == nil {
+			ac = &apiCall{entry: entry}
+			ctx = context.WithValue(ctx, apiCallKey{}, ac)
+			r = r.WithContext(ctx)
+		}
 		if entry == entryConnect && r.ContentLength == 0 && isJSON(ct) {
 			// An empty body is the empty message, as it is in binary;
 			// the transcoder would pass the gRPC server no message.

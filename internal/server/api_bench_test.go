@@ -26,7 +26,7 @@ func BenchmarkAPIOverhead(b *testing.B) {
 	}
 	go func() { _ = g.Server.Serve(lis) }()
 	b.Cleanup(g.Server.Stop)
-	h, err := NewAPIHandler(g)
+	h, err := NewAPIHandler(g, Hooks{})
 	if err != nil {
 		b.Fatal(err)
 	}

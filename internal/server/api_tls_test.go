@@ -101,4 +101,32 @@ func TestAPIMutualTLS(t *testing.T) {
 			t.Errorf("otpd_auth_failures_total{reason=%s} = %v, want 2", reason, got)
 		}
 	}
+
+	// The Logto hook's in-process call carries the connection's TLS
+	// state: the client certificate authenticates it as on gRPC.
+	hook := func(c *http.Client) (int, string) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+addr+logtoSMSPath,
+			strings.NewReader(`{"to":"14155550123","type":"SignIn","payload":{"code":"483920"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	// countingService does not implement DeliverCode: past auth, 500.
+	if code, body := hook(client(clientCA, false)); code != http.StatusInternalServerError {
+		t.Errorf("hook with a client certificate of the client CA: %d %s, want 500 (authenticated, unimplemented)", code, body)
+	}
+	if code, body := hook(client(otherCA, true)); code != http.StatusUnauthorized {
+		t.Errorf("hook with a foreign client certificate: %d %s, want 401", code, body)
+	}
+	if got := ts.metric(t, "otpd_rpc_calls_total", map[string]string{"caller": "auth-server", "entry": "logto", "code": "Unimplemented"}); got != 1 {
+		t.Errorf("otpd_rpc_calls_total{caller=auth-server,entry=logto,code=Unimplemented} = %v, want 1", got)
+	}
 }

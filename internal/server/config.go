@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,58 @@ type Config struct {
 	Listen   Listen   `yaml:"listen"`
 	Shutdown Shutdown `yaml:"shutdown"`
 	Health   Health   `yaml:"health"`
+	Hooks    Hooks    `yaml:"hooks"`
+}
+
+// Hooks is the hooks block: the identity servers' delivery hooks that
+// listen.api serves.
+type Hooks struct {
+	Logto LogtoHook `yaml:"logto"`
+	// SendTimeout bounds each hook call: the service's send_timeout, set
+	// by the caller of Run (identity servers such as Logto never time
+	// out). 0: defaultHookTimeout.
+	SendTimeout time.Duration `yaml:"-"`
+}
+
+// LogtoHook is hooks.logto: POST /hooks/logto/sms and /hooks/logto/email.
+type LogtoHook struct {
+	// IgnoreIPs lists the addresses (IPs or CIDR prefixes) whose "ip" is
+	// not an end user's and is not passed on as client_ip, so that the
+	// per-IP limit does not count them: Logto's Management API sends the
+	// calling backend's address.
+	IgnoreIPs []string `yaml:"ignore_ips"`
+}
+
+// ignored parses IgnoreIPs, which Validate checked.
+func (l LogtoHook) ignored() []netip.Prefix {
+	var ps []netip.Prefix
+	for _, s := range l.IgnoreIPs {
+		if p, err := parseIPOrPrefix(s); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// parseIPOrPrefix reads "10.0.0.0/8" or a single address ("203.0.113.7",
+// "2001:db8::1") as a prefix.
+func parseIPOrPrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() {
+			return netip.Prefix{}, errors.New("IPv4-mapped prefix")
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap().WithZone("")
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // Listen is the listen block. Its connection keys bound what a peer can
@@ -143,6 +196,11 @@ func (c Config) Validate() error {
 	}
 	if c.Health.Interval < 100*time.Millisecond {
 		bad("health.interval", "must be at least 100ms")
+	}
+	for i, ip := range c.Hooks.Logto.IgnoreIPs {
+		if _, err := parseIPOrPrefix(ip); err != nil {
+			bad(fmt.Sprintf("hooks.logto.ignore_ips[%d]", i), "%q is not an IP address or a CIDR prefix (such as 10.0.0.0/8)", ip)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -62,7 +62,7 @@ func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator
 	reg.MustRegister(grpcMetrics)
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "otpd_rpc_calls_total",
-		Help: "Unary calls by authenticated caller (\"anonymous\" when caller auth is off or the service is open), method, status code and entry point (grpc, connect, grpc_web).",
+		Help: "Unary calls by authenticated caller (\"anonymous\" when caller auth is off or the service is open), method, status code and entry point (grpc, connect, grpc_web, logto).",
 	}, []string{"caller", "method", "code", "entry"})
 	reg.MustRegister(calls)
 	record := recordCall(log, calls)
@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config, g GRPC, reg *prometheus.Registry, ping
 	errc := make(chan error, 3)
 	var plis net.Listener // listen.api's
 	if cfg.Listen.API != "" {
-		h, err := NewAPIHandler(g)
+		h, err := NewAPIHandler(g, cfg.Hooks)
 		if err != nil {
 			return fmt.Errorf("listen api: %w", err)
 		}

@@ -124,6 +124,9 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		func(c *Config) { c.Listen.API = "0.0.0.0:8080" },
 		func(c *Config) { c.Listen.API = "unix:///run/otpd/api.sock" },
 		func(c *Config) {
+			c.Hooks.Logto.IgnoreIPs = []string{"10.0.0.0/8", "203.0.113.7", "2001:db8::/48", "::1"}
+		},
+		func(c *Config) {
 			c.Listen.MaxConnectionsPerIP, c.Listen.MaxConnectionAge, c.Listen.MaxConnectionAgeGrace = 0, 0, 0
 		}, // off
 	} {
@@ -158,6 +161,8 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		{"negative grace", func(c *Config) { c.Listen.MaxConnectionAgeGrace = -time.Second }, "listen.max_connection_age_grace: must not be negative"},
 		{"keepalive too often", func(c *Config) { c.Listen.KeepaliveTime = 500 * time.Millisecond }, "listen.keepalive_time: must be at least 1s"},
 		{"keepalive timeout too short", func(c *Config) { c.Listen.KeepaliveTimeout = 0 }, "listen.keepalive_timeout: must be at least 100ms"},
+		{"bad ignored ip", func(c *Config) { c.Hooks.Logto.IgnoreIPs = []string{"10.0.0.0/8", "10.0.0.300"} }, `hooks.logto.ignore_ips[1]: "10.0.0.300" is not an IP address or a CIDR prefix`},
+		{"bad ignored prefix", func(c *Config) { c.Hooks.Logto.IgnoreIPs = []string{"10.0.0.0/33"} }, `hooks.logto.ignore_ips[0]: "10.0.0.0/33" is not an IP address or a CIDR prefix`},
 		{"ping interval zero", func(c *Config) { c.Listen.MinPingInterval = 0 }, "listen.min_ping_interval: must be at least 1s"},
 	} {
 		c := DefaultConfig()

@@ -1,0 +1,322 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/otpd/otpd/internal/grpcauth"
+	"github.com/otpd/otpd/otp"
+	"github.com/otpd/otpd/providers"
+	"github.com/otpd/otpd/providers/fake"
+	"github.com/otpd/otpd/service"
+	"github.com/otpd/otpd/service/memstore"
+	"github.com/otpd/otpd/templates"
+)
+
+// logtoServer is otpd's real service on the in-memory store, with an SMS
+// and an email fake provider, token auth and listen.api with the Logto
+// hooks, run by Run. Its per-IP limit is 1 send per hour.
+type logtoServer struct {
+	*testServer
+	url        string
+	sms, email *fake.Provider
+}
+
+func startLogto(t *testing.T, ignoreIPs ...string) *logtoServer {
+	t.Helper()
+	sms, err := fake.New("fake-sms", fake.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	email, err := fake.New("fake-email", fake.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router, err := providers.NewRouter([]providers.Route{
+		{Name: "fake-sms", Channel: otp.SMS, Sender: sms},
+		{Name: "fake-email", Channel: otp.Email, Sender: email},
+	}, providers.RouterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	renderer, err := templates.New(templates.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg := service.DefaultConfig()
+	scfg.Secret = "logto-test-secret-0123456789abcdef"
+	scfg.Limits.PerIP = service.Window{Count: 1, Window: time.Hour}
+	svc, err := service.New(scfg, memstore.New(), router, renderer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{reg: prometheus.NewRegistry(), logs: &lockedBuffer{}}
+	log := slogJSON(ts.logs)
+	sum := sha256.Sum256([]byte(apiTestToken))
+	ac := grpcauth.DefaultConfig()
+	ac.Tokens = []grpcauth.Token{{Name: "logto", SHA256: hex.EncodeToString(sum[:])}}
+	g := NewGRPC(DefaultConfig().Listen, svc, grpcauth.New(ac, nil, ts.reg, log), nil, ts.reg, log)
+
+	cfg := DefaultConfig()
+	cfg.Listen = Listen{GRPC: "127.0.0.1:0", API: "127.0.0.1:0"}
+	cfg.Shutdown.Timeout = 5 * time.Second
+	cfg.Hooks.Logto.IgnoreIPs = ignoreIPs
+	cfg.Hooks.SendTimeout = scfg.SendTimeout
+	if c := DefaultConfig(); true {
+		c.Hooks = cfg.Hooks
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, g, ts.reg, func(context.Context) error { return nil }, log) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	var addr string
+	waitFor(t, "the api address in the log", func() bool {
+		addr = logAttr(ts.logs.String(), "otpd serving", "api")
+		return addr != ""
+	})
+	return &logtoServer{testServer: ts, url: "http://" + addr, sms: sms, email: email}
+}
+
+// hookAnswer is what a hook answered.
+type hookResult struct {
+	status int
+	header http.Header
+	body   map[string]string
+	raw    string
+}
+
+// post sends Logto's body to path as Logto's connectors do (got: JSON,
+// the authorization string verbatim when set).
+func (s *logtoServer) post(t *testing.T, path, authorization, body string) hookResult {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "got (https://github.com/sindresorhus/got)")
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := hookResult{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	if err := json.Unmarshal(b, &r.body); err != nil {
+		t.Fatalf("%s answered %d %q: not a JSON object of strings: %v", path, resp.StatusCode, b, err)
+	}
+	return r
+}
+
+const logtoAuth = "Bearer " + apiTestToken
+
+func TestLogtoSMSDelivers(t *testing.T) {
+	t.Parallel()
+	s := startLogto(t)
+	// Exactly what @logto/connector-http-sms 0.2.1 sends.
+	r := s.post(t, logtoSMSPath, logtoAuth,
+		`{"to":"14155550123","type":"SignIn","payload":{"code":"483920","locale":"fr","uiLocales":"zh-CN fr"},"ip":"203.0.113.7"}`)
+	if r.status != http.StatusOK || r.body["verification_id"] == "" || r.body["provider"] != "fake-sms" {
+		t.Fatalf("SMS hook = %d %s, want 200 with a verification id and fake-sms", r.status, r.raw)
+	}
+	sent := s.sms.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("%d SMS delivered, want 1", len(sent))
+	}
+	m := sent[0]
+	if m.Code != "483920" || m.To != "+14155550123" || m.UsageType != otp.SignIn || m.Locale != "fr" || m.VerificationID != r.body["verification_id"] {
+		t.Errorf("delivered %+v, want code 483920 to +14155550123, sign_in, fr, the answer's verification id", m)
+	}
+	if strings.Contains(r.raw, "483920") {
+		t.Errorf("answer %s echoes the code", r.raw)
+	}
+	if got := s.metric(t, "otpd_rpc_calls_total", map[string]string{"entry": "logto", "method": "/otp.v1.OtpService/DeliverCode", "code": "OK", "caller": "logto"}); got != 1 {
+		t.Errorf("otpd_rpc_calls_total{entry=logto,code=OK} = %v, want 1", got)
+	}
+	if got := s.metric(t, "grpc_server_handled_total", map[string]string{"grpc_method": "DeliverCode", "grpc_code": "OK"}); got != 1 {
+		t.Errorf("grpc_server_handled_total{DeliverCode,OK} = %v, want 1", got)
+	}
+	var logged bool
+	for _, l := range s.callLogs() {
+		logged = logged || l["entry"] == "logto"
+	}
+	if !logged {
+		t.Errorf("no call logged with entry logto: %s", s.logs.String())
+	}
+
+	// The same again at once: the resend cooldown, 429 with Retry-After.
+	r = s.post(t, logtoSMSPath, logtoAuth, `{"to":"14155550123","type":"SignIn","payload":{"code":"111111","locale":"fr"}}`)
+	secs, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if r.status != http.StatusTooManyRequests || err != nil || secs < 1 || secs > 60 {
+		t.Fatalf("second send = %d Retry-After %q %s, want 429 with Retry-After 1..60", r.status, r.header.Get("Retry-After"), r.raw)
+	}
+	if want := "Too many codes. Try again in " + strconv.Itoa(secs) + " seconds."; r.body["message"] != want {
+		t.Errorf("message %q, want %q", r.body["message"], want)
+	}
+	if strings.Contains(s.logs.String(), "483920") || strings.Contains(s.logs.String(), "111111") {
+		t.Error("logs carry a code")
+	}
+}
+
+func TestLogtoEmailDelivers(t *testing.T) {
+	t.Parallel()
+	s := startLogto(t)
+	// What @logto/connector-http-email 0.4.3 sends from an experience route,
+	// with the email context Logto adds.
+	r := s.post(t, logtoEmailPath, logtoAuth, `{"to":"jane@example.com","type":"MfaVerification","payload":{"code":"902114","locale":"zh-CN","uiLocales":"zh-CN",`+
+		`"application":{"id":"app1","name":"Demo"},"user":{"id":"u1","primaryEmail":"jane@example.com","profile":{}}},"ip":"198.51.100.4"}`)
+	if r.status != http.StatusOK || r.body["provider"] != "fake-email" {
+		t.Fatalf("email hook = %d %s, want 200 from fake-email", r.status, r.raw)
+	}
+	sent := s.email.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("%d emails delivered, want 1", len(sent))
+	}
+	if m := sent[0]; m.Code != "902114" || m.To != "jane@example.com" || m.UsageType != otp.MfaVerification || m.Locale != "zh-CN" {
+		t.Errorf("delivered %+v, want code 902114 to jane@example.com, mfa_verification, zh-CN", m)
+	}
+}
+
+func TestLogtoLocales(t *testing.T) {
+	t.Parallel()
+	s := startLogto(t)
+	for i, tc := range []struct {
+		payload string
+		want    string
+	}{
+		{`{"code":"123456"}`, "en"}, // the Management API: no locale
+		{`{"code":"123456","uiLocales":"zh-CN fr"}`, "zh-CN"},
+		{`{"code":"123456","uiLocales":"!!bad fr"}`, "fr"},
+		{`{"code":"123456","locale":"fr","uiLocales":"zh-CN"}`, "fr"},
+	} {
+		to := "1415555010" + strconv.Itoa(i)
+		r := s.post(t, logtoSMSPath, logtoAuth, `{"to":"`+to+`","type":"Generic","payload":`+tc.payload+`}`)
+		if r.status != http.StatusOK {
+			t.Fatalf("payload %s: %d %s, want 200", tc.payload, r.status, r.raw)
+		}
+		sent := s.sms.Sent()
+		if m := sent[len(sent)-1]; m.To != "+"+to || m.Locale != tc.want || m.UsageType != otp.Generic {
+			t.Errorf("payload %s: delivered %+v, want locale %s", tc.payload, m, tc.want)
+		}
+	}
+}
+
+func TestLogtoRefusals(t *testing.T) {
+	t.Parallel()
+	s := startLogto(t)
+	const good = `{"to":"14155550123","type":"SignIn","payload":{"code":"483920"}}`
+	for _, tc := range []struct {
+		name, path, auth, body string
+		status                 int
+		message                string // a substring
+	}{
+		{"no token", logtoSMSPath, "", good, http.StatusUnauthorized, "Unauthorized"},
+		{"wrong token", logtoSMSPath, "Bearer not-the-token", good, http.StatusUnauthorized, "Unauthorized"},
+		{"token without scheme", logtoSMSPath, apiTestToken, good, http.StatusUnauthorized, "Unauthorized"},
+		{"wrong token, bad type", logtoSMSPath, "Bearer nope", `{"to":"14155550123","type":"Nope","payload":{"code":"483920"}}`, http.StatusUnauthorized, "Unauthorized"},
+		{"unknown type", logtoSMSPath, logtoAuth, `{"to":"14155550123","type":"Nope","payload":{"code":"483920"}}`, http.StatusBadRequest, "Unknown message type."},
+		{"invitation", logtoEmailPath, logtoAuth, `{"to":"jane@example.com","type":"OrganizationInvitation","payload":{"link":"https://id.example/invite/x","locale":"en"}}`,
+			http.StatusUnprocessableEntity, "invitation links are not delivered by otpd"},
+		{"no code", logtoSMSPath, logtoAuth, `{"to":"14155550123","type":"SignIn","payload":{}}`, http.StatusBadRequest, "payload.code must be set"},
+		{"bad number", logtoSMSPath, logtoAuth, `{"to":"12","type":"SignIn","payload":{"code":"483920"}}`, http.StatusBadRequest, "to "},
+		{"bad email", logtoEmailPath, logtoAuth, `{"to":"not-an-address","type":"SignIn","payload":{"code":"483920"}}`, http.StatusBadRequest, "to is not a valid email address"},
+		{"not JSON", logtoSMSPath, logtoAuth, `{"to":`, http.StatusBadRequest, "not the JSON"},
+		{"too large", logtoSMSPath, logtoAuth, `{"to":"` + strings.Repeat("1", hookMaxBodyBytes) + `"}`, http.StatusRequestEntityTooLarge, "too large"},
+	} {
+		r := s.post(t, tc.path, tc.auth, tc.body)
+		if r.status != tc.status || !strings.Contains(strings.ToLower(r.body["message"]), strings.ToLower(tc.message)) {
+			t.Errorf("%s: %d %s, want %d with a message containing %q", tc.name, r.status, r.raw, tc.status, tc.message)
+		}
+		if strings.Contains(r.raw, "483920") || strings.Contains(r.raw, "not-the-token") {
+			t.Errorf("%s: answer %s echoes the request", tc.name, r.raw)
+		}
+	}
+	if n := len(s.sms.Sent()) + len(s.email.Sent()); n != 0 {
+		t.Errorf("%d messages delivered, want none", n)
+	}
+	if got := s.metric(t, "otpd_auth_failures_total", nil); got != 4 {
+		t.Errorf("otpd_auth_failures_total = %v, want 4", got)
+	}
+	if got := s.metric(t, "grpc_server_handled_total", map[string]string{"grpc_method": "DeliverCode", "grpc_code": "Unauthenticated"}); got != 4 {
+		t.Errorf("grpc_server_handled_total{DeliverCode,Unauthenticated} = %v, want 4", got)
+	}
+	// The hook's own refusals go through the gRPC server too (after
+	// caller auth), as invalid calls.
+	if got := s.metric(t, "otpd_rpc_calls_total", map[string]string{"entry": "logto", "code": "InvalidArgument", "caller": "logto"}); got != 7 {
+		t.Errorf("otpd_rpc_calls_total{entry=logto,code=InvalidArgument} = %v, want 7", got)
+	}
+}
+
+func TestLogtoIgnoreIPs(t *testing.T) {
+	t.Parallel()
+	s := startLogto(t, "10.0.0.0/8", "2001:db8::1")
+	send := func(to, ip string) hookResult {
+		return s.post(t, logtoSMSPath, logtoAuth, `{"to":"`+to+`","type":"Register","payload":{"code":"483920"},"ip":"`+ip+`"}`)
+	}
+	// A listed backend address: not counted, however many sends.
+	for i, ip := range []string{"10.1.2.3", "10.1.2.3", "::ffff:10.1.2.3", "2001:db8::1", "2001:db8::1"} {
+		if r := send("1415555020"+strconv.Itoa(i), ip); r.status != http.StatusOK {
+			t.Fatalf("send %d from ignored %s = %d %s, want 200", i, ip, r.status, r.raw)
+		}
+	}
+	// An end user's address: per_ip (1 per hour) counts it.
+	if r := send("14155550300", "203.0.113.7"); r.status != http.StatusOK {
+		t.Fatalf("first send from 203.0.113.7 = %d %s, want 200", r.status, r.raw)
+	}
+	r := send("14155550301", "203.0.113.7")
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("second send from 203.0.113.7 = %d %s, want 429 with Retry-After", r.status, r.raw)
+	}
+	// 2001:db8::2 is in the /64 of 2001:db8::1, but only ::1 is listed.
+	if r := send("14155550302", "2001:db8::2"); r.status != http.StatusOK {
+		t.Fatalf("first send from 2001:db8::2 = %d %s, want 200", r.status, r.raw)
+	}
+	if r := send("14155550303", "2001:db8::2"); r.status != http.StatusTooManyRequests {
+		t.Fatalf("second send from 2001:db8::2 = %d %s, want 429", r.status, r.raw)
+	}
+	if got := s.metric(t, "otpd_rpc_calls_total", map[string]string{"entry": "logto", "code": "ResourceExhausted"}); got != 2 {
+		t.Errorf("otpd_rpc_calls_total{entry=logto,code=ResourceExhausted} = %v, want 2", got)
+	}
+}
+
+func TestLogtoMethod(t *testing.T) {
+	t.Parallel()
+	s := startLogto(t)
+	resp, err := http.Get(s.url + logtoSMSPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != http.MethodPost {
+		t.Errorf("GET = %d Allow %q, want 405 Allow POST", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+}
