@@ -19,13 +19,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/otpd/otpd/internal/grpcauth"
-	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
-	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/fake"
-	"github.com/otpd/otpd/service"
-	"github.com/otpd/otpd/service/memstore"
-	"github.com/otpd/otpd/templates"
+	"github.com/otpd/otpd/service/servicetest"
 )
 
 const apiTestToken = "api-test-token-8d1e4a"
@@ -40,24 +36,7 @@ type apiServerUnderTest struct {
 
 func startAPI(t *testing.T) *apiServerUnderTest {
 	t.Helper()
-	p, err := fake.New("fake", fake.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	router, err := providers.NewRouter([]providers.Route{{Name: "fake", Channel: otp.SMS, Sender: p}}, providers.RouterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	renderer, err := templates.New(templates.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := service.DefaultConfig()
-	scfg.Secret = "api-test-secret-0123456789abcdef01"
-	svc, err := service.New(scfg, memstore.New(), router, renderer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, p := servicetest.New(t, nil)
 	ts := &testServer{reg: prometheus.NewRegistry(), logs: &lockedBuffer{}}
 	log := slogJSON(ts.logs)
 	sum := sha256.Sum256([]byte(apiTestToken))
