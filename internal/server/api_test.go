@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -48,6 +49,14 @@ func startAPI(t *testing.T) *apiServerUnderTest {
 	cfg := DefaultConfig()
 	cfg.Listen = Listen{GRPC: "127.0.0.1:0", API: "127.0.0.1:0"}
 	cfg.Shutdown.Timeout = 5 * time.Second
+	addr := runAPI(t, ts, cfg, g, log)
+	return &apiServerUnderTest{testServer: ts, url: "http://" + addr, provider: p}
+}
+
+// runAPI runs g with cfg (whose listen.api is on) until the test ends and
+// returns the api listener's address, read from the "otpd serving" line.
+func runAPI(t *testing.T, ts *testServer, cfg Config, g GRPC, log *slog.Logger) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, g, ts.reg, func(context.Context) error { return nil }, log) }()
@@ -67,7 +76,7 @@ func startAPI(t *testing.T) *apiServerUnderTest {
 		addr = logAttr(ts.logs.String(), "otpd serving", "api")
 		return addr != ""
 	})
-	return &apiServerUnderTest{testServer: ts, url: "http://" + addr, provider: p}
+	return addr
 }
 
 // post sends body to method with contentType (and the token unless

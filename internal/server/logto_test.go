@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -78,25 +77,7 @@ func startLogto(t *testing.T, ignoreIPs ...string) *logtoServer {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, g, ts.reg, func(context.Context) error { return nil }, log) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
-	var addr string
-	waitFor(t, "the api address in the log", func() bool {
-		addr = logAttr(ts.logs.String(), "otpd serving", "api")
-		return addr != ""
-	})
+	addr := runAPI(t, ts, cfg, g, log)
 	return &logtoServer{testServer: ts, url: "http://" + addr, sms: sms, email: email}
 }
 
