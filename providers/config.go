@@ -14,6 +14,21 @@ import (
 	"github.com/otpd/otpd/otp"
 )
 
+// ParseConfig decodes raw into a C with DecodeConfig and validates it: the
+// ParseConfig of every provider package whose Config validates itself.
+func ParseConfig[C interface{ Validate() error }](kind string, raw []byte) (C, error) {
+	var cfg C
+	if err := DecodeConfig(kind, raw, &cfg); err != nil {
+		var zero C
+		return zero, err
+	}
+	if err := cfg.Validate(); err != nil {
+		var zero C
+		return zero, err
+	}
+	return cfg, nil
+}
+
 // DecodeConfig decodes the JSON config block of a provider of type kind into
 // v. Unknown keys are an error, naming the key, so that a misspelt setting is
 // reported rather than ignored; so is anything after the object. Keys must

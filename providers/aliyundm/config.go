@@ -63,16 +63,7 @@ type Template struct {
 
 // ParseConfig decodes the JSON config block of an aliyun-dm provider and
 // validates it. Unknown keys are an error.
-func ParseConfig(raw []byte) (Config, error) {
-	var cfg Config
-	if err := providers.DecodeConfig("aliyun-dm", raw, &cfg); err != nil {
-		return Config{}, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
+func ParseConfig(raw []byte) (Config, error) { return providers.ParseConfig[Config]("aliyun-dm", raw) }
 
 // Validate reports every problem with c at once, each error naming its JSON
 // key.

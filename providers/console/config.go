@@ -15,13 +15,7 @@ type Config struct {
 
 // ParseConfig decodes the JSON config block of a console provider. Unknown
 // keys are an error; an empty block or null gives the zero Config.
-func ParseConfig(raw []byte) (Config, error) {
-	var cfg Config
-	if err := providers.DecodeConfig("console", raw, &cfg); err != nil {
-		return Config{}, err
-	}
-	return cfg, cfg.Validate()
-}
+func ParseConfig(raw []byte) (Config, error) { return providers.ParseConfig[Config]("console", raw) }
 
 // Validate reports whether cfg is usable. Every Config is.
 func (Config) Validate() error { return nil }

@@ -30,16 +30,7 @@ type Config struct {
 
 // ParseConfig decodes the JSON config block of an http provider and
 // validates it. Unknown keys are an error.
-func ParseConfig(raw []byte) (Config, error) {
-	var cfg Config
-	if err := providers.DecodeConfig("http", raw, &cfg); err != nil {
-		return Config{}, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
+func ParseConfig(raw []byte) (Config, error) { return providers.ParseConfig[Config]("http", raw) }
 
 // Validate reports every problem with c at once, each error naming its JSON
 // key. The authorization value is never quoted.

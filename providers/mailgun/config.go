@@ -115,13 +115,7 @@ func (d *Deliveries) UnmarshalJSON(data []byte) error {
 
 // ParseConfig decodes the JSON config block of a Mailgun provider and
 // validates it. Unknown keys are an error.
-func ParseConfig(raw []byte) (Config, error) {
-	var cfg Config
-	if err := providers.DecodeConfig("mailgun", raw, &cfg); err != nil {
-		return Config{}, err
-	}
-	return cfg, cfg.Validate()
-}
+func ParseConfig(raw []byte) (Config, error) { return providers.ParseConfig[Config]("mailgun", raw) }
 
 // Validate reports every problem in c, each naming its key
 // ("domain: required", "deliveries.SignIn.html: ...").
