@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/otpd/otpd/internal/promtest"
 	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 	"github.com/otpd/otpd/providers/fake"
@@ -435,38 +436,6 @@ func TestRouterPassesAttemptDeadline(t *testing.T) {
 	}
 }
 
-// metricValue returns the value of a counter, or the sample count of a
-// histogram, with the given name and labels; 0 if there is none.
-func metricValue(tb testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
-	tb.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		tb.Fatalf("gather metrics: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue metrics
-				}
-			}
-			if h := m.GetHistogram(); h != nil {
-				return float64(h.GetSampleCount())
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
-
 func TestRouterMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
@@ -505,7 +474,7 @@ func TestRouterMetrics(t *testing.T) {
 		{errorsTotal, map[string]string{"provider": "mailgun", "reason": "auth"}, 1},
 		{errorsTotal, map[string]string{"provider": "tencent"}, 0},
 	} {
-		if got := metricValue(t, reg, tc.metric, tc.labels); got != tc.want {
+		if got := promtest.Sum(t, reg, tc.metric, tc.labels); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.metric, tc.labels, got, tc.want)
 		}
 	}

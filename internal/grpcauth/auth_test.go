@@ -26,6 +26,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/otpd/otpd/internal/promtest"
 	"github.com/otpd/otpd/internal/testpki"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
@@ -56,35 +57,6 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// metricValue returns the value of the counter name whose labels include
-// the given name, value pairs; 0 if there is none.
-func metricValue(tb testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
-	tb.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
-}
 
 func sha256Hex(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
 
@@ -262,7 +234,7 @@ func TestCallerAuthentication(t *testing.T) {
 	// Refusals are counted by reason and logged; the caller's name is in
 	// the logs of served calls; the token never is.
 	for reason, want := range map[string]float64{"no_client_cert": 1, "bad_client_cert": 1, "missing_token": 2, "invalid_token": 2, "malformed_authorization": 1} {
-		if got := metricValue(t, s.reg, "otpd_auth_failures_total", "reason", reason); got != want {
+		if got := promtest.Sum(t, s.reg, "otpd_auth_failures_total", map[string]string{"reason": reason}); got != want {
 			t.Errorf("otpd_auth_failures_total{reason=%s} = %v, want %v", reason, got, want)
 		}
 	}

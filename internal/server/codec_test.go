@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/otpd/otpd/internal/promtest"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
@@ -83,34 +84,10 @@ func startServer(tb testing.TB, lc Listen) *testServer {
 	return ts
 }
 
-// metric returns the value of the counter or gauge name whose labels
-// include labels, 0 if there is none.
+// metric is promtest.Sum of the server's registry.
 func (ts *testServer) metric(tb testing.TB, name string, labels map[string]string) float64 {
 	tb.Helper()
-	mfs, err := ts.reg.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
+	return promtest.Sum(tb, ts.reg, name, labels)
 }
 
 // callLogs returns the "grpc call" log lines.
