@@ -5,7 +5,10 @@
 // depending on each other.
 package otp
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Channel is how a message reaches its recipient.
 type Channel string
@@ -95,4 +98,26 @@ type Receipt struct {
 	// MessageID is the provider's own identifier of the message, if it gives
 	// one.
 	MessageID string
+}
+
+// entryKey is the context key of a call's entry point.
+type entryKey struct{}
+
+// EntryGRPC is the entry point of a call that carries none: gRPC.
+const EntryGRPC = "grpc"
+
+// WithEntry returns ctx for a call that came in through entry: "grpc",
+// "connect", "grpc_web", or a hook ("logto", "supabase"). Metrics carry
+// it as their entry label.
+func WithEntry(ctx context.Context, entry string) context.Context {
+	return context.WithValue(ctx, entryKey{}, entry)
+}
+
+// Entry is the entry point of the call of ctx: EntryGRPC unless WithEntry
+// set another.
+func Entry(ctx context.Context) string {
+	if e, ok := ctx.Value(entryKey{}).(string); ok {
+		return e
+	}
+	return EntryGRPC
 }

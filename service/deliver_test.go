@@ -91,10 +91,10 @@ func TestDeliverCode(t *testing.T) {
 			t.Errorf("logs contain the delivered code %s", s)
 		}
 	}
-	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "primary", "usage_type": "mfa_verification", "result": "ok"}); got != 1 {
+	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "sms", "provider": "primary", "usage_type": "mfa_verification", "result": "ok"}); got != 1 {
 		t.Errorf("otpd_codes_sent_total{sms, mfa_verification, ok} = %v, want 1", got)
 	}
-	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "email", "provider": "primary", "usage_type": "bind_mfa", "result": "ok"}); got != 1 {
+	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "email", "provider": "primary", "usage_type": "bind_mfa", "result": "ok"}); got != 1 {
 		t.Errorf("otpd_codes_sent_total{email, bind_mfa, ok} = %v, want 1", got)
 	}
 }
@@ -230,7 +230,7 @@ func TestDeliverCodeIdempotent(t *testing.T) {
 	if c := h.primary.Calls(); c != 1 {
 		t.Fatalf("provider called %d times, want 1", c)
 	}
-	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "primary", "usage_type": "mfa_verification", "result": "replayed"}); got != 1 {
+	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "sms", "provider": "primary", "usage_type": "mfa_verification", "result": "replayed"}); got != 1 {
 		t.Errorf("otpd_codes_sent_total{replayed} = %v, want 1", got)
 	}
 	_, err = h.client.SendCode(ctx, &otpv1.SendCodeRequest{Recipient: phone, UsageType: mfa, IdempotencyKey: "logto-42"})
@@ -252,7 +252,7 @@ func TestDeliverCodeFailedDelivery(t *testing.T) {
 	h.secondary.SetMode("transient")
 	_, err := h.client.DeliverCode(ctx, req)
 	wantStatus(t, err, codes.Unavailable)
-	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "secondary", "usage_type": "mfa_verification", "result": "transient_error"}); got != 1 {
+	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "sms", "provider": "secondary", "usage_type": "mfa_verification", "result": "transient_error"}); got != 1 {
 		t.Errorf("otpd_codes_sent_total{transient_error} = %v, want 1", got)
 	}
 	h.primary.SetMode("ok")

@@ -375,7 +375,7 @@ func TestStallUnknownOutcome(t *testing.T) {
 				t.Logf("%s: %d of %d failed sends stranded after the stall", sk.name, stranded, len(users))
 				// Nobody was told OK: the right code verifies now.
 				h.wantVerify(t, verifier, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_OK, "right code whose verify answered UNAVAILABLE")
-				if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "", "usage_type": "sign_in", "result": "store_error"}); got != float64(len(users)) {
+				if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "sms", "provider": "", "usage_type": "sign_in", "result": "store_error"}); got != float64(len(users)) {
 					t.Errorf("otpd_codes_sent_total{store_error} = %v, want %d", got, len(users))
 				}
 			})

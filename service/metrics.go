@@ -22,8 +22,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_codes_sent_total",
-			Help: "SendCode and DeliverCode outcomes. result: ok, replayed, rate_limited, transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled.",
-		}, []string{"channel", "provider", "usage_type", "result"}),
+			Help: "SendCode and DeliverCode outcomes. result: ok, replayed, rate_limited, transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled. entry: how the call came in (grpc, connect, grpc_web, logto, supabase).",
+		}, []string{"channel", "provider", "usage_type", "result", "entry"}),
 		verified: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_verifications_total",
 			Help: "VerifyCode outcomes. result: ok, mismatch, expired, too_many_attempts, rate_limited, store_error, canceled (the caller canceled the call while the store was asked).",

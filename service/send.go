@@ -139,7 +139,7 @@ func (s *Service) parseSend(req sendFields, v *violations) sendRequest {
 func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeResponse, error) {
 	deliver := r.code != ""
 	if !s.sender.Serves(r.rcpt.channel, r.rcpt.addr) {
-		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error").Inc()
+		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error", otp.Entry(ctx)).Inc()
 		return nil, errNoProvider
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
@@ -153,8 +153,9 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	if r.ip != "" {
 		log = log.with("client_net", clientNet(r.ip))
 	}
+	entry := otp.Entry(ctx)
 	count := func(provider, result string) {
-		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result).Inc()
+		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result, entry).Inc()
 		if result == "ok" && r.rcpt.country != "" {
 			s.metrics.smsCountry.WithLabelValues(r.rcpt.country).Inc()
 		}

@@ -312,7 +312,7 @@ func TestSendAndVerify(t *testing.T) {
 	}
 	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_OK, "verify")
 	h.wantVerify(t, phone, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_EXPIRED, "second verify")
-	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "primary", "usage_type": "sign_in", "result": "ok"}); got != 1 {
+	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "sms", "provider": "primary", "usage_type": "sign_in", "result": "ok"}); got != 1 {
 		t.Fatalf("otpd_codes_sent_total{ok} = %v, want 1", got)
 	}
 	if got := counter(t, h.reg, "otpd_sms_sent_by_country_total", map[string]string{"country_code": "1"}); got != 1 {
@@ -701,7 +701,7 @@ func TestFailoverAndFailedDelivery(t *testing.T) {
 	h.primary.SetMode("ok")
 	_, code := h.send(t, email, signIn)
 	h.wantVerify(t, email, signIn, code, otpv1.VerifyResult_VERIFY_RESULT_OK, "verify")
-	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"channel": "email", "provider": "primary", "usage_type": "sign_in", "result": "permanent_error"}); got != 1 {
+	if got := counter(t, h.reg, "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "email", "provider": "primary", "usage_type": "sign_in", "result": "permanent_error"}); got != 1 {
 		t.Fatalf("otpd_codes_sent_total{permanent_error} = %v, want 1", got)
 	}
 }
@@ -1111,7 +1111,7 @@ func TestCallerCancelIsNotAStoreError(t *testing.T) {
 			lossy.lose = ""
 			wantStatus(t, err, codes.Canceled)
 
-			family, labels := "otpd_codes_sent_total", map[string]string{"channel": "sms", "provider": "", "usage_type": "sign_in"}
+			family, labels := "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "sms", "provider": "", "usage_type": "sign_in"}
 			if step == "Verify" {
 				family, labels = "otpd_verifications_total", map[string]string{"usage_type": "sign_in"}
 			}

@@ -26,10 +26,11 @@ import (
 
 // The entry label values of otpd_rpc_calls_total: how a call came in.
 const (
-	entryGRPC    = "grpc"     // gRPC, on the gRPC listener or listen.api
-	entryConnect = "connect"  // the Connect protocol on listen.api
-	entryGRPCWeb = "grpc_web" // gRPC-Web on listen.api
-	entryLogto   = "logto"    // Logto's HTTP connectors, /hooks/logto/* on listen.api
+	entryGRPC     = "grpc"     // gRPC, on the gRPC listener or listen.api
+	entryConnect  = "connect"  // the Connect protocol on listen.api
+	entryGRPCWeb  = "grpc_web" // gRPC-Web on listen.api
+	entryLogto    = "logto"    // Logto's HTTP connectors, /hooks/logto/* on listen.api
+	entrySupabase = "supabase" // Supabase Auth's hooks, /hooks/supabase/* on listen.api
 )
 
 // Bounds of the API listener's HTTP server. Bodies are bounded by the
@@ -116,25 +117,28 @@ func (b watchedBody) Read(p []byte) (int, error) {
 // service g serves; there is no REST mapping (the protos have no HTTP
 // annotations), so any other request is 404 or 415.
 //
-// It also serves the identity servers' delivery hooks (see logtoHook),
-// which call the gRPC server the same way; hooks configures them.
+// It also serves the identity servers' delivery hooks (see logtoHook and
+// supabaseHook), which call the gRPC server the same way; hooks
+// configures them.
 func NewAPIHandler(g GRPC, hooks Hooks) (http.Handler, error) {
 	rpc, err := newRPCHandler(g)
 	if err != nil {
 		return nil, err
 	}
-	lh := newLogtoHook(rpc, hooks)
-	sms, email := lh.handler(otpv1.Channel_CHANNEL_SMS), lh.handler(otpv1.Channel_CHANNEL_EMAIL)
+	lh, sh := newLogtoHook(rpc, hooks), newSupabaseHook(rpc, hooks)
+	paths := map[string]http.Handler{
+		logtoSMSPath:      lh.handler(otpv1.Channel_CHANNEL_SMS),
+		logtoEmailPath:    lh.handler(otpv1.Channel_CHANNEL_EMAIL),
+		supabaseSMSPath:   sh.handler(otpv1.Channel_CHANNEL_SMS),
+		supabaseEmailPath: sh.handler(otpv1.Channel_CHANNEL_EMAIL),
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Not a ServeMux: RPC paths reach the transcoder as they came.
-		switch r.URL.Path {
-		case logtoSMSPath:
-			sms.ServeHTTP(w, r)
-		case logtoEmailPath:
-			email.ServeHTTP(w, r)
-		default:
-			rpc.ServeHTTP(w, r)
+		if h, ok := paths[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
 		}
+		rpc.ServeHTTP(w, r)
 	}), nil
 }
 

@@ -6,6 +6,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
+
+	"github.com/otpd/otpd/otp"
 )
 
 // callState is what otpd knows about one call, shared by the interceptors
@@ -29,7 +31,8 @@ func markReached(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler 
 	if cs := callStateFrom(ctx); cs != nil {
 		cs.reached = true
 	}
-	return handler(ctx, req)
+	// The service labels its metrics with the entry point too.
+	return handler(otp.WithEntry(ctx, entryOf(ctx)), req)
 }
 
 // callStats sees every call end, including the unary calls that grpc-go

@@ -23,7 +23,8 @@ type Config struct {
 // Hooks is the hooks block: the identity servers' delivery hooks that
 // listen.api serves.
 type Hooks struct {
-	Logto LogtoHook `yaml:"logto"`
+	Logto    LogtoHook    `yaml:"logto"`
+	Supabase SupabaseHook `yaml:"supabase"`
 	// SendTimeout bounds each hook call: the service's send_timeout, set
 	// by the caller of Run (identity servers such as Logto never time
 	// out). 0: defaultHookTimeout.
@@ -39,10 +40,30 @@ type LogtoHook struct {
 	IgnoreIPs []string `yaml:"ignore_ips"`
 }
 
+// SupabaseHook is hooks.supabase: POST /hooks/supabase/sms and
+// /hooks/supabase/email, Supabase Auth's Send SMS and Send Email hooks.
+type SupabaseHook struct {
+	// Secrets are the hook's secrets as Supabase shows them,
+	// "v1,whsec_<base64>": a request must be signed (Standard Webhooks)
+	// with one of them. Several during a rotation. Empty turns the hook
+	// off (its paths answer 404).
+	Secrets []string `yaml:"secrets"`
+	// IgnoreIPs: as hooks.logto.ignore_ips, for metadata.ip_address
+	// (Supabase's Admin API sends the calling backend's address).
+	IgnoreIPs []string `yaml:"ignore_ips"`
+	// Timeout bounds a hook call, below send_timeout (4s): Supabase Auth
+	// gives a hook 5 s, then fails the user's request and discards the
+	// code, so a code delivered later is a code that cannot verify.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
 // ignored parses IgnoreIPs, which Validate checked.
-func (l LogtoHook) ignored() []netip.Prefix {
+func (l LogtoHook) ignored() ipFilter { return parsePrefixes(l.IgnoreIPs) }
+
+// parsePrefixes parses addresses or prefixes that Validate checked.
+func parsePrefixes(list []string) ipFilter {
 	var ps []netip.Prefix
-	for _, s := range l.IgnoreIPs {
+	for _, s := range list {
 		if p, err := parseIPOrPrefix(s); err == nil {
 			ps = append(ps, p)
 		}
@@ -163,6 +184,7 @@ func DefaultConfig() Config {
 		},
 		Shutdown: Shutdown{Timeout: 20 * time.Second},
 		Health:   Health{Interval: 2 * time.Second},
+		Hooks:    Hooks{Supabase: SupabaseHook{Timeout: 4 * time.Second}},
 	}
 }
 
@@ -197,10 +219,24 @@ func (c Config) Validate() error {
 	if c.Health.Interval < 100*time.Millisecond {
 		bad("health.interval", "must be at least 100ms")
 	}
-	for i, ip := range c.Hooks.Logto.IgnoreIPs {
-		if _, err := parseIPOrPrefix(ip); err != nil {
-			bad(fmt.Sprintf("hooks.logto.ignore_ips[%d]", i), "%q is not an IP address or a CIDR prefix (such as 10.0.0.0/8)", ip)
+	for _, h := range []struct {
+		name string
+		ips  []string
+	}{{"logto", c.Hooks.Logto.IgnoreIPs}, {"supabase", c.Hooks.Supabase.IgnoreIPs}} {
+		for i, ip := range h.ips {
+			if _, err := parseIPOrPrefix(ip); err != nil {
+				bad(fmt.Sprintf("hooks.%s.ignore_ips[%d]", h.name, i), "%q is not an IP address or a CIDR prefix (such as 10.0.0.0/8)", ip)
+			}
 		}
+	}
+	for i, s := range c.Hooks.Supabase.Secrets {
+		if _, err := parseWebhookSecret(s); err != nil {
+			// Never the secret itself.
+			bad(fmt.Sprintf("hooks.supabase.secrets[%d]", i), "%v", err)
+		}
+	}
+	if c.Hooks.Supabase.Timeout < 100*time.Millisecond {
+		bad("hooks.supabase.timeout", "must be at least 100ms")
 	}
 	return errors.Join(errs...)
 }

@@ -22,16 +22,26 @@ import (
 	"github.com/otpd/otpd/templates"
 )
 
-// logtoServer is otpd's real service on the in-memory store, with an SMS
-// and an email fake provider, token auth and listen.api with the Logto
-// hooks, run by Run. Its per-IP limit is 1 send per hour.
-type logtoServer struct {
+// hookServer is otpd's real service on the in-memory store, with an SMS
+// and an email fake provider, token auth and listen.api with the hooks,
+// run by Run. Its per-IP limit is 1 send per hour.
+type hookServer struct {
 	*testServer
 	url        string
 	sms, email *fake.Provider
+	g          GRPC
+	hooks      Hooks
 }
 
-func startLogto(t *testing.T, ignoreIPs ...string) *logtoServer {
+// startLogto starts a hookServer whose Logto hook ignores ignoreIPs.
+func startLogto(t *testing.T, ignoreIPs ...string) *hookServer {
+	t.Helper()
+	var h Hooks
+	h.Logto.IgnoreIPs = ignoreIPs
+	return startHooks(t, h)
+}
+
+func startHooks(t *testing.T, hooks Hooks) *hookServer {
 	t.Helper()
 	sms, err := fake.New("fake-sms", fake.Config{})
 	if err != nil {
@@ -55,11 +65,11 @@ func startLogto(t *testing.T, ignoreIPs ...string) *logtoServer {
 	scfg := service.DefaultConfig()
 	scfg.Secret = "logto-test-secret-0123456789abcdef"
 	scfg.Limits.PerIP = service.Window{Count: 1, Window: time.Hour}
-	svc, err := service.New(scfg, memstore.New(), router, renderer)
+	ts := &testServer{reg: prometheus.NewRegistry(), logs: &lockedBuffer{}}
+	svc, err := service.New(scfg, memstore.New(), router, renderer, service.WithRegisterer(ts.reg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{reg: prometheus.NewRegistry(), logs: &lockedBuffer{}}
 	log := slogJSON(ts.logs)
 	sum := sha256.Sum256([]byte(apiTestToken))
 	ac := grpcauth.DefaultConfig()
@@ -69,7 +79,10 @@ func startLogto(t *testing.T, ignoreIPs ...string) *logtoServer {
 	cfg := DefaultConfig()
 	cfg.Listen = Listen{GRPC: "127.0.0.1:0", API: "127.0.0.1:0"}
 	cfg.Shutdown.Timeout = 5 * time.Second
-	cfg.Hooks.Logto.IgnoreIPs = ignoreIPs
+	cfg.Hooks = hooks
+	if cfg.Hooks.Supabase.Timeout == 0 {
+		cfg.Hooks.Supabase.Timeout = DefaultConfig().Hooks.Supabase.Timeout
+	}
 	cfg.Hooks.SendTimeout = scfg.SendTimeout
 	if c := DefaultConfig(); true {
 		c.Hooks = cfg.Hooks
@@ -78,7 +91,7 @@ func startLogto(t *testing.T, ignoreIPs ...string) *logtoServer {
 		}
 	}
 	addr := runAPI(t, ts, cfg, g, log)
-	return &logtoServer{testServer: ts, url: "http://" + addr, sms: sms, email: email}
+	return &hookServer{testServer: ts, url: "http://" + addr, sms: sms, email: email, g: g, hooks: cfg.Hooks}
 }
 
 // hookAnswer is what a hook answered.
@@ -91,7 +104,7 @@ type hookResult struct {
 
 // post sends Logto's body to path as Logto's connectors do (got: JSON,
 // the authorization string verbatim when set).
-func (s *logtoServer) post(t *testing.T, path, authorization, body string) hookResult {
+func (s *hookServer) post(t *testing.T, path, authorization, body string) hookResult {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.url+path, strings.NewReader(body))
 	if err != nil {
@@ -142,6 +155,9 @@ func TestLogtoSMSDelivers(t *testing.T) {
 	}
 	if got := s.metric(t, "otpd_rpc_calls_total", map[string]string{"entry": "logto", "method": "/otp.v1.OtpService/DeliverCode", "code": "OK", "caller": "logto"}); got != 1 {
 		t.Errorf("otpd_rpc_calls_total{entry=logto,code=OK} = %v, want 1", got)
+	}
+	if got := s.metric(t, "otpd_codes_sent_total", map[string]string{"entry": "logto", "channel": "sms", "usage_type": "sign_in", "result": "ok"}); got != 1 {
+		t.Errorf("otpd_codes_sent_total{entry=logto,ok} = %v, want 1", got)
 	}
 	if got := s.metric(t, "grpc_server_handled_total", map[string]string{"grpc_method": "DeliverCode", "grpc_code": "OK"}); got != 1 {
 		t.Errorf("grpc_server_handled_total{DeliverCode,OK} = %v, want 1", got)
