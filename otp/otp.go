@@ -88,6 +88,10 @@ type Message struct {
 	Content Content
 	// VerificationID identifies the code in logs.
 	VerificationID string
+	// ClientIP is the end user's address as the caller gave it (client_ip),
+	// or "": for providers whose API takes it (Logto's HTTP connectors'
+	// "ip"). It is personal data: never log it.
+	ClientIP string
 }
 
 // Receipt is a provider's acknowledgement of a message.

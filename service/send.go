@@ -259,6 +259,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		TTL:            s.cfg.Code.TTL,
 		Content:        content,
 		VerificationID: vid,
+		ClientIP:       r.ip,
 	})
 	if err != nil {
 		s.abort(ctx, log, abort)

@@ -147,8 +147,8 @@ func TestLogtoSMSDelivers(t *testing.T) {
 		t.Fatalf("%d SMS delivered, want 1", len(sent))
 	}
 	m := sent[0]
-	if m.Code != "483920" || m.To != "+14155550123" || m.UsageType != otp.SignIn || m.Locale != "fr" || m.VerificationID != r.body["verification_id"] {
-		t.Errorf("delivered %+v, want code 483920 to +14155550123, sign_in, fr, the answer's verification id", m)
+	if m.Code != "483920" || m.To != "+14155550123" || m.UsageType != otp.SignIn || m.Locale != "fr" || m.VerificationID != r.body["verification_id"] || m.ClientIP != "203.0.113.7" {
+		t.Errorf("delivered %+v, want code 483920 to +14155550123, sign_in, fr, the answer's verification id, client IP 203.0.113.7", m)
 	}
 	if strings.Contains(r.raw, "483920") {
 		t.Errorf("answer %s echoes the code", r.raw)

@@ -98,8 +98,9 @@ func New(name string, cfg Config) (*Provider, error) {
 }
 
 // body is the JSON body of Logto's HTTP connectors (connector-kit's
-// SendMessageData). Logto's top-level "ip" is left out: otp.Message does
-// not carry the end user's address. Of the payload, otpd sends what
+// SendMessageData), with the end user's address as "ip" when the caller
+// gave one (client_ip), as Logto's experience routes do. Of the payload,
+// otpd sends what
 // Logto's experience routes send for a code, less uiLocales (the raw
 // ui_locales, which otpd does not have) and the email-only application,
 // organization and user context.
@@ -107,6 +108,7 @@ type body struct {
 	To      string  `json:"to"`
 	Type    string  `json:"type"`
 	Payload payload `json:"payload"`
+	IP      string  `json:"ip,omitempty"`
 }
 
 type payload struct {
@@ -116,7 +118,7 @@ type payload struct {
 
 // encode returns the request body for msg.
 func (p *Provider) encode(msg otp.Message) ([]byte, error) {
-	b := body{To: msg.To, Type: string(msg.UsageType), Payload: payload{Code: msg.Code, Locale: msg.Locale}}
+	b := body{To: msg.To, Type: string(msg.UsageType), Payload: payload{Code: msg.Code, Locale: msg.Locale}, IP: msg.ClientIP}
 	switch msg.Channel {
 	case otp.SMS:
 		// Logto's phone numbers are digits only (phoneRegEx /^\d+$/), and

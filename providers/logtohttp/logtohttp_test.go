@@ -377,3 +377,19 @@ func TestPreviewAndDescribe(t *testing.T) {
 		t.Errorf("Preview of a fax = %v, want a provider error", err)
 	}
 }
+
+// TestSendClientIP: the caller's client_ip goes out as Logto's top-level
+// "ip", which endpoints written for Logto use for their own limits.
+func TestSendClientIP(t *testing.T) {
+	t.Parallel()
+	s, p := fakeEndpoint(t, providertest.Response{Status: http.StatusNoContent}, "/send", "")
+	msg := message(otp.SMS, otp.Register)
+	msg.ClientIP = "2001:db8::7"
+	if _, err := p.Send(t.Context(), msg); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	want := `{"to":"` + testDigits + `","type":"Register","payload":{"code":"` + providertest.Code + `","locale":"en"},"ip":"2001:db8::7"}`
+	if got := string(s.Last(t).Body); got != want {
+		t.Errorf("body = %s, want %s", got, want)
+	}
+}
