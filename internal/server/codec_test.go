@@ -51,6 +51,11 @@ func (s *countingService) SendCode(context.Context, *otpv1.SendCodeRequest) (*ot
 	return &otpv1.SendCodeResponse{VerificationId: "v1"}, nil
 }
 
+func (s *countingService) DeliverCode(context.Context, *otpv1.DeliverCodeRequest) (*otpv1.DeliverCodeResponse, error) {
+	s.calls.Add(1)
+	return &otpv1.DeliverCodeResponse{VerificationId: "v1", Provider: "fake"}, nil
+}
+
 func (s *countingService) VerifyCode(context.Context, *otpv1.VerifyCodeRequest) (*otpv1.VerifyCodeResponse, error) {
 	s.calls.Add(1)
 	return &otpv1.VerifyCodeResponse{}, nil
