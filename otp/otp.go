@@ -45,6 +45,13 @@ const (
 	BindMfa UsageType = "BindMfa"
 )
 
+// OrganizationInvitation is Logto's invitation to join an organization: a
+// message that carries a link (Message.Link), not a code. It is not in
+// UsageTypes, which lists the code-bearing types: it has no Generic
+// fallback (Generic says "your code"), otpd ships no template for it, and
+// only DeliverCode sends it.
+const OrganizationInvitation UsageType = "OrganizationInvitation"
+
 // UsageTypes lists every usage type otpd sends codes for, Generic last.
 // Templates of every kind (otpd's own and providers') fall back to
 // Generic for a usage type that has none of its own, so a provider or a
@@ -78,8 +85,13 @@ type Message struct {
 	UsageType UsageType
 	// Locale is the BCP 47 tag the content was rendered in.
 	Locale string
-	// Code is the one-time code. It is a secret: never log it.
+	// Code is the one-time code. It is a secret: never log it. It is
+	// empty for OrganizationInvitation.
 	Code string
+	// Link is the invitation link of an OrganizationInvitation, empty for
+	// every other usage type. It is not a secret as a code is, but it may
+	// carry the invitation's token: never log it.
+	Link string
 	// AppName is the configured application name, for provider templates.
 	AppName string
 	// TTL is how long the code stays valid.

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/otpd/otpd/otp"
 )
 
 // Data is what a template can insert.
@@ -19,6 +21,9 @@ type Data struct {
 	// TTL is how long the code stays valid, inserted as {{ttl_minutes}}:
 	// whole minutes, rounded up, at least 1.
 	TTL time.Duration
+	// Link is the invitation link of an OrganizationInvitation, inserted
+	// as {{link}}. It may carry a token: never log it.
+	Link string
 }
 
 // placeholder identifies what a template segment inserts.
@@ -31,6 +36,7 @@ const (
 	phCode
 	phAppName
 	phTTLMinutes
+	phLink
 	numValues // size of the values array, indexed by placeholder
 )
 
@@ -39,6 +45,13 @@ var placeholders = map[string]placeholder{
 	"code":        phCode,
 	"app_name":    phAppName,
 	"ttl_minutes": phTTLMinutes,
+	"link":        phLink,
+}
+
+// placeholderNames are the names of the placeholders, indexed by
+// placeholder, for error messages.
+var placeholderNames = [numValues]string{
+	phCode: "code", phAppName: "app_name", phTTLMinutes: "ttl_minutes", phLink: "link",
 }
 
 // segment is either literal text or a placeholder.
@@ -58,7 +71,8 @@ type Template struct {
 }
 
 // Compile parses text as a template named name. The placeholders are
-// {{code}}, {{app_name}} and {{ttl_minutes}}; blanks inside the braces are
+// {{code}}, {{app_name}}, {{ttl_minutes}} and {{link}} (CheckUsage tells
+// which of them a usage type has); blanks inside the braces are
 // allowed ("{{ code }}"). An unknown placeholder or an unterminated "{{" is
 // an error naming name and the line and column. When html is true, Execute
 // HTML-escapes every value it inserts; the literal text is kept as is.
@@ -80,7 +94,7 @@ func Compile(name, text string, html bool) (*Template, error) {
 		raw := rest[i : i+2+j+2]
 		ph, ok := placeholders[strings.TrimSpace(raw[2:len(raw)-2])]
 		if !ok {
-			return nil, fmt.Errorf("templates: %s:%s: unknown placeholder %q (want {{code}}, {{app_name}} or {{ttl_minutes}})",
+			return nil, fmt.Errorf("templates: %s:%s: unknown placeholder %q (want {{code}}, {{app_name}}, {{ttl_minutes}} or {{link}})",
 				name, position(text, at), raw)
 		}
 		t.segs = append(t.segs, segment{ph: ph})
@@ -109,6 +123,40 @@ func position(text string, off int) string {
 // Name returns the name the template was compiled with.
 func (t *Template) Name() string { return t.name }
 
+// CheckUsage returns an error naming the template when it holds a
+// placeholder that a message of usage type u has no value for: {{code}}
+// or {{ttl_minutes}} in an OrganizationInvitation (a link, not a code),
+// {{link}} in any other.
+func (t *Template) CheckUsage(u otp.UsageType) error {
+	for _, s := range t.segs {
+		switch {
+		case s.ph == literal:
+		case u == otp.OrganizationInvitation && (s.ph == phCode || s.ph == phTTLMinutes):
+			return fmt.Errorf("templates: %s: {{%s}} has no value in an %s message, which carries a {{link}}, not a code",
+				t.name, placeholderNames[s.ph], u)
+		case u != otp.OrganizationInvitation && s.ph == phLink:
+			return fmt.Errorf("templates: %s: {{link}} has a value only in an %s message; a %s message carries a {{code}}",
+				t.name, otp.OrganizationInvitation, u)
+		}
+	}
+	return nil
+}
+
+// Inserts reports whether the template holds the placeholder named name
+// ("code", "link", ...).
+func (t *Template) Inserts(name string) bool {
+	ph, ok := placeholders[name]
+	if !ok {
+		return false
+	}
+	for _, s := range t.segs {
+		if s.ph == ph {
+			return true
+		}
+	}
+	return false
+}
+
 // Execute renders the template with d. An HTML template escapes every
 // inserted value with html.EscapeString; a text template inserts values as
 // they are. An empty d.AppName is inserted as the empty string.
@@ -125,6 +173,7 @@ func valuesOf(d Data) values {
 	v[phCode] = d.Code
 	v[phAppName] = d.AppName
 	v[phTTLMinutes] = strconv.FormatInt(ttlMinutes(d.TTL), 10)
+	v[phLink] = d.Link
 	return v
 }
 

@@ -2,15 +2,16 @@
 //
 // Templates are files laid out as <channel>/<locale>/<UsageType>.<part>:
 // channel is "sms" or "email"; locale is a BCP 47 tag such as "en" or
-// "zh-CN"; UsageType is one of otp.UsageTypes; part is "txt" (the SMS
-// body or the plain-text part of an email) and, for email only, "subject"
-// and "html". The defaults are embedded in the binary (directory default/ of
+// "zh-CN"; UsageType is one of otp.UsageTypes or OrganizationInvitation;
+// part is "txt" (the SMS body or the plain-text part of an email) and, for
+// email only, "subject" and "html". The defaults are embedded in the binary (directory default/ of
 // this package) for the locales en, zh-CN and fr; an operator can replace
 // any default file, or add locales, through an override directory with the
 // same layout.
 //
 // A template is literal text with placeholders: {{code}}, {{app_name}} and
-// {{ttl_minutes}}, with optional blanks inside the braces. This package
+// {{ttl_minutes}} in a code's templates, {{link}} and {{app_name}} in an
+// invitation's, with optional blanks inside the braces. This package
 // compiles them itself rather than with text/template, so that template
 // files cannot run logic. HTML parts escape every value they insert.
 //
@@ -19,6 +20,16 @@
 // default locale's usage type, the default locale's Generic. New checks
 // that the default locale covers every channel and usage type, so a bad
 // configuration fails at start-up rather than at send time.
+//
+// OrganizationInvitation (Logto's invitation to an organization: a link,
+// not a code) is the exception. No template for it ships: an operator who
+// delivers invitations adds <channel>/<locale>/OrganizationInvitation.*
+// to the override directory, with {{link}} in every body part, for
+// example email/en/OrganizationInvitation.subject and
+// email/en/OrganizationInvitation.html. It has no Generic fallback
+// (Generic says "your code"), only the default locale's; Has tells whether
+// a channel and locale have one, and Render fails with ErrNoTemplate when
+// not.
 package templates
 
 import (
@@ -45,6 +56,11 @@ var defaultFS embed.FS
 // ErrBadLocale is wrapped by the error MatchLocale (and Render) returns for a
 // malformed BCP 47 tag or one with an unknown subtag.
 var ErrBadLocale = errors.New("templates: bad locale")
+
+// ErrNoTemplate is wrapped by the error Render returns when there is no
+// template for the message: only for OrganizationInvitation, which has no
+// default template and no Generic fallback.
+var ErrNoTemplate = errors.New("templates: no template")
 
 // Options configure a Renderer.
 type Options struct {
@@ -207,6 +223,10 @@ func New(opts Options) (*Renderer, error) {
 					setKey{ch, loc, u}, setKey{ch, loc, otp.Generic},
 					setKey{ch, def, u}, setKey{ch, def, otp.Generic})
 			}
+			inv := otp.OrganizationInvitation
+			if s := firstSet(sets, setKey{ch, loc, inv}, setKey{ch, def, inv}); s != nil {
+				r.resolved[setKey{ch, loc, inv}] = s
+			}
 		}
 	}
 	r.matcher = language.NewMatcher(tags)
@@ -286,7 +306,7 @@ func loadFile(files map[fileKey]file, fsys fs.FS, p string, elems []string, name
 	}
 	usage, part, _ := strings.Cut(elems[2], ".")
 	u := otp.UsageType(usage)
-	if !slices.Contains(otp.UsageTypes, u) {
+	if !known(u) {
 		return fmt.Errorf("templates: %s: unknown usage type %q (want one of %s)", name, usage, usageNames())
 	}
 	if !slices.Contains(channelParts[ch], part) {
@@ -322,6 +342,12 @@ func loadFile(files map[fileKey]file, fsys fs.FS, p string, elems []string, name
 	t, err := Compile(name, text, part == partHTML)
 	if err != nil {
 		return err
+	}
+	if err := t.CheckUsage(u); err != nil {
+		return err
+	}
+	if u == otp.OrganizationInvitation && part != partSubject && !t.Inserts("link") {
+		return fmt.Errorf("templates: %s: has no {{link}} placeholder, so the invitation would not carry its link", name)
 	}
 	files[k] = file{name: name, t: t}
 	return nil
@@ -423,7 +449,7 @@ func (r *Renderer) Render(ch otp.Channel, locale string, u otp.UsageType, d Data
 	if _, ok := channelParts[ch]; !ok {
 		return otp.Content{}, fmt.Errorf("templates: unknown channel %q", ch)
 	}
-	if !slices.Contains(otp.UsageTypes, u) {
+	if !known(u) {
 		return otp.Content{}, fmt.Errorf("templates: unknown usage type %q", u)
 	}
 	loc, err := r.MatchLocale(locale)
@@ -432,9 +458,9 @@ func (r *Renderer) Render(ch otp.Channel, locale string, u otp.UsageType, d Data
 	}
 	s := r.resolved[setKey{ch, loc, u}]
 	if s == nil {
-		// New makes sure the default locale covers every channel and usage
-		// type, so this does not happen.
-		return otp.Content{}, fmt.Errorf("templates: no %s template for %s in %s or %s", ch, u, loc, r.def)
+		// New makes sure the default locale covers every channel and
+		// code-bearing usage type: only OrganizationInvitation gets here.
+		return otp.Content{}, fmt.Errorf("%w: no %s template for %s in locale %s or the default locale %s", ErrNoTemplate, ch, u, loc, r.def)
 	}
 	if d.AppName == "" {
 		d.AppName = r.appName
@@ -467,6 +493,21 @@ func singleLine(s string) string {
 	}, s)
 }
 
+// Has reports whether Render has a template for channel ch, usage type u
+// and the BCP 47 locale tag (matched with MatchLocale; a bad tag gives
+// false). It is true for every code-bearing usage type and a known channel;
+// for OrganizationInvitation, when the locale or the default locale has
+// one.
+func (r *Renderer) Has(ch otp.Channel, locale string, u otp.UsageType) bool {
+	loc, err := r.MatchLocale(locale)
+	return err == nil && r.resolved[setKey{ch, loc, u}] != nil
+}
+
+// known reports whether u is a usage type that templates can be for.
+func known(u otp.UsageType) bool {
+	return u == otp.OrganizationInvitation || slices.Contains(otp.UsageTypes, u)
+}
+
 // Locales returns the names of the locales that have templates, sorted.
 func (r *Renderer) Locales() []string {
 	return slices.Clone(r.locales)
@@ -479,9 +520,10 @@ func (r *Renderer) DefaultLocale() string {
 
 // usageNames lists the usage types for error messages.
 func usageNames() string {
-	names := make([]string, len(otp.UsageTypes))
-	for i, u := range otp.UsageTypes {
-		names[i] = string(u)
+	names := make([]string, 0, len(otp.UsageTypes)+1)
+	for _, u := range otp.UsageTypes {
+		names = append(names, string(u))
 	}
+	names = append(names, string(otp.OrganizationInvitation))
 	return strings.Join(names, ", ")
 }

@@ -498,6 +498,19 @@ func TestNewErrors(t *testing.T) {
 			wantErr: `default locale "de" has no email template for Register`},
 		{name: "malformed default locale", opts: Options{DefaultLocale: "en_US!!"},
 			wantErr: "en_US!!", badLoc: true},
+		{name: "code in an invitation", files: map[string]string{"email/en/OrganizationInvitation.html": "<a href=\"{{link}}\">{{code}}</a>"},
+			wantFile: "email/en/OrganizationInvitation.html", wantErr: "{{code}} has no value in an OrganizationInvitation message"},
+		{name: "minutes in an invitation subject", files: map[string]string{"email/en/OrganizationInvitation.subject": "Join within {{ttl_minutes}} min"},
+			wantFile: "email/en/OrganizationInvitation.subject", wantErr: "{{ttl_minutes}} has no value"},
+		{name: "link in a code template", files: map[string]string{"sms/en/SignIn.txt": "{{code}} {{link}}"},
+			wantFile: "sms/en/SignIn.txt", wantErr: "{{link}} has a value only in an OrganizationInvitation message"},
+		{name: "invitation without its link", files: map[string]string{"sms/fr/OrganizationInvitation.txt": "Rejoignez {{app_name}}"},
+			wantFile: "sms/fr/OrganizationInvitation.txt", wantErr: "has no {{link}} placeholder"},
+		{name: "invitation email without body",
+			files:    map[string]string{"email/en/OrganizationInvitation.subject": "Join {{app_name}}"},
+			wantFile: "email/en/OrganizationInvitation.subject", wantErr: "needs a subject and a txt or html part"},
+		{name: "invitation spelled otherwise", files: map[string]string{"email/en/OrganisationInvitation.txt": "{{link}}"},
+			wantFile: "email/en/OrganisationInvitation.txt", wantErr: "OrganizationInvitation)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -540,7 +553,7 @@ func TestNewMissingDir(t *testing.T) {
 
 func TestCompile(t *testing.T) {
 	t.Parallel()
-	d := Data{Code: "12<34", AppName: `A&"B'`, TTL: 90 * time.Second}
+	d := Data{Code: "12<34", AppName: `A&"B'`, TTL: 90 * time.Second, Link: "https://x.example/i?a=1&b=<2>"}
 	tests := []struct {
 		name, text string
 		html       bool
@@ -555,6 +568,7 @@ func TestCompile(t *testing.T) {
 		{name: "lone closing braces", text: "}} {{code}} }}", want: "}} 12<34 }}"},
 		{name: "html escapes values only", text: "<p>{{code}} {{app_name}}</p>", html: true,
 			want: "<p>12&lt;34 A&amp;&#34;B&#39;</p>"},
+		{name: "link", text: "{{link}}", html: true, want: "https://x.example/i?a=1&amp;b=&lt;2&gt;"},
 		{name: "unknown", text: "{{Code}}", wantErr: `unknown placeholder "{{Code}}"`},
 		{name: "triple braces", text: "{{{code}}}", wantErr: "unknown placeholder"},
 		{name: "empty braces", text: "a {{}}", wantErr: "unknown placeholder"},
@@ -650,4 +664,130 @@ func TestRenderConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// invitationFiles are an operator's invitation templates: email in en (the
+// default locale) and fr, SMS in fr only.
+var invitationFiles = map[string]string{
+	"email/en/OrganizationInvitation.subject": "Join {{app_name}}",
+	"email/en/OrganizationInvitation.html":    `<p>You are invited to <a href="{{ link }}">{{app_name}}</a>.</p>`,
+	"email/en/OrganizationInvitation.txt":     "Open {{link}} to join {{app_name}}.",
+	"email/fr/OrganizationInvitation.subject": "Rejoignez {{app_name}}",
+	"email/fr/OrganizationInvitation.txt":     "Ouvrez {{link}}",
+	"sms/fr/OrganizationInvitation.txt":       "{{app_name}} : {{link}}",
+}
+
+func TestRenderInvitation(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t, Options{Dir: writeFiles(t, invitationFiles), AppName: "Acme & Co"})
+	d := Data{Link: "https://auth.example.com/invite?token=a&b=1"}
+	tests := []struct {
+		name   string
+		ch     otp.Channel
+		locale string
+		want   otp.Content
+	}{
+		{name: "default locale", ch: otp.Email, locale: "en", want: otp.Content{
+			Subject: "Join Acme & Co",
+			Text:    "Open https://auth.example.com/invite?token=a&b=1 to join Acme & Co.",
+			HTML:    `<p>You are invited to <a href="https://auth.example.com/invite?token=a&amp;b=1">Acme &amp; Co</a>.</p>`,
+		}},
+		{name: "own locale", ch: otp.Email, locale: "fr-CA", want: otp.Content{
+			Subject: "Rejoignez Acme & Co", Text: "Ouvrez https://auth.example.com/invite?token=a&b=1",
+		}},
+		{name: "falls back to the default locale", ch: otp.Email, locale: "zh-CN", want: otp.Content{
+			Subject: "Join Acme & Co",
+			Text:    "Open https://auth.example.com/invite?token=a&b=1 to join Acme & Co.",
+			HTML:    `<p>You are invited to <a href="https://auth.example.com/invite?token=a&amp;b=1">Acme &amp; Co</a>.</p>`,
+		}},
+		{name: "sms", ch: otp.SMS, locale: "fr", want: otp.Content{Text: "Acme & Co : https://auth.example.com/invite?token=a&b=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if !r.Has(tt.ch, tt.locale, otp.OrganizationInvitation) {
+				t.Errorf("Has(%s, %s, OrganizationInvitation) = false", tt.ch, tt.locale)
+			}
+			got, err := r.Render(tt.ch, tt.locale, otp.OrganizationInvitation, d)
+			if err != nil {
+				t.Fatalf("Render: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("Render = %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+
+	// SMS has an invitation in fr only, and the default locale has none:
+	// no Generic fallback ("your code"), no other locale's.
+	for _, loc := range []string{"en", "zh-CN", ""} {
+		if r.Has(otp.SMS, loc, otp.OrganizationInvitation) {
+			t.Errorf("Has(sms, %q, OrganizationInvitation) = true, want false", loc)
+		}
+		_, err := r.Render(otp.SMS, loc, otp.OrganizationInvitation, d)
+		if !errors.Is(err, ErrNoTemplate) {
+			t.Errorf("Render(sms, %q, OrganizationInvitation) error = %v, want ErrNoTemplate", loc, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "token") {
+			t.Errorf("error %q quotes the link", err)
+		}
+	}
+	// Code-bearing usage types are unchanged and always there.
+	for _, u := range otp.UsageTypes {
+		if !r.Has(otp.SMS, "zh-CN", u) {
+			t.Errorf("Has(sms, zh-CN, %s) = false", u)
+		}
+	}
+	if r.Has(otp.Email, "en_US!!", otp.OrganizationInvitation) {
+		t.Error("Has with a malformed locale = true")
+	}
+}
+
+// TestNoInvitationByDefault: the embedded defaults have no invitation, and
+// adding one is not required for any locale.
+func TestNoInvitationByDefault(t *testing.T) {
+	t.Parallel()
+	r := newRenderer(t, Options{})
+	for _, ch := range channels {
+		for _, loc := range r.Locales() {
+			if r.Has(ch, loc, otp.OrganizationInvitation) {
+				t.Errorf("Has(%s, %s, OrganizationInvitation) = true with the defaults", ch, loc)
+			}
+			_, err := r.Render(ch, loc, otp.OrganizationInvitation, Data{Link: "https://x.example/i"})
+			if !errors.Is(err, ErrNoTemplate) {
+				t.Errorf("Render(%s, %s, OrganizationInvitation) error = %v, want ErrNoTemplate", ch, loc, err)
+			}
+		}
+	}
+	// A default locale of the override dir needs no invitation either.
+	dir := writeFiles(t, map[string]string{"sms/de/Generic.txt": "{{code}}", "email/de/Generic.subject": "{{code}}", "email/de/Generic.txt": "{{code}}"})
+	newRenderer(t, Options{Dir: dir, DefaultLocale: "de"})
+}
+
+func TestCheckUsage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		text    string
+		u       otp.UsageType
+		wantErr string
+	}{
+		{"{{app_name}} {{link}}", otp.OrganizationInvitation, ""},
+		{"{{code}} {{ttl_minutes}} {{app_name}}", otp.SignIn, ""},
+		{"{{link}} {{code}}", otp.OrganizationInvitation, "{{code}}"},
+		{"{{ttl_minutes}}", otp.OrganizationInvitation, "{{ttl_minutes}}"},
+		{"{{code}} {{ link }}", otp.Generic, "{{link}}"},
+	}
+	for _, tt := range tests {
+		tmpl, err := Compile("tpl", tt.text, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tmpl.CheckUsage(tt.u)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("CheckUsage(%s) of %q = %v, want nil", tt.u, tt.text, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "tpl")):
+			t.Errorf("CheckUsage(%s) of %q = %v, want an error naming tpl and %s", tt.u, tt.text, err, tt.wantErr)
+		}
+	}
 }
