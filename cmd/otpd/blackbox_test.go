@@ -73,6 +73,7 @@ type process struct {
 	// parallel test (or its redis-server) may take first.
 	serving            chan struct{}
 	grpcAddr, httpAddr string
+	apiAddr            string // listen.api's, "" when off
 }
 
 func (p *process) Output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.output.String() }
@@ -126,6 +127,7 @@ func (p *process) noteAddrs(line string) {
 		Msg  string `json:"msg"`
 		Addr string `json:"addr"`
 		GRPC string `json:"grpc"`
+		API  string `json:"api"`
 	}
 	if json.Unmarshal([]byte(line), &rec) != nil {
 		return
@@ -137,7 +139,7 @@ func (p *process) noteAddrs(line string) {
 		select {
 		case <-p.serving: // logged once; never close twice
 		default:
-			p.grpcAddr = rec.GRPC
+			p.grpcAddr, p.apiAddr = rec.GRPC, rec.API
 			close(p.serving)
 		}
 	}
@@ -156,6 +158,14 @@ func (p *process) addrs(tb testing.TB) (grpcAddr, httpAddr string) {
 		tb.Fatalf("otpd did not log \"otpd serving\" in 30s:\n%s", p.Output())
 	}
 	return "", ""
+}
+
+// api waits until otpd serves and returns the listen.api address it bound
+// ("" when listen.api is off).
+func (p *process) api(tb testing.TB) string {
+	tb.Helper()
+	p.addrs(tb)
+	return p.apiAddr
 }
 
 func dial(tb testing.TB, target string) *grpc.ClientConn {
@@ -288,7 +298,7 @@ providers:
 	}
 	_, metrics := httpGet(t, "http://"+httpAddr+"/metrics")
 	for _, want := range []string{
-		`otpd_codes_sent_total{channel="sms",provider="dev-console",result="ok",usage_type="sign_in"} 1`,
+		`otpd_codes_sent_total{channel="sms",entry="grpc",provider="dev-console",result="ok",usage_type="sign_in"} 1`,
 		`otpd_verifications_total{result="ok",usage_type="sign_in"} 1`,
 		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="SendCode",grpc_service="otp.v1.OtpService",grpc_type="unary"} 1`,
 		`otpd_provider_request_duration_seconds_count{provider="dev-console",result="ok"} 1`,

@@ -77,6 +77,9 @@ func Dev() *Config {
 	c := Default()
 	c.Dev = true
 	c.Providers = []registry.Spec{{Name: "console", Type: "console"}}
+	// Connect, gRPC-Web and the hooks too, on loopback: curl, Node and a
+	// local Logto can try otpd without a configuration file.
+	c.Server.Listen.API = "127.0.0.1:8080"
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	c.Service.Secret = redact.Secret(hex.EncodeToString(secret))

@@ -847,9 +847,11 @@ func TestDevConfig(t *testing.T) {
 	if len(c.Providers) != 1 || c.Providers[0].Type != "console" || c.Providers[0].Channel != "" {
 		t.Errorf("dev providers = %+v, want one console provider on both channels", c.Providers)
 	}
-	// Everything but the store and the secret is the defaults.
+	// Everything but the store, the secret and listen.api (on loopback, for
+	// curl and Node) is the defaults.
 	want := config.Default()
 	want.Dev, want.Providers, want.Service.Secret = true, c.Providers, c.Service.Secret
+	want.Server.Listen.API = "127.0.0.1:8080"
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("dev config:\n got %+v\nwant %+v", c, want)
 	}
