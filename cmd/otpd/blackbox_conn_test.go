@@ -67,7 +67,7 @@ func TestBlackBoxConnectionCap(t *testing.T) {
 		c.Close()
 	}
 
-	p := startOtpd(t, []string{"-listen-grpc", anyPort, "-listen-http", anyPort}, "OTPD_CONFIG=")
+	p := startOtpd(t, []string{"-listen-grpc", anyPort, "-listen-http", anyPort, "-listen-api", anyPort}, "OTPD_CONFIG=")
 	grpcAddr, httpAddr := p.addrs(t)
 	metrics := "http://" + httpAddr + "/metrics"
 	if c, err := rawHealthCheck(net.IPv4(127, 0, 0, 1), grpcAddr); err != nil {

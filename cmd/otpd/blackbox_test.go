@@ -410,7 +410,7 @@ providers: [{name: a, type: carrier-pigeon}]
 
 func TestDevMode(t *testing.T) {
 	t.Parallel()
-	p := startOtpd(t, []string{"-listen-grpc", anyPort, "-listen-http", anyPort}, "OTPD_CONFIG=")
+	p := startOtpd(t, []string{"-listen-grpc", anyPort, "-listen-http", anyPort, "-listen-api", anyPort}, "OTPD_CONFIG=")
 	grpcAddr, _ := p.addrs(t)
 	conn := dial(t, "passthrough:///"+grpcAddr)
 	waitHealth(t, conn, healthpb.HealthCheckResponse_SERVING)
