@@ -44,7 +44,7 @@ CERTS_DIR := $(if $(filter command line,$(origin DIR)),$(DIR),$(BIN)/certs)
 # Every kustomization rendered and checked by validate-deploy.
 KUSTOMIZATIONS := deploy/kubernetes/base $(wildcard deploy/kubernetes/overlays/*)
 
-.PHONY: help run build certs test test-go lint fmt tidy-check vuln generate check-generate tools redis-server validate-deploy image bench load clean
+.PHONY: help run build certs test test-go lint fmt tidy-check vuln generate check-generate tools redis-server node-deps validate-deploy image bench load clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,8 +62,8 @@ certs: ## write a dev CA, a server certificate (localhost, 127.0.0.1, ::1) and a
 
 test: redis-server lint check-generate validate-deploy test-go ## everything CI runs: lint, generated code, deploy files, go test -race
 
-test-go: redis-server ## go test -race ./... against real redis-server processes
-	OTPD_REQUIRE_REDIS=1 $(GO) test $(GOTEST_FLAGS) ./...
+test-go: redis-server node-deps ## go test -race ./... against real redis-server processes and the npm clients of test/node
+	OTPD_REQUIRE_REDIS=1 OTPD_REQUIRE_NODE=1 $(GO) test $(GOTEST_FLAGS) ./...
 
 lint: tools $(GOLANGCI_LINT) tidy-check vuln ## golangci-lint (.golangci.yml) on every module and tagged build, go mod tidy, govulncheck, buf lint, buf format
 	$(GOLANGCI_LINT) run ./...
@@ -160,6 +160,23 @@ redis-server: ## make sure Debian's redis-server is installed (tests start their
 		else \
 			echo "redis-server is missing: install it with 'sudo apt-get install -y redis-server'"; exit 1; \
 		fi; \
+	fi
+
+# The npm clients that cmd/otpd's Node tests run (test/node: Logto's HTTP
+# connectors, standardwebhooks), installed from package-lock.json again
+# whenever it is newer than the last npm ci.
+NODE_DIR := test/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.npm-ci.stamp
+
+node-deps: ## make sure node and npm are installed (Debian's nodejs, npm), then npm ci in test/node when its lock changed
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+		echo "installing nodejs and npm (Debian packages)"; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	@if [ ! -f $(NODE_STAMP) ] || [ $(NODE_DIR)/package-lock.json -nt $(NODE_STAMP) ]; then \
+		echo "npm ci ($(NODE_DIR))"; \
+		(cd $(NODE_DIR) && npm ci --no-audit --no-fund) && touch $(NODE_STAMP); \
 	fi
 
 bench: ## Go benchmarks of the hot paths
