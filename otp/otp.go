@@ -71,6 +71,13 @@ type Content struct {
 	Text string
 	// HTML is the HTML part of an email; empty for SMS.
 	HTML string
+	// Autofill holds, for an SMS that carries a code when SMS autofill is
+	// configured (templates.webotp_domain, templates.android_app_hash),
+	// the lines that end Text: the app hash and the WebOTP line
+	// "@example.com #123456". A provider that sends a text of its own
+	// instead of Text (a Logto template) appends them to it
+	// (templates.AppendAutofill). It holds the code: never log it.
+	Autofill string
 }
 
 // Message is one code to deliver.

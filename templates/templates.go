@@ -78,7 +78,23 @@ type Options struct {
 	// AppName is inserted as {{app_name}} when Data.AppName is empty. The
 	// default is "otpd".
 	AppName string `yaml:"app_name"`
+	// WebOTPDomain, when set, ends every SMS that carries a code with the
+	// WebOTP line "@<domain> #<code>" (the origin-bound one-time code
+	// format), so that browsers fill the code in on that site. It is the
+	// site's host name, such as "example.com"; an internationalised name
+	// is sent in its ASCII (punycode) form. Unset by default.
+	WebOTPDomain string `yaml:"webotp_domain"`
+	// AndroidAppHash, when set, puts the 11-character app hash of
+	// Android's SMS Retriever on a line of its own before the WebOTP line
+	// (or at the end), so that the app reads the code itself. The SMS
+	// Retriever reads messages of at most 140 bytes: otpd -check refuses
+	// templates that render longer. Unset by default.
+	AndroidAppHash string `yaml:"android_app_hash"`
 }
+
+// Validate checks the keys that New cannot check by loading templates.
+// Errors name the key.
+func (o Options) Validate() error { return o.validateAutofill() }
 
 // DefaultOptions returns the defaults: the embedded templates only, locale
 // "en", application name "otpd".
@@ -131,6 +147,7 @@ type set struct {
 // after New and safe for concurrent use.
 type Renderer struct {
 	appName  string
+	autofill Autofill
 	def      string
 	locales  []string         // canonical names, sorted
 	known    map[string]bool  // canonical locale names
@@ -147,6 +164,9 @@ func New(opts Options) (*Renderer, error) {
 	}
 	if opts.DefaultLocale == "" {
 		opts.DefaultLocale = DefaultOptions().DefaultLocale
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
 	}
 
 	files := make(map[fileKey]file)
@@ -184,6 +204,7 @@ func New(opts Options) (*Renderer, error) {
 
 	r := &Renderer{
 		appName:  opts.AppName,
+		autofill: opts.Autofill(),
 		known:    make(map[string]bool),
 		resolved: make(map[setKey]*set),
 	}
@@ -442,7 +463,9 @@ func (r *Renderer) MatchLocale(tag string) (string, error) {
 
 // Render renders the message for channel ch, usage type u and the BCP 47
 // locale tag (matched with MatchLocale) with d. When d.AppName is empty it
-// uses Options.AppName. For SMS only Content.Text is set. For email,
+// uses Options.AppName. For SMS only Content.Text is set, and, when
+// Options configure SMS autofill and the message carries a code,
+// Content.Autofill: the lines (Autofill.Lines) that end Content.Text. For email,
 // Content.Subject is set and at least one of Text and HTML; line breaks
 // that inserted values bring into the subject become spaces.
 func (r *Renderer) Render(ch otp.Channel, locale string, u otp.UsageType, d Data) (otp.Content, error) {
@@ -469,6 +492,10 @@ func (r *Renderer) Render(ch otp.Channel, locale string, u otp.UsageType, d Data
 	var c otp.Content
 	if s.text != nil {
 		c.Text = s.text.execute(v)
+	}
+	if ch == otp.SMS && Carries(u) && d.Code != "" {
+		c.Autofill = r.autofill.Lines(d.Code)
+		c.Text = AppendAutofill(c.Text, c.Autofill)
 	}
 	if ch == otp.Email {
 		c.Subject = singleLine(s.subject.execute(v))
@@ -511,6 +538,34 @@ func known(u otp.UsageType) bool {
 // Locales returns the names of the locales that have templates, sorted.
 func (r *Renderer) Locales() []string {
 	return slices.Clone(r.locales)
+}
+
+// Autofill returns the SMS autofill that Render applies.
+func (r *Renderer) Autofill() Autofill { return r.autofill }
+
+// SMSTemplate names the template Render uses for an SMS of one locale and
+// usage type.
+type SMSTemplate struct {
+	Locale    string        // a locale directory name, such as "zh-CN"
+	UsageType otp.UsageType // what the message is for
+	File      string        // the template file, such as "default/sms/fr/SignIn.txt"
+}
+
+// SMSTemplates lists, for every locale and usage type that Render has an
+// SMS template for, the file it renders, in the order of Locales and
+// otp.UsageTypes, OrganizationInvitation last. A file may serve several
+// (through Generic or the default locale).
+func (r *Renderer) SMSTemplates() []SMSTemplate {
+	usages := append(slices.Clone(otp.UsageTypes), otp.OrganizationInvitation)
+	var out []SMSTemplate
+	for _, loc := range r.locales {
+		for _, u := range usages {
+			if s := r.resolved[setKey{otp.SMS, loc, u}]; s != nil && s.text != nil {
+				out = append(out, SMSTemplate{Locale: loc, UsageType: u, File: s.text.Name()})
+			}
+		}
+	}
+	return out
 }
 
 // DefaultLocale returns the name of the default locale.
