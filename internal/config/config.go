@@ -98,6 +98,7 @@ func (c *Config) Validate() error {
 	if !c.Dev {
 		add("redis", c.Redis.Validate())
 	}
+	add("templates", c.Templates.Validate())
 	add("delivery", c.Delivery.Validate())
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(c.Log.Level)); err != nil {

@@ -689,6 +689,13 @@ func TestValidateNamesKeys(t *testing.T) {
 			c.Providers = append(c.Providers, registry.Spec{Name: "twilio", Type: "twilio", Channel: otp.Email})
 		}, []string{"providers[1].channel"}},
 		{"negative provider timeout", func(c *config.Config) { c.Providers[0].Timeout = -time.Second }, []string{"providers[0].timeout"}},
+		{"sms autofill", func(c *config.Config) {
+			c.Templates.WebOTPDomain, c.Templates.AndroidAppHash = "login.example.com", "FA+9qCX9VSu"
+		}, nil},
+		{"webotp domain a URL", func(c *config.Config) { c.Templates.WebOTPDomain = "https://example.com" },
+			[]string{"templates.webotp_domain"}},
+		{"android app hash too short", func(c *config.Config) { c.Templates.AndroidAppHash = "FA+9qCX9VS" },
+			[]string{"templates.android_app_hash"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -752,6 +759,10 @@ func TestValidateMessages(t *testing.T) {
 			`providers[0].type: "pigeon" is not a provider type (` + strings.Join(registry.Types(), ", ") + ")"},
 		{"secret says how to set it", func(c *config.Config) { c.Service.Secret = "short" },
 			"secret: must be at least 32 bytes (set OTPD_HMAC_KEY"},
+		{"webotp domain with a port", func(c *config.Config) { c.Templates.WebOTPDomain = "example.com:443" },
+			`templates.webotp_domain: "example.com:443" is not a host name`},
+		{"android app hash", func(c *config.Config) { c.Templates.AndroidAppHash = "not a hash" },
+			`templates.android_app_hash: "not a hash" is not an SMS Retriever app hash`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -875,5 +886,21 @@ func TestLogLevel(t *testing.T) {
 		if got := c.Log.SlogLevel().String(); got != tt.want {
 			t.Errorf("log.level %s: SlogLevel = %s, want %s", tt.level, got, tt.want)
 		}
+	}
+}
+
+// TestTemplatesAutofillKeys: the SMS autofill keys decode from
+// otpd.yaml's templates block, beside the other templates keys.
+func TestTemplatesAutofillKeys(t *testing.T) {
+	t.Parallel()
+	c := mustParse(t, configtest.MinimalYAML+
+		"templates: {app_name: Acme, webotp_domain: login.example.com, android_app_hash: \"FA+9qCX9VSu\"}\n", configtest.KeyEnv())
+	want := templates.Options{DefaultLocale: "en", AppName: "Acme", WebOTPDomain: "login.example.com", AndroidAppHash: "FA+9qCX9VSu"}
+	if c.Templates != want {
+		t.Errorf("templates = %+v, want %+v", c.Templates, want)
+	}
+	if _, err := config.Parse([]byte(configtest.MinimalYAML+"templates: {webotp_domain: \"http://x\"}\n"), configtest.KeyEnv()); err == nil ||
+		!strings.Contains(err.Error(), "templates.webotp_domain") {
+		t.Errorf("Parse with a bad webotp_domain: %v, want an error naming templates.webotp_domain", err)
 	}
 }
