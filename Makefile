@@ -97,15 +97,34 @@ vuln: $(GOVULNCHECK) ## govulncheck every module offline against the pinned Go v
 		else echo "-- only standard-library findings: fixed by a newer Go, not by go.mod (VULN_STRICT=1 fails on them)"; fi; \
 	done; exit $$fail
 
-generate: tools ## regenerate the Go code of proto/ with buf
-	PATH="$(BIN):$$PATH" $(BUF) generate
+# The Node/TypeScript example client (examples/node, Connect protocol):
+# npm ci again whenever package-lock.json is newer than the last one (its
+# protoc-gen-es serves make generate), then tsc into examples/node/dist,
+# which cmd/otpd's TestNodeConnect* run (they compile it again themselves).
+EXAMPLE_DIR := examples/node
+EXAMPLE_NPM_STAMP := $(EXAMPLE_DIR)/node_modules/.npm-ci.stamp
 
-check-generate: tools ## fail if the committed generated code does not match proto/
+generate: tools $(EXAMPLE_NPM_STAMP) ## regenerate the Go code of proto/ and the TypeScript of examples/node with buf
+	PATH="$(BIN):$$PATH" $(BUF) generate
+	$(BUF) generate --template examples/node/buf.gen.yaml
+
+check-generate: tools $(EXAMPLE_NPM_STAMP) ## fail if the committed generated code (Go, examples/node's TypeScript) does not match the protos
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	PATH="$(BIN):$$PATH" $(BUF) generate --output "$$tmp"; \
-	if ! diff -r -x '*.proto' "$$tmp/proto" proto; then \
+	$(BUF) generate --template examples/node/buf.gen.yaml --output "$$tmp"; \
+	if ! diff -r -x '*.proto' "$$tmp/proto" proto || ! diff -r "$$tmp/$(EXAMPLE_DIR)/src/gen" $(EXAMPLE_DIR)/src/gen; then \
 		echo "generated code is stale: run 'make generate' and commit"; exit 1; \
-	fi; echo "generated code matches proto/"
+	fi; echo "generated code matches proto/ and examples/node/proto/"
+
+.PHONY: node-example
+test-go: node-example
+
+$(EXAMPLE_NPM_STAMP): $(EXAMPLE_DIR)/package-lock.json | node-deps
+	cd $(EXAMPLE_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
+node-example: $(EXAMPLE_NPM_STAMP) ## npm ci (when its lock changed) and tsc of the Node example client in examples/node
+	cd $(EXAMPLE_DIR) && node node_modules/typescript/bin/tsc -p .
 
 tools: $(BUF) $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(KUSTOMIZE) $(GOLANGCI_LINT) $(GOVULNCHECK) ## install pinned tools into bin/
 
