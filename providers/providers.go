@@ -49,3 +49,17 @@ type Describer interface {
 	// left out and access key IDs masked.
 	Describe() string
 }
+
+// Texter is implemented by SMS senders that send a free text: the one
+// rendered from otpd's templates (otp.Message.Content.Text) or one of
+// their own, which must end with otp.Content.Autofill
+// (templates.AppendAutofill). otpd -check measures the text (encoding,
+// bytes, segments) and checks its SMS autofill lines; an SMS sender that is
+// no Texter (one that sends a template ID with parameters, or the code
+// alone) cannot carry them, and -check warns.
+type Texter interface {
+	// Text returns the SMS text Send would send for msg, and the name of
+	// the provider's own template it comes from, or "" when it is
+	// msg.Content.Text.
+	Text(msg otp.Message) (text, template string, err error)
+}

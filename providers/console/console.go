@@ -19,7 +19,10 @@ import (
 	"github.com/otpd/otpd/providers"
 )
 
-var _ providers.Sender = (*Provider)(nil)
+var (
+	_ providers.Sender = (*Provider)(nil)
+	_ providers.Texter = (*Provider)(nil)
+)
 
 // Provider writes each message to a writer as a delimited, human-readable
 // block. It is safe for concurrent use; blocks never interleave.
@@ -63,6 +66,12 @@ func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, erro
 		return otp.Receipt{}, providers.Transient(p.name, "write", fmt.Errorf("write message: %w", err))
 	}
 	return otp.Receipt{Provider: p.name, MessageID: id}, nil
+}
+
+// Text returns the text Send prints for an SMS: otpd's, autofill lines
+// included.
+func (p *Provider) Text(msg otp.Message) (text, template string, err error) {
+	return msg.Content.Text, "", nil
 }
 
 func render(msg otp.Message, id string) string {

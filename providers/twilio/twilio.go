@@ -36,6 +36,7 @@ var (
 	_ providers.UsageChecker = (*Provider)(nil)
 	_ providers.Previewer    = (*Provider)(nil)
 	_ providers.Describer    = (*Provider)(nil)
+	_ providers.Texter       = (*Provider)(nil)
 )
 
 // Provider sends SMS through Twilio. It is safe for concurrent use.
@@ -79,8 +80,9 @@ func New(name string, cfg Config) (*Provider, error) {
 }
 
 // compose returns the SMS text for msg and where it came from: the
-// provider's template for the usage type, else its Generic one, else the
-// text rendered from otpd's templates.
+// provider's template for the usage type, else its Generic one, each
+// followed by the SMS autofill lines of msg.Content.Autofill, else the
+// text rendered from otpd's templates (which already ends with them).
 func (p *Provider) compose(msg otp.Message) (body, source string, err error) {
 	if msg.Channel != otp.SMS {
 		return "", "", providers.Permanent(p.name, "unsupported_channel",
@@ -92,6 +94,8 @@ func (p *Provider) compose(msg otp.Message) (body, source string, err error) {
 			used = otp.Generic
 		}
 		body = tpl.Execute(templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL})
+		// The autofill lines otpd's templates end with end Logto's too.
+		body = templates.AppendAutofill(body, msg.Content.Autofill)
 		return body, "template " + string(used), nil
 	}
 	if msg.Content.Text == "" {
@@ -289,6 +293,20 @@ func (p *Provider) Preview(msg otp.Message) (string, error) {
 		s += " (risk check disabled)"
 	}
 	return s, nil
+}
+
+// Text returns the SMS text Send would post for msg and the name of the
+// provider's own template it comes from ("SignIn", "Generic"), or "" when
+// it is otpd's.
+func (p *Provider) Text(msg otp.Message) (text, template string, err error) {
+	body, source, err := p.compose(msg)
+	if err != nil {
+		return "", "", err
+	}
+	if t, own := strings.CutPrefix(source, "template "); own {
+		template = t
+	}
+	return body, template, nil
 }
 
 // Describe returns the provider's settings on one line, with the account
