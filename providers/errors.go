@@ -165,7 +165,7 @@ func AsError(err error) (*Error, bool) {
 }
 
 // Scrub returns a vendor's error text fit to quote in an *Error: msg's
-// recipient masked, its code and each of secrets replaced, control
+// recipient masked, its code, its link and each of secrets replaced, control
 // characters dropped and the result cut to 200 bytes. Vendors echo the
 // recipient back ("The 'To' number +14155550123 is not a valid phone
 // number") and sometimes more.
@@ -181,6 +181,10 @@ func Scrub(text string, msg otp.Message, secrets ...string) string {
 		if national := strings.TrimPrefix(msg.To, "+"); national != msg.To {
 			pairs = append(pairs, national, redact.Recipient(msg.To))
 		}
+	}
+	if msg.Link != "" {
+		// Before the recipient and the code, which it may contain.
+		pairs = append([]string{msg.Link, "<link>"}, pairs...)
 	}
 	if msg.Code != "" {
 		pairs = append(pairs, msg.Code, "<code>")

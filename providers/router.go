@@ -322,15 +322,25 @@ func (r *Router) Candidates(ch otp.Channel, to string) []Route {
 	return out
 }
 
-// Serves reports whether some route serves recipient to on channel ch, so
-// that a caller can refuse a recipient before doing any work for it.
-func (r *Router) Serves(ch otp.Channel, to string) bool {
-	for _, rt := range r.byChannel[ch] {
-		if rt.serves(ch, to) {
+// Serves reports whether some route serves recipient to on channel ch
+// for usage type u, so that a caller can refuse a message before doing
+// any work for it. A route whose Sender is a UsageChecker that cannot
+// serve u (Tencent without an OrganizationInvitation template) does not
+// count.
+func (r *Router) Serves(ch otp.Channel, to string, u otp.UsageType) bool {
+	for i := range r.byChannel[ch] {
+		if rt := &r.byChannel[ch][i]; rt.serves(ch, to) && rt.canServe(u) {
 			return true
 		}
 	}
 	return false
+}
+
+// canServe reports whether the route's Sender can serve usage type u:
+// always, unless it is a UsageChecker that says otherwise.
+func (rt *route) canServe(u otp.UsageType) bool {
+	uc, ok := rt.sender.(UsageChecker)
+	return !ok || uc.CanServe(u) == nil
 }
 
 // Routes returns every configured route, in configuration order.
@@ -359,9 +369,13 @@ func cloneRoute(rt Route) Route {
 // number, bad credentials, an unapproved template) ends the send at once:
 // it needs a person to fix it, not another try.
 //
+// Routes whose Sender cannot serve the message's usage type (a
+// UsageChecker that says so, such as Tencent without an
+// OrganizationInvitation template) are skipped.
+//
 // The errors Send returns:
-//   - no provider serves the recipient: a permanent *Error with Reason
-//     "no_provider" wrapping ErrNoProvider;
+//   - no provider serves the recipient and usage type: a permanent *Error
+//     with Reason "no_provider" wrapping ErrNoProvider;
 //   - a provider failed permanently: that provider's error;
 //   - every attempt failed transiently: the last attempt's transient *Error;
 //   - ctx ended first: an error wrapping both ctx.Err() and the last
@@ -369,9 +383,10 @@ func cloneRoute(rt Route) Route {
 //     holds.
 func (r *Router) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	routes := r.byChannel[msg.Channel]
+	usable := func(rt *route) bool { return rt.serves(msg.Channel, msg.To) && rt.canServe(msg.UsageType) }
 	served := false
 	for i := range routes {
-		if routes[i].serves(msg.Channel, msg.To) {
+		if usable(&routes[i]) {
 			served = true
 			break
 		}
@@ -390,7 +405,7 @@ func (r *Router) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error)
 		}
 		for i := range routes {
 			rt := &routes[i]
-			if !rt.serves(msg.Channel, msg.To) {
+			if !usable(rt) {
 				continue
 			}
 			if ctx.Err() != nil {
@@ -523,9 +538,12 @@ func (r *Router) logFailure(ctx context.Context, rt *route, msg otp.Message, err
 	)
 }
 
-// scrub masks the code and the recipient in an error text, in case a sender
-// broke the rule that errors carry neither.
+// scrub masks the code, the link and the recipient in an error text, in
+// case a sender broke the rule that errors carry none of them.
 func scrub(s string, msg otp.Message) string {
+	if msg.Link != "" {
+		s = strings.ReplaceAll(s, msg.Link, "<redacted>")
+	}
 	if msg.Code != "" {
 		s = strings.ReplaceAll(s, msg.Code, "<redacted>")
 	}

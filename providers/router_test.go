@@ -492,7 +492,7 @@ func TestRouterLogsFailuresWithoutSecrets(t *testing.T) {
 	log := slog.New(slog.NewJSONHandler(&buf, nil))
 	leaky := senderFunc(func(_ context.Context, msg otp.Message) (otp.Receipt, error) {
 		// A careless sender that puts the code and the number in its error.
-		return otp.Receipt{}, providers.Transient("leaky", "http_500", errors.New("rejected "+msg.To+" code "+msg.Code))
+		return otp.Receipt{}, providers.Transient("leaky", "http_500", errors.New("rejected "+msg.To+" code "+msg.Code+" link "+msg.Link))
 	})
 	p, err := fake.New("backup", fake.Config{})
 	if err != nil {
@@ -506,16 +506,78 @@ func TestRouterLogsFailuresWithoutSecrets(t *testing.T) {
 	if _, err := r.Send(t.Context(), msg); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
+	invite := smsTo("+14155550123")
+	invite.UsageType, invite.Code, invite.Link = otp.OrganizationInvitation, "", "https://auth.example.com/i?token=t0k3n"
+	if _, err := r.Send(t.Context(), invite); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
 	out := buf.String()
 	for _, want := range []string{`"level":"WARN"`, `"provider":"leaky"`, `"reason":"http_500"`, `"retryable":true`, `"attempt":1`, `"recipient":"+14******123"`, `"verification_id":"vid-1"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log %s lacks %s", out, want)
 		}
 	}
-	for _, leak := range []string{msg.To, msg.Code, msg.Content.Text} {
+	for _, leak := range []string{msg.To, msg.Code, msg.Content.Text, "t0k3n"} {
 		if strings.Contains(out, leak) {
 			t.Errorf("log %s leaks %q", out, leak)
 		}
+	}
+}
+
+// picky is a sender that cannot serve OrganizationInvitation, as Tencent
+// without an invitation template.
+type picky struct{ senderFunc }
+
+func (picky) CanServe(u otp.UsageType) error {
+	if u == otp.OrganizationInvitation {
+		return errors.New("no invitation template")
+	}
+	return nil
+}
+
+// TestRouterSkipsWhatASenderCannotServe: a route whose sender cannot serve
+// the message's usage type is passed over, for Serves and Send alike.
+func TestRouterSkipsWhatASenderCannotServe(t *testing.T) {
+	t.Parallel()
+	var pickyCalls int
+	first := picky{func(context.Context, otp.Message) (otp.Receipt, error) {
+		pickyCalls++
+		return otp.Receipt{Provider: "picky"}, nil
+	}}
+	p, err := fake.New("backup", fake.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const to = "+14155550123"
+	invite := smsTo(to)
+	invite.UsageType, invite.Code, invite.Link = otp.OrganizationInvitation, "", "https://auth.example.com/i?token=x"
+
+	r := newRouter(t, []providers.Route{
+		{Name: "picky", Channel: otp.SMS, Sender: first},
+		{Name: "backup", Channel: otp.SMS, Sender: p},
+	}, providers.RouterOptions{})
+	if !r.Serves(otp.SMS, to, otp.OrganizationInvitation) || !r.Serves(otp.SMS, to, otp.SignIn) {
+		t.Error("Serves = false with a route that can serve")
+	}
+	if rc, err := r.Send(t.Context(), invite); err != nil || rc.Provider != "backup" || pickyCalls != 0 {
+		t.Errorf("Send(invitation) = %+v, %v with %d calls to picky; want backup, picky passed over", rc, err, pickyCalls)
+	}
+	if rc, err := r.Send(t.Context(), smsTo(to)); err != nil || rc.Provider != "picky" {
+		t.Errorf("Send(SignIn) = %+v, %v; want picky", rc, err)
+	}
+
+	only := newRouter(t, []providers.Route{{Name: "picky", Channel: otp.SMS, Sender: first}}, providers.RouterOptions{})
+	if only.Serves(otp.SMS, to, otp.OrganizationInvitation) {
+		t.Error("Serves(invitation) = true with only a route that cannot serve it")
+	}
+	if !only.Serves(otp.SMS, to, otp.SignIn) {
+		t.Error("Serves(SignIn) = false")
+	}
+	if _, err := only.Send(t.Context(), invite); !errors.Is(err, providers.ErrNoProvider) {
+		t.Errorf("Send(invitation) = %v, want ErrNoProvider", err)
+	}
+	if pickyCalls != 1 {
+		t.Errorf("picky called %d times, want 1 (the SignIn)", pickyCalls)
 	}
 }
 

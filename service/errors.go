@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/otpd/otpd/otp"
 	"github.com/otpd/otpd/providers"
 )
 
@@ -74,6 +75,26 @@ func storeErr(ctx context.Context, err error) error {
 	return &storeError{err}
 }
 
+// noTemplateError is a message that no template renders: an invitation
+// on a channel and locale for which the operator wrote none. It is
+// errNoTemplate, with the files to add.
+type noTemplateError struct {
+	channel otp.Channel
+	usage   otp.UsageType
+	locale  string
+}
+
+func (e *noTemplateError) Error() string {
+	files := string(e.channel) + "/<locale>/" + string(e.usage) + ".txt"
+	if e.channel == otp.Email {
+		files = string(e.channel) + "/<locale>/" + string(e.usage) + ".subject and .html or .txt"
+	}
+	return "no " + string(e.channel) + " template for " + string(e.usage) + " in locale " + e.locale +
+		" or the default locale: add " + files + " to templates.dir"
+}
+
+func (e *noTemplateError) Is(target error) bool { return target == errNoTemplate }
+
 // Errors with a fixed answer.
 var (
 	errInProgress = errors.New("a send with this idempotency key is still in progress")
@@ -107,8 +128,13 @@ func toStatus(err error) error {
 			&errdetails.ErrorInfo{Reason: "IDEMPOTENT_SEND_IN_PROGRESS", Domain: errorDomain},
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 	case errors.Is(err, errNoTemplate):
-		return withDetails(codes.FailedPrecondition, errNoTemplate.Error(),
-			&errdetails.ErrorInfo{Reason: "NO_TEMPLATE", Domain: errorDomain})
+		msg, info := errNoTemplate.Error(), &errdetails.ErrorInfo{Reason: "NO_TEMPLATE", Domain: errorDomain}
+		var nt *noTemplateError
+		if errors.As(err, &nt) {
+			msg = nt.Error()
+			info.Metadata = map[string]string{"channel": string(nt.channel), "usage_type": string(nt.usage)}
+		}
+		return withDetails(codes.FailedPrecondition, msg, info)
 	case errors.As(err, &perr):
 		if errors.Is(perr, providers.ErrNoProvider) {
 			return withDetails(codes.FailedPrecondition, "no provider is configured for this recipient",

@@ -167,6 +167,8 @@ func usageKey(u otpv1.UsageType) (otp.UsageType, string, bool) {
 		return otp.MfaVerification, "mfa_verification", true
 	case otpv1.UsageType_USAGE_TYPE_BIND_MFA:
 		return otp.BindMfa, "bind_mfa", true
+	case otpv1.UsageType_USAGE_TYPE_ORGANIZATION_INVITATION:
+		return otp.OrganizationInvitation, "organization_invitation", true
 	}
 	return "", "", false
 }

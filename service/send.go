@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -37,9 +40,15 @@ type sendRequest struct {
 	locale   string
 	ip       string
 	idemKey  string
+	// deliver is set for DeliverCode: the code (or the link) is the
+	// caller's, and nothing verifiable is stored.
+	deliver bool
 	// code is the caller's code for DeliverCode, empty for SendCode
-	// (otpd generates one).
+	// (otpd generates one) and for an invitation.
 	code string
+	// link is the invitation link of an OrganizationInvitation. It may
+	// carry a token: never logged, never stored.
+	link string
 }
 
 // sendFields are the fields SendCodeRequest and DeliverCodeRequest share.
@@ -60,9 +69,20 @@ const (
 	maxCallerCode = 10
 )
 
+// maxLinkLen bounds an invitation link: what browsers and mail clients
+// reliably keep, with room for Logto's token.
+const maxLinkLen = 2048
+
+// deliverOnly is the violation of a SendCode or VerifyCode for an
+// invitation, which carries the caller's link and no code of otpd's.
+const deliverOnly = "USAGE_TYPE_ORGANIZATION_INVITATION is for DeliverCode only"
+
 func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*otpv1.SendCodeResponse, error) {
 	var v violations
 	r := s.parseSend(req, &v)
+	if r.usage == otp.OrganizationInvitation {
+		v.add("usage_type", deliverOnly)
+	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -72,13 +92,28 @@ func (s *Service) sendCode(ctx context.Context, req *otpv1.SendCodeRequest) (*ot
 func (s *Service) deliverCode(ctx context.Context, req *otpv1.DeliverCodeRequest) (*otpv1.DeliverCodeResponse, error) {
 	var v violations
 	r := s.parseSend(req, &v)
-	switch code := req.GetCode(); {
-	case code == "":
-		v.add("code", "must be set to the code to deliver")
-	case len(code) < minCallerCode || len(code) > maxCallerCode || !alphanumeric(code):
-		v.add("code", "must be "+strconv.Itoa(minCallerCode)+" to "+strconv.Itoa(maxCallerCode)+" characters of [0-9A-Za-z]")
-	default:
-		r.code = code
+	r.deliver = true
+	if r.usage == otp.OrganizationInvitation {
+		if req.GetCode() != "" {
+			v.add("code", "must be empty for USAGE_TYPE_ORGANIZATION_INVITATION, which delivers a link")
+		}
+		if problem := checkLink(req.GetLink()); problem != "" {
+			v.add("link", problem)
+		} else {
+			r.link = req.GetLink()
+		}
+	} else {
+		switch code := req.GetCode(); {
+		case code == "":
+			v.add("code", "must be set to the code to deliver")
+		case len(code) < minCallerCode || len(code) > maxCallerCode || !alphanumeric(code):
+			v.add("code", "must be "+strconv.Itoa(minCallerCode)+" to "+strconv.Itoa(maxCallerCode)+" characters of [0-9A-Za-z]")
+		default:
+			r.code = code
+		}
+		if req.GetLink() != "" {
+			v.add("link", "must be empty except for USAGE_TYPE_ORGANIZATION_INVITATION")
+		}
 	}
 	if err := v.err(); err != nil {
 		return nil, err
@@ -93,6 +128,32 @@ func (s *Service) deliverCode(ctx context.Context, req *otpv1.DeliverCodeRequest
 		Provider:       resp.GetProvider(),
 		ResendAfter:    resp.GetResendAfter(),
 	}, nil
+}
+
+// checkLink returns what is wrong with an invitation link, or "". The
+// answer never quotes the link, which may carry a token.
+func checkLink(link string) string {
+	switch {
+	case link == "":
+		return "must be set to the invitation link"
+	case len(link) > maxLinkLen:
+		return "must be at most " + strconv.Itoa(maxLinkLen) + " bytes"
+	case strings.ContainsFunc(link, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return "must not contain blanks or control characters"
+	}
+	u, err := url.Parse(link)
+	switch {
+	case err != nil || !u.IsAbs():
+		return "must be an absolute https or http URL"
+	case u.Scheme != "https" && u.Scheme != "http":
+		return "must be an https or http URL"
+	case u.Opaque != "" || u.Hostname() == "":
+		return "must have a host"
+	case u.User != nil:
+		// "https://bank.example@evil.example/" reads as the bank's.
+		return "must not carry user info"
+	}
+	return ""
 }
 
 // alphanumeric reports whether s holds only [0-9A-Za-z].
@@ -134,11 +195,18 @@ func (s *Service) parseSend(req sendFields, v *violations) sendRequest {
 // send is the one path of SendCode and DeliverCode: the provider check,
 // idempotency, the limits, rendering, routing and failover, the abort of a
 // send delivered nowhere, metrics and logs (never the code). SendCode
-// stores the hash of a code it generates; DeliverCode (r.code set) stores
+// stores the hash of a code it generates; DeliverCode (r.deliver) stores
 // nothing verifiable, and its answer has no ExpiresAt.
 func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeResponse, error) {
-	deliver := r.code != ""
-	if !s.sender.Serves(r.rcpt.channel, r.rcpt.addr) {
+	deliver := r.deliver
+	// Refusals that need the operator, before anything counts: an
+	// invitation only the operator's templates render, a recipient no
+	// provider serves.
+	if !s.renderer.Has(r.rcpt.channel, r.locale, r.usage) {
+		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error", otp.Entry(ctx)).Inc()
+		return nil, &noTemplateError{channel: r.rcpt.channel, usage: r.usage, locale: r.locale}
+	}
+	if !s.sender.Serves(r.rcpt.channel, r.rcpt.addr, r.usage) {
 		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error", otp.Entry(ctx)).Inc()
 		return nil, errNoProvider
 	}
@@ -242,7 +310,11 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 
 	// Rendered only once the send is accepted: refused sends (the bulk of
 	// an SMS-pumping attack) cost no template work.
-	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: s.cfg.Code.TTL})
+	ttl := s.cfg.Code.TTL
+	if r.usage == otp.OrganizationInvitation {
+		ttl = 0 // no code, nothing of otpd's that expires
+	}
+	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: ttl, Link: r.link})
 	if err != nil {
 		s.abort(ctx, log, abort)
 		log.ErrorContext(ctx, "render template", "locale", r.locale, "error", err)
@@ -255,8 +327,9 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		UsageType:      r.usage,
 		Locale:         r.locale,
 		Code:           code,
+		Link:           r.link,
 		AppName:        s.cfg.AppName,
-		TTL:            s.cfg.Code.TTL,
+		TTL:            ttl,
 		Content:        content,
 		VerificationID: vid,
 		ClientIP:       r.ip,
@@ -289,6 +362,9 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		ResendAfter:    timestamppb.New(now.Add(s.cfg.Limits.ResendInterval)),
 	}
 	msg := "code delivered"
+	if r.usage == otp.OrganizationInvitation {
+		msg = "invitation delivered"
+	}
 	if !deliver {
 		resp.ExpiresAt = timestamppb.New(now.Add(s.cfg.Code.TTL))
 		msg = "code sent"

@@ -28,13 +28,18 @@ import (
 type Sender interface {
 	// Serves reports whether any provider serves the recipient, so that a
 	// send nobody can deliver is refused before it counts anywhere.
-	Serves(ch otp.Channel, to string) bool
+	// u is the usage type: a provider that cannot serve it (such as
+	// Tencent without an invitation template) does not count.
+	Serves(ch otp.Channel, to string, u otp.UsageType) bool
 	Send(ctx context.Context, msg otp.Message) (otp.Receipt, error)
 }
 
 // Renderer renders otpd's own templates (templates.Renderer).
 type Renderer interface {
 	MatchLocale(tag string) (string, error)
+	// Has reports whether Render has a template for the channel, locale
+	// and usage type: always, except for OrganizationInvitation.
+	Has(ch otp.Channel, locale string, u otp.UsageType) bool
 	Render(ch otp.Channel, locale string, u otp.UsageType, d templates.Data) (otp.Content, error)
 }
 

@@ -116,6 +116,8 @@ type harnessOptions struct {
 	// cluster, when set, puts the store on this Redis Cluster instead of a
 	// single node: h.redis and h.rdb are then nil, h.cluster is set.
 	cluster *redistest.Cluster
+	// templatesDir is the templates' override directory (templates.dir).
+	templatesDir string
 }
 
 func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
@@ -174,7 +176,7 @@ func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	renderer, err := templates.New(templates.Options{AppName: "Acme"})
+	renderer, err := templates.New(templates.Options{AppName: "Acme", Dir: o.templatesDir})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -1014,6 +1016,8 @@ func TestProviderTimeoutsAreUnavailable(t *testing.T) {
 type brokenRenderer struct{}
 
 func (brokenRenderer) MatchLocale(string) (string, error) { return "en", nil }
+
+func (brokenRenderer) Has(otp.Channel, string, otp.UsageType) bool { return true }
 
 func (brokenRenderer) Render(otp.Channel, string, otp.UsageType, templates.Data) (otp.Content, error) {
 	return otp.Content{}, errors.New("no sms template for SignIn")

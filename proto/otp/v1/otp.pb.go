@@ -52,6 +52,14 @@ const (
 	// Setting up a phone number or email address as a second factor (Logto's
 	// BindMfa).
 	UsageType_USAGE_TYPE_BIND_MFA UsageType = 8
+	// An invitation to join an organization (Logto's OrganizationInvitation):
+	// a link, not a code. DeliverCode only, with link set and code empty;
+	// SendCode and VerifyCode refuse it. It is rendered only from the
+	// operator's own templates (templates.dir, files
+	// <channel>/<locale>/OrganizationInvitation.*; none ship by default),
+	// and DeliverCode answers FAILED_PRECONDITION with reason NO_TEMPLATE
+	// when there is none for the channel.
+	UsageType_USAGE_TYPE_ORGANIZATION_INVITATION UsageType = 9
 )
 
 // Enum value maps for UsageType.
@@ -66,6 +74,7 @@ var (
 		6: "USAGE_TYPE_BIND_NEW_IDENTIFIER",
 		7: "USAGE_TYPE_MFA_VERIFICATION",
 		8: "USAGE_TYPE_BIND_MFA",
+		9: "USAGE_TYPE_ORGANIZATION_INVITATION",
 	}
 	UsageType_value = map[string]int32{
 		"USAGE_TYPE_UNSPECIFIED":                0,
@@ -77,6 +86,7 @@ var (
 		"USAGE_TYPE_BIND_NEW_IDENTIFIER":        6,
 		"USAGE_TYPE_MFA_VERIFICATION":           7,
 		"USAGE_TYPE_BIND_MFA":                   8,
+		"USAGE_TYPE_ORGANIZATION_INVITATION":    9,
 	}
 )
 
@@ -420,8 +430,15 @@ type DeliverCodeRequest struct {
 	// An optional idempotency key, as in SendCodeRequest.
 	IdempotencyKey string `protobuf:"bytes,6,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// The code to deliver: 4 to 10 characters of [0-9A-Za-z]. Never stored
-	// and never logged.
-	Code          string `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
+	// and never logged. Required, except for
+	// USAGE_TYPE_ORGANIZATION_INVITATION, where it must be empty.
+	Code string `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
+	// The invitation link, for USAGE_TYPE_ORGANIZATION_INVITATION only (and
+	// required there): an absolute https or http URL with a host, at most
+	// 2048 bytes, without blanks or control characters. It may carry a
+	// token, so it is never stored and never logged. Must be empty for every
+	// other usage type.
+	Link          string `protobuf:"bytes,8,opt,name=link,proto3" json:"link,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -501,6 +518,13 @@ func (x *DeliverCodeRequest) GetIdempotencyKey() string {
 func (x *DeliverCodeRequest) GetCode() string {
 	if x != nil {
 		return x.Code
+	}
+	return ""
+}
+
+func (x *DeliverCodeRequest) GetLink() string {
+	if x != nil {
+		return x.Link
 	}
 	return ""
 }
@@ -736,7 +760,7 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\bprovider\x18\x03 \x01(\tR\bprovider\x129\n" +
 	"\n" +
 	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12=\n" +
-	"\fresend_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vresendAfter\"\x81\x02\n" +
+	"\fresend_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vresendAfter\"\x95\x02\n" +
 	"\x12DeliverCodeRequest\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x12)\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x0f.otp.v1.ChannelR\achannel\x120\n" +
@@ -745,7 +769,8 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1b\n" +
 	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\x12'\n" +
 	"\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey\x12\x12\n" +
-	"\x04code\x18\a \x01(\tR\x04code\"\xc4\x01\n" +
+	"\x04code\x18\a \x01(\tR\x04code\x12\x12\n" +
+	"\x04link\x18\b \x01(\tR\x04link\"\xc4\x01\n" +
 	"\x13DeliverCodeResponse\x12'\n" +
 	"\x0fverification_id\x18\x01 \x01(\tR\x0everificationId\x12)\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x0f.otp.v1.ChannelR\achannel\x12\x1a\n" +
@@ -760,7 +785,7 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\"q\n" +
 	"\x12VerifyCodeResponse\x12,\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x14.otp.v1.VerifyResultR\x06result\x12-\n" +
-	"\x12attempts_remaining\x18\x02 \x01(\x05R\x11attemptsRemaining*\x99\x02\n" +
+	"\x12attempts_remaining\x18\x02 \x01(\x05R\x11attemptsRemaining*\xc1\x02\n" +
 	"\tUsageType\x12\x1a\n" +
 	"\x16USAGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13USAGE_TYPE_REGISTER\x10\x01\x12\x16\n" +
@@ -770,7 +795,8 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"%USAGE_TYPE_USER_PERMISSION_VALIDATION\x10\x05\x12\"\n" +
 	"\x1eUSAGE_TYPE_BIND_NEW_IDENTIFIER\x10\x06\x12\x1f\n" +
 	"\x1bUSAGE_TYPE_MFA_VERIFICATION\x10\a\x12\x17\n" +
-	"\x13USAGE_TYPE_BIND_MFA\x10\b*F\n" +
+	"\x13USAGE_TYPE_BIND_MFA\x10\b\x12&\n" +
+	"\"USAGE_TYPE_ORGANIZATION_INVITATION\x10\t*F\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
