@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/otpd/otpd/otp"
@@ -134,32 +135,23 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// logtoOnlyUsageTypes are the usage types Logto has and otpd does not send
-// codes for: OrganizationInvitation carries a link, not a code. A pasted
-// Logto config may list templates for them: they load and are never used.
-var logtoOnlyUsageTypes = []otp.UsageType{"OrganizationInvitation"}
-
 // ParseLogtoUsageType parses the usageType of a template in a Logto
-// connector config. served is false for the usage types that Logto has and
-// otpd never sends codes for (OrganizationInvitation), so that a pasted
-// config that lists them still loads. Anything else is an error naming the
+// connector config: one of Logto's nine template types, the eight of
+// otp.UsageTypes and OrganizationInvitation (whose text has {{link}}, not
+// {{code}}: templates.Template.CheckUsage). Anything else is an error naming the
 // accepted values.
-func ParseLogtoUsageType(s string) (u otp.UsageType, served bool, err error) {
-	for _, t := range otp.UsageTypes {
+func ParseLogtoUsageType(s string) (otp.UsageType, error) {
+	all := append(slices.Clone(otp.UsageTypes), otp.OrganizationInvitation)
+	for _, t := range all {
 		if string(t) == s {
-			return t, true, nil
+			return t, nil
 		}
 	}
-	for _, t := range logtoOnlyUsageTypes {
-		if string(t) == s {
-			return t, false, nil
-		}
+	names := make([]string, len(all))
+	for i, t := range all {
+		names[i] = string(t)
 	}
-	all := make([]string, 0, len(otp.UsageTypes)+len(logtoOnlyUsageTypes))
-	for _, t := range append(append([]otp.UsageType(nil), otp.UsageTypes...), logtoOnlyUsageTypes...) {
-		all = append(all, string(t))
-	}
-	return "", false, fmt.Errorf("usageType %q: must be one of %s", s, strings.Join(all, ", "))
+	return "", fmt.Errorf("usageType %q: must be one of %s", s, strings.Join(names, ", "))
 }
 
 // ParseEndpoint parses an endpoint override: an absolute http or https URL

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -61,24 +62,22 @@ func TestDecodeConfig(t *testing.T) {
 func TestParseLogtoUsageType(t *testing.T) {
 	t.Parallel()
 	for _, u := range otp.UsageTypes {
-		got, served, err := providers.ParseLogtoUsageType(string(u))
-		if got != u || !served || err != nil {
-			t.Errorf("%s: got %q %v %v", u, got, served, err)
+		got, err := providers.ParseLogtoUsageType(string(u))
+		if got != u || err != nil {
+			t.Errorf("%s: got %q %v", u, got, err)
 		}
 	}
-	// Logto's nine template types: the eight code types are served, the
-	// invitation (a link, no code) loads and is never used.
+	// Logto's nine template types, the invitation (a link, no code)
+	// included.
 	for _, s := range []string{"Register", "SignIn", "ForgotPassword", "Generic",
-		"UserPermissionValidation", "BindNewIdentifier", "MfaVerification", "BindMfa"} {
-		if got, served, err := providers.ParseLogtoUsageType(s); string(got) != s || !served || err != nil {
-			t.Errorf("%s: got %q %v %v, want served", s, got, served, err)
+		"UserPermissionValidation", "BindNewIdentifier", "MfaVerification", "BindMfa", "OrganizationInvitation"} {
+		if got, err := providers.ParseLogtoUsageType(s); string(got) != s || err != nil {
+			t.Errorf("%s: got %q %v", s, got, err)
 		}
 	}
-	if got, served, err := providers.ParseLogtoUsageType("OrganizationInvitation"); got != "OrganizationInvitation" || served || err != nil {
-		t.Errorf("OrganizationInvitation: got %q %v %v, want loaded and not served", got, served, err)
-	}
-	for _, s := range []string{"", "signin", "Continue", "Generic "} {
-		if _, _, err := providers.ParseLogtoUsageType(s); err == nil || !strings.Contains(err.Error(), "must be one of Register, SignIn") {
+	for _, s := range []string{"", "signin", "Continue", "Generic ", "organizationInvitation"} {
+		if _, err := providers.ParseLogtoUsageType(s); err == nil || !strings.Contains(err.Error(), "must be one of Register, SignIn") ||
+			!strings.Contains(err.Error(), "OrganizationInvitation") {
 			t.Errorf("%q: got %v, want an error listing the usage types", s, err)
 		}
 	}
@@ -143,6 +142,11 @@ func TestScrub(t *testing.T) {
 	email := otp.Message{To: "jane@example.com", Code: "1234"}
 	if got := providers.Scrub("'jane@example.com' is not valid", email); got != "'j***@example.com' is not valid" {
 		t.Errorf("email: got %q", got)
+	}
+	// The link whole, though it holds the recipient.
+	invite := otp.Message{To: "jane@example.com", Link: "https://auth.example.com/i?email=jane@example.com&token=t0k3n"}
+	if got := providers.Scrub("bad link "+invite.Link+" for jane@example.com", invite); got != "bad link <link> for j***@example.com" {
+		t.Errorf("invitation: got %q", got)
 	}
 	long := providers.Scrub(strings.Repeat("é", 300), otp.Message{})
 	if len(long) > 204 || !strings.HasSuffix(long, "…") || !strings.HasPrefix(long, "éé") {
@@ -255,12 +259,12 @@ func TestPreviewHTML(t *testing.T) {
 
 func TestCheckUsageType(t *testing.T) {
 	t.Parallel()
-	for _, u := range otp.UsageTypes {
+	for _, u := range append(slices.Clone(otp.UsageTypes), otp.OrganizationInvitation) {
 		if err := providers.CheckUsageType(u); err != nil {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
-	for _, u := range []otp.UsageType{"", "OrganizationInvitation", "signin"} {
+	for _, u := range []otp.UsageType{"", "organizationInvitation", "signin"} {
 		if err := providers.CheckUsageType(u); err == nil {
 			t.Errorf("%q: got nil, want an error", u)
 		}

@@ -11,12 +11,13 @@ import (
 )
 
 // PickTemplate returns a provider's own template for usage type u from
-// byUsage: u's, else Generic's. ok is false when the provider has neither,
+// byUsage: u's, else Generic's (never for OrganizationInvitation, which
+// carries a link and no code). ok is false when the provider has neither,
 // and the message goes out with otpd's own templates, or not at all for
 // providers that need a template of their own.
 func PickTemplate[T any](byUsage map[otp.UsageType]T, u otp.UsageType) (t T, ok bool) {
-	if t, ok = byUsage[u]; ok {
-		return t, true
+	if t, ok = byUsage[u]; ok || u == otp.OrganizationInvitation {
+		return t, ok
 	}
 	t, ok = byUsage[otp.Generic]
 	return t, ok
@@ -63,11 +64,12 @@ var blockTags = map[string]bool{
 	"section": true, "header": true, "footer": true, "body": true, "html": true, "title": true, "head": true,
 }
 
-// CheckUsageType returns nil for the usage types otpd sends codes for and
-// an error for anything else. Providers that can serve every usage type,
-// falling back on otpd's templates, use it as their CanServe.
+// CheckUsageType returns nil for the usage types otpd sends (those it
+// sends codes for, and OrganizationInvitation) and an error for anything
+// else. Providers that can serve every usage type, falling back on otpd's
+// templates, use it as their CanServe.
 func CheckUsageType(u otp.UsageType) error {
-	if slices.Contains(otp.UsageTypes, u) {
+	if u == otp.OrganizationInvitation || slices.Contains(otp.UsageTypes, u) {
 		return nil
 	}
 	return fmt.Errorf("unknown usage type %q", u)

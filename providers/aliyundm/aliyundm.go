@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -324,7 +325,7 @@ func (p *Provider) compose(msg otp.Message) (mailContent, error) {
 			fmt.Errorf("send mail: recipient %s holds a list separator", redact.Recipient(msg.To)))
 	}
 	if t, ok := providers.PickTemplate(p.settings.templates, msg.UsageType); ok {
-		d := templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL}
+		d := templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL, Link: msg.Link}
 		return mailContent{
 			subject: t.subject.Execute(d),
 			html:    t.content.Execute(d),
@@ -343,8 +344,8 @@ func (p *Provider) compose(msg otp.Message) (mailContent, error) {
 	return m, nil
 }
 
-// CanServe returns nil: a usage type without a template of the provider's
-// own is sent with otpd's.
+// CanServe returns nil for every usage type otpd sends: a usage type
+// without a template of the provider's own is sent with otpd's.
 func (p *Provider) CanServe(u otp.UsageType) error { return providers.CheckUsageType(u) }
 
 // Preview returns what Send would ask DirectMail to send, such as
@@ -379,7 +380,7 @@ func (p *Provider) via() string {
 // ID masked and the secret left out.
 func (p *Provider) Describe() string {
 	var tpls []string
-	for _, u := range otp.UsageTypes {
+	for _, u := range append(slices.Clone(otp.UsageTypes), otp.OrganizationInvitation) {
 		if _, ok := p.settings.templates[u]; ok {
 			tpls = append(tpls, string(u))
 		}
@@ -387,6 +388,9 @@ func (p *Provider) Describe() string {
 	own := "none (otpd's own for all)"
 	if len(tpls) > 0 {
 		own = strings.Join(tpls, " ")
+	}
+	if p.settings.ignored {
+		own += "; ignored (cannot carry the link): OrganizationInvitation"
 	}
 	alias := "none"
 	if p.cfg.FromAlias != "" {

@@ -132,8 +132,15 @@ func TestSendTemplateChoice(t *testing.T) {
 		{UsageType: "SignIn", Subject: "Sign in to {{app_name}}: {{code}}", Content: "<p>{{app_name}} sign-in code <b>{{code}}</b></p>"},
 		{UsageType: "Generic", Subject: "{{code}} is your {{app_name}} code", Content: "<p>{{app_name}}: {{code}}</p>"},
 		{UsageType: "MfaVerification", Subject: "MFA code {{code}}", Content: "<p>Your MFA code is {{code}}</p>"},
-		{UsageType: "OrganizationInvitation", Subject: "Join", Content: "<p>{{link}}</p>"}, // no code: ignored
+		{UsageType: "OrganizationInvitation", Subject: "Join {{app_name}}", Content: "<p><a href='{{link}}'>Join</a></p>"},
 	}
+	// Logto's default invitation template has a code, which an invitation
+	// has not: it is ignored, and neither is Generic used.
+	logtoDefault := []aliyundm.Template{
+		{UsageType: "Generic", Subject: "{{code}} is your {{app_name}} code", Content: "<p>{{app_name}}: {{code}}</p>"},
+		{UsageType: "OrganizationInvitation", Subject: "Invitation", Content: "Your Logto organization invitation code is {{code}}."},
+	}
+	invitation := providertest.Invitation(otp.Email, recipient)
 	onlyRegister := []aliyundm.Template{{UsageType: "Register", Subject: "Welcome {{code}}", Content: "<p>{{code}}</p>"}}
 	withApp := func(u otp.UsageType, app string) otp.Message {
 		m := sampleMail(u)
@@ -175,6 +182,14 @@ func TestSendTemplateChoice(t *testing.T) {
 				"Subject":  `Sign in to Tom & "Jerry" <Co>: 482915`,
 				"HtmlBody": "<p>Tom &amp; &#34;Jerry&#34; &lt;Co&gt; sign-in code <b>482915</b></p>",
 			},
+		},
+		{
+			name: "own invitation template", templates: own, msg: invitation,
+			want: map[string]string{"Subject": "Join Acme", "HtmlBody": "<p><a href='https://auth.example.com/invitation?token=t0k3n-s3cr3t&amp;org=acme'>Join</a></p>"},
+		},
+		{
+			name: "otpd's invitation when the own one cannot carry the link, never Generic", templates: logtoDefault, msg: invitation,
+			want: map[string]string{"Subject": "Join Acme", "HtmlBody": invitation.Content.HTML},
 		},
 		{
 			name: "otpd's text when it rendered no HTML", msg: textOnly,

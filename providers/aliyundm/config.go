@@ -37,8 +37,11 @@ type Config struct {
 	// Templates are the provider's own subject and HTML content per usage
 	// type. They are optional: a usage type without one (and without a
 	// Generic one) is sent with otpd's own templates. An
-	// OrganizationInvitation template (Logto's, a link without a code)
-	// loads and is ignored, unchecked.
+	// OrganizationInvitation template (Logto's, a link without a code) is
+	// used for invitations when its content has {{link}} and neither part
+	// has {{code}} or {{ttl_minutes}}; any other (Logto's default lists
+	// one with {{code}}; Logto's {{organization.name}} is not otpd's)
+	// loads and is ignored, and otpd's own invitation goes out.
 	Templates []Template `json:"templates"`
 	// Endpoint overrides the API base URL, https://<region's API host> by
 	// default, for a proxy or a test double: scheme and host[:port] only.
@@ -47,13 +50,14 @@ type Config struct {
 }
 
 // Template is the subject and HTML content of the mails of one usage type.
-// Both may hold the placeholders {{code}}, {{app_name}} and {{ttl_minutes}};
-// the content is HTML, so inserted values are escaped there.
+// Both may hold the placeholders {{code}}, {{app_name}} and {{ttl_minutes}}
+// ({{link}} and {{app_name}} for OrganizationInvitation); the content is
+// HTML, so inserted values are escaped there.
 type Template struct {
 	// UsageType is one of Logto's nine usage types: Register, SignIn,
 	// ForgotPassword, Generic, UserPermissionValidation, BindNewIdentifier,
 	// MfaVerification, BindMfa, or OrganizationInvitation (a link, no
-	// code), which is ignored.
+	// code).
 	UsageType string `json:"usageType"`
 	// Subject is the mail's subject, plain text.
 	Subject string `json:"subject"`
@@ -90,6 +94,7 @@ type settings struct {
 	scheme    string // "https", or "http" for an http:// endpoint
 	host      string // API host[:port]
 	templates map[otp.UsageType]compiled
+	ignored   bool // an OrganizationInvitation template that cannot carry the link
 }
 
 // compiled is a Template ready to execute.
@@ -139,11 +144,11 @@ func (c Config) resolve() (settings, error) {
 		s.scheme, s.host = u.Scheme, u.Host
 	}
 
-	tpls, err := c.compileTemplates()
+	tpls, ignored, err := c.compileTemplates()
 	if err != nil {
 		errs = append(errs, err)
 	}
-	s.templates = tpls
+	s.templates, s.ignored = tpls, ignored
 	if len(errs) > 0 {
 		return settings{}, errors.Join(errs...)
 	}
@@ -177,15 +182,16 @@ func checkAddress(s string) error {
 // without it has no {{code}}. HTML escaping leaves it as it is.
 const codeProbe = "0x7d1c0de0x"
 
-// compileTemplates compiles the templates of the usage types otpd serves,
-// or returns every problem with the templates.
-func (c Config) compileTemplates() (map[otp.UsageType]compiled, error) {
+// compileTemplates compiles the templates, or returns every problem with
+// them. ignored is set when an OrganizationInvitation template was left
+// out because it cannot carry the link.
+func (c Config) compileTemplates() (_ map[otp.UsageType]compiled, ignored bool, _ error) {
 	var errs []error
 	byUsage := make(map[otp.UsageType]compiled)
 	seen := make(map[otp.UsageType]int)
 	for i, t := range c.Templates {
 		key := fmt.Sprintf("templates[%d]", i)
-		u, served, err := providers.ParseLogtoUsageType(t.UsageType)
+		u, err := providers.ParseLogtoUsageType(t.UsageType)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s.%w", key, err))
 			continue
@@ -195,12 +201,11 @@ func (c Config) compileTemplates() (map[otp.UsageType]compiled, error) {
 			continue
 		}
 		seen[u] = i
-		if !served {
-			// Logto's own usage types may use placeholders otpd has not
-			// ({{link}} in OrganizationInvitation): never compiled.
+		tpl, err := compileTemplate(key, u, t)
+		if u == otp.OrganizationInvitation && err != nil {
+			ignored = true
 			continue
 		}
-		tpl, err := compileTemplate(key, u, t)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -208,9 +213,9 @@ func (c Config) compileTemplates() (map[otp.UsageType]compiled, error) {
 		byUsage[u] = tpl
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, false, errors.Join(errs...)
 	}
-	return byUsage, nil
+	return byUsage, ignored, nil
 }
 
 // compileTemplate compiles the template at key for usage type u.
@@ -230,6 +235,17 @@ func compileTemplate(key string, u otp.UsageType, t Template) (compiled, error) 
 	out := compiled{usage: u, subject: compile("subject", t.Subject, false), content: compile("content", t.Content, true)}
 	if len(errs) > 0 {
 		return compiled{}, errors.Join(errs...)
+	}
+	for _, tpl := range []*templates.Template{out.subject, out.content} {
+		if err := tpl.CheckUsage(u); err != nil {
+			return compiled{}, err
+		}
+	}
+	if u == otp.OrganizationInvitation {
+		if !out.content.Inserts("link") {
+			return compiled{}, fmt.Errorf("%s.content: has no {{link}}", key)
+		}
+		return out, nil
 	}
 	probe := templates.Data{Code: codeProbe}
 	if !strings.Contains(out.subject.Execute(probe)+out.content.Execute(probe), codeProbe) {

@@ -3,6 +3,7 @@ package aliyundm_test
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestParseConfigPasted(t *testing.T) {
 		{"DESIGN.md example", designExample,
 			`accessKeyId ${******_AK}, accountName no-reply@dm.example.com, fromAlias none, region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Generic`},
 		{"Logto connector", logtoPaste,
-			`accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias "Acme", region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Register SignIn ForgotPassword UserPermissionValidation BindNewIdentifier MfaVerification BindMfa Generic`},
+			`accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias "Acme", region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Register SignIn ForgotPassword UserPermissionValidation BindNewIdentifier MfaVerification BindMfa Generic OrganizationInvitation`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -100,8 +101,10 @@ func TestParseConfigErrors(t *testing.T) {
 			`{"usageType": "Generic", "subject": "b", "content": "{{code}}"}`)), []string{"templates[1].usageType: Generic already has templates[0]"}},
 		{"duplicate Logto-only usage type", base(tpl(`{"usageType": "BindMfa", "subject": "a", "content": "b"}`,
 			`{"usageType": "BindMfa", "subject": "a", "content": "b"}`)), []string{"templates[1].usageType: BindMfa already has templates[0]"}},
-		{"unknown placeholder", base(tpl(`{"usageType": "SignIn", "subject": "s", "content": "<a href='{{link}}'>{{code}}</a>"}`)),
-			[]string{"templates[0].content:1:10", "{{link}}"}},
+		{"unknown placeholder", base(tpl(`{"usageType": "SignIn", "subject": "s", "content": "<a href='{{lnk}}'>{{code}}</a>"}`)),
+			[]string{"templates[0].content:1:10", "{{lnk}}"}},
+		{"link in a code template", base(tpl(`{"usageType": "SignIn", "subject": "s", "content": "<a href='{{link}}'>{{code}}</a>"}`)),
+			[]string{"templates[0].content", "{{link}} has a value only in an OrganizationInvitation message"}},
 		{"unterminated placeholder", base(tpl(`{"usageType": "SignIn", "subject": "Code {{code", "content": "{{code}}"}`)),
 			[]string{"templates[0].subject:1:6", "unterminated"}},
 		{"no subject", base(tpl(`{"usageType": "SignIn", "content": "{{code}}"}`)), []string{"templates[0].subject: required"}},
@@ -181,6 +184,16 @@ func TestDescribeAndPreview(t *testing.T) {
 				`region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Generic`,
 			preview: `email from no-reply@dm.example.com ("Acme") subject "Your Acme code is 482915" html 13 bytes "482915" (template Generic), ` +
 				`region cn-hangzhou via dm.aliyuncs.com`,
+		},
+		{
+			name: "invitation template with a code ignored",
+			cfg: func(c *aliyundm.Config) {
+				c.Templates = append(slices.Clone(generic), aliyundm.Template{UsageType: "OrganizationInvitation", Subject: "Join", Content: "Your invitation code is {{code}}"})
+			},
+			msg: providertest.Invitation(otp.Email, recipient),
+			describe: `accessKeyId LT******************d001, accountName no-reply@dm.example.com, fromAlias none, ` +
+				`region cn-hangzhou, endpoint https://dm.aliyuncs.com, templates Generic; ignored (cannot carry the link): OrganizationInvitation`,
+			preview: `email from no-reply@dm.example.com subject "Join Acme" html 98 bytes "Join Acme" (otpd templates), region cn-hangzhou via dm.aliyuncs.com`,
 		},
 		{
 			name: "Singapore, otpd's templates",

@@ -10,6 +10,11 @@
 //
 //	{"to": "14155550123", "type": "SignIn", "payload": {"code": "482915", "locale": "en"}}
 //
+// An OrganizationInvitation carries the link instead of the code, as
+// Logto's does:
+//
+//	{"to": "jane@example.com", "type": "OrganizationInvitation", "payload": {"link": "https://...", "locale": "en"}}
+//
 // SMS "to" is the number's digits without "+", as Logto sends it; email
 // "to" is the address. "type" is Logto's TemplateType, which otp.UsageType
 // spells the same way. The endpoint writes and sends the message itself, so
@@ -111,14 +116,17 @@ type body struct {
 	IP      string  `json:"ip,omitempty"`
 }
 
+// payload holds the code, or the link of an OrganizationInvitation (whose
+// payload has no code in Logto's either).
 type payload struct {
-	Code   string `json:"code"`
+	Code   string `json:"code,omitempty"`
+	Link   string `json:"link,omitempty"`
 	Locale string `json:"locale,omitempty"`
 }
 
 // encode returns the request body for msg.
 func (p *Provider) encode(msg otp.Message) ([]byte, error) {
-	b := body{To: msg.To, Type: string(msg.UsageType), Payload: payload{Code: msg.Code, Locale: msg.Locale}, IP: msg.ClientIP}
+	b := body{To: msg.To, Type: string(msg.UsageType), Payload: payload{Code: msg.Code, Link: msg.Link, Locale: msg.Locale}, IP: msg.ClientIP}
 	switch msg.Channel {
 	case otp.SMS:
 		// Logto's phone numbers are digits only (phoneRegEx /^\d+$/), and
@@ -242,6 +250,7 @@ func isScheme(s string) bool {
 	return false
 }
 
-// CanServe reports whether the provider can send codes of usage type u. It
-// can send every one of otpd's: the endpoint writes the message.
+// CanServe reports whether the provider can send messages of usage type u.
+// It can send every one of otpd's, invitations included: the endpoint
+// writes the message.
 func (p *Provider) CanServe(u otp.UsageType) error { return providers.CheckUsageType(u) }

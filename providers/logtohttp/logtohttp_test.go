@@ -393,3 +393,29 @@ func TestSendClientIP(t *testing.T) {
 		t.Errorf("body = %s, want %s", got, want)
 	}
 }
+
+// TestSendInvitation: an OrganizationInvitation goes out as Logto's does,
+// the link in the payload and no code ("&" not escaped, as
+// JSON.stringify), and the endpoint's echo of the link is scrubbed.
+func TestSendInvitation(t *testing.T) {
+	t.Parallel()
+	if err := newProvider(t, logtohttp.Config{Endpoint: "https://hooks.example.com/email"}).CanServe(otp.OrganizationInvitation); err != nil {
+		t.Errorf("CanServe(OrganizationInvitation) = %v", err)
+	}
+	s, p := fakeEndpoint(t, providertest.Response{Status: http.StatusNoContent}, "/email", testAuth)
+	msg := providertest.Invitation(otp.Email, testEmail)
+	if _, err := p.Send(t.Context(), msg); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	want := `{"to":"` + testEmail + `","type":"OrganizationInvitation","payload":{"link":"` + providertest.Link + `","locale":"en"}}`
+	if got := string(s.Last(t).Body); got != want {
+		t.Errorf("body =\n %s\nwant\n %s", got, want)
+	}
+	if got, err := p.Preview(msg); err != nil || !strings.HasSuffix(got, " "+want) {
+		t.Errorf("Preview = %q, %v; want the body %s", got, err, want)
+	}
+
+	_, p = fakeEndpoint(t, providertest.Response{Status: http.StatusBadRequest, Body: "bad invitation " + providertest.Link}, "/email", testAuth)
+	_, err := p.Send(t.Context(), msg)
+	providertest.WantError(t, err, providerName, "http_400", false, append(leaks, providertest.Link, "t0k3n")...)
+}

@@ -50,8 +50,13 @@ type Config struct {
 }
 
 // Deliveries maps a Logto usage type ("Register", "SignIn",
-// "ForgotPassword", "Generic", or one of the five that Logto has and otpd
-// never sends, which load and are ignored) to its email.
+// "ForgotPassword", "Generic", ..., "OrganizationInvitation") to its email.
+// An OrganizationInvitation delivery is used when it can carry the link:
+// in raw mode, {{link}} in its html or text and no {{code}} or
+// {{ttl_minutes}} anywhere; in template mode, always ("link" is added to
+// its variables). Any other (Logto's placeholders such as
+// {{organization.name}} are not otpd's) loads and is ignored, and otpd's
+// own invitation goes out.
 type Deliveries map[string]Delivery
 
 // Delivery is the email of one usage type, in one of two modes: raw
@@ -59,7 +64,8 @@ type Deliveries map[string]Delivery
 // Variables), never both.
 type Delivery struct {
 	// Subject is the subject; {{code}}, {{app_name}} and {{ttl_minutes}}
-	// are replaced. Empty means the subject rendered from otpd's templates.
+	// ({{link}} and {{app_name}} for OrganizationInvitation) are replaced.
+	// Empty means the subject rendered from otpd's templates.
 	Subject string `json:"subject"`
 	// ReplyTo is the Reply-To address, if any.
 	ReplyTo string `json:"replyTo"`
@@ -70,7 +76,8 @@ type Delivery struct {
 	// Template is the name of a Mailgun template (template mode).
 	Template string `json:"template"`
 	// Variables are passed to the Mailgun template as JSON in the
-	// X-Mailgun-Variables header, with "code" added (template mode).
+	// X-Mailgun-Variables header, with "code" added ("link" for
+	// OrganizationInvitation) (template mode).
 	Variables map[string]json.RawMessage `json:"variables"`
 }
 
@@ -128,7 +135,7 @@ func (c Config) Validate() error {
 type settings struct {
 	apiBase    string // endpoint + "/v3", as the SDK wants it
 	deliveries map[otp.UsageType]*delivery
-	ignored    []string // Logto-only usage types the config lists, sorted
+	ignored    []string // usage types whose delivery cannot carry the link, sorted
 }
 
 // delivery is one usage type's compiled Delivery.
@@ -163,20 +170,18 @@ func (c Config) compile() (settings, error) {
 
 	s.deliveries = make(map[otp.UsageType]*delivery)
 	for _, name := range slices.Sorted(maps.Keys(c.Deliveries)) {
-		u, served, err := providers.ParseLogtoUsageType(name)
-		switch {
-		case err != nil:
+		u, err := providers.ParseLogtoUsageType(name)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("deliveries.%s: %w", name, err))
-		case !served:
-			// Logto-only (OrganizationInvitation uses {{link}}, which otpd
-			// does not have): loads, is never used, so is not compiled.
+			continue
+		}
+		d, err := compileDelivery("deliveries."+name, u, c.Deliveries[name])
+		switch {
+		case err != nil && u == otp.OrganizationInvitation:
 			s.ignored = append(s.ignored, name)
+		case err != nil:
+			errs = append(errs, err)
 		default:
-			d, err := compileDelivery("deliveries."+name, c.Deliveries[name])
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
 			s.deliveries[u] = d
 		}
 	}
@@ -242,9 +247,9 @@ func checkAddress(a string) error {
 	return nil
 }
 
-// compileDelivery validates one delivery of a served usage type and
-// compiles its templates. key is "deliveries.<UsageType>".
-func compileDelivery(key string, d Delivery) (*delivery, error) {
+// compileDelivery validates the delivery of usage type u and compiles its
+// templates. key is "deliveries.<UsageType>".
+func compileDelivery(key string, u otp.UsageType, d Delivery) (*delivery, error) {
 	var errs []error
 	raw := d.HTML != "" || d.Text != ""
 	switch {
@@ -271,6 +276,9 @@ func compileDelivery(key string, d Delivery) (*delivery, error) {
 			return nil
 		}
 		t, err := templates.Compile(key+"."+field, text, html)
+		if err == nil {
+			err = t.CheckUsage(u)
+		}
 		if err != nil {
 			errs = append(errs, err) // names key.field, line and column
 		}
@@ -279,6 +287,10 @@ func compileDelivery(key string, d Delivery) (*delivery, error) {
 	out.subject = compile("subject", d.Subject, false)
 	out.html = compile("html", d.HTML, true)
 	out.text = compile("text", d.Text, false)
+	if u == otp.OrganizationInvitation && raw && len(errs) == 0 &&
+		(out.html == nil || !out.html.Inserts("link")) && (out.text == nil || !out.text.Inserts("link")) {
+		errs = append(errs, fmt.Errorf("%s: has no {{link}} in html or text", key))
+	}
 	if d.Variables != nil {
 		// The SDK drops the whole header if the map does not marshal.
 		if _, err := json.Marshal(d.Variables); err != nil {

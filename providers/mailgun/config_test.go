@@ -71,6 +71,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown key", configWith(t, "api_key", `"x"`), []string{`"api_key"`}},
 		{"unknown key in a delivery", deliveries(`{"Register": {"htm": "{{code}}"}}`), []string{"deliveries.Register", `"htm"`}},
 		{"trailing data", logtoConfig("", seedDeliveries) + "{}", []string{"after"}},
+		{"link in a code delivery", deliveries(`{"Register": {"html": "{{code}} {{link}}"}}`), []string{"deliveries.Register.html", "{{link}} has a value only in an OrganizationInvitation message"}},
 		{"endpoint not http", logtoConfig("ftp://api.mailgun.net", seedDeliveries), []string{"endpoint"}},
 		{"endpoint with query", logtoConfig("https://api.mailgun.net/?key=x", seedDeliveries), []string{"endpoint"}},
 		{"endpoint with user info", logtoConfig("https://api:k@api.mailgun.net", seedDeliveries), []string{"endpoint"}},

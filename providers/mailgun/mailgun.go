@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/mailgun/mailgun-go/v4"
@@ -101,7 +102,7 @@ func (p *Provider) compose(msg otp.Message) (wire, error) {
 		}
 		return w, nil
 	}
-	data := templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL}
+	data := templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL, Link: msg.Link}
 	w := wire{source: d.key, subject: msg.Content.Subject, replyTo: d.replyTo}
 	if d.subject != nil {
 		w.subject = d.subject.Execute(data)
@@ -112,7 +113,11 @@ func (p *Provider) compose(msg otp.Message) (wire, error) {
 		for k, v := range d.variables {
 			w.variables[k] = v
 		}
-		w.variables["code"] = msg.Code // the code wins over a configured "code"
+		if msg.UsageType == otp.OrganizationInvitation {
+			w.variables["link"] = msg.Link // as Logto passes its payload
+		} else {
+			w.variables["code"] = msg.Code // the code wins over a configured "code"
+		}
 		return w, nil
 	}
 	if d.html != nil {
@@ -248,11 +253,11 @@ func (p *Provider) Preview(msg otp.Message) (string, error) {
 func (p *Provider) Describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "mailgun domain %s, API %s, from %q", p.domain, p.apiBase, p.from)
-	for _, u := range otp.UsageTypes {
+	for _, u := range append(slices.Clone(otp.UsageTypes), otp.OrganizationInvitation) {
 		fmt.Fprintf(&b, ", %s: ", u)
 		d, ok := p.deliveries[u]
 		switch {
-		case !ok && u != otp.Generic && p.deliveries[otp.Generic] != nil:
+		case !ok && u != otp.Generic && u != otp.OrganizationInvitation && p.deliveries[otp.Generic] != nil:
 			b.WriteString("as Generic")
 		case !ok:
 			b.WriteString("otpd templates")
@@ -269,12 +274,13 @@ func (p *Provider) Describe() string {
 		}
 	}
 	if len(p.ignored) > 0 {
-		fmt.Fprintf(&b, "; ignored Logto-only deliveries: %s", strings.Join(p.ignored, ", "))
+		fmt.Fprintf(&b, "; ignored (cannot carry the link): %s", strings.Join(p.ignored, ", "))
 	}
 	return b.String()
 }
 
-// CanServe reports whether the provider can send codes of usage type u. It
-// always can, one of otpd's usage types: what has no delivery of its own
-// nor a Generic one goes out as rendered from otpd's templates.
+// CanServe reports whether the provider can send messages of usage type
+// u. It always can, one of otpd's usage types: what has no delivery of its
+// own (nor, for a code, a Generic one) goes out as rendered from otpd's
+// templates.
 func (p *Provider) CanServe(u otp.UsageType) error { return providers.CheckUsageType(u) }

@@ -2,6 +2,7 @@ package mailgun_test
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,12 +21,13 @@ const code = providertest.Code
 func TestSendWire(t *testing.T) {
 	t.Parallel()
 	otpd := sample(otp.Register).Content // what otpd's templates render
+	invite := providertest.Invitation(otp.Email, to).Content
 	const genericOnly = `{"Generic": {"subject": "{{app_name}}: {{code}}", "html": "<p>{{app_name}} {{code}}, {{ttl_minutes}} min</p>", "text": "{{app_name}} {{code}}"}}`
 	for _, tc := range []struct {
 		name       string
 		deliveries string
-		usage      otp.UsageType
-		appName    string // "" keeps the sample's "Acme"
+		usage      otp.UsageType // otp.OrganizationInvitation sends providertest.Invitation
+		appName    string        // "" keeps the sample's "Acme"
 		want       map[string]string
 	}{
 		{
@@ -85,12 +87,40 @@ func TestSendWire(t *testing.T) {
 				"h:X-Mailgun-Variables": `{"code":"` + code + `","n":12345678901234567890,"nested":{"a":[1,true,null]}}`,
 			},
 		},
+		{
+			name: "invitation: own raw delivery, the link in html and text", usage: otp.OrganizationInvitation,
+			deliveries: `{"Generic": {"text": "{{code}}"}, "OrganizationInvitation": {"subject": "Join {{app_name}}", "html": "<a href=\"{{link}}\">Join</a>", "text": "Join: {{ link }}"}}`,
+			want: map[string]string{
+				"from": from, "to": to, "subject": "Join Acme",
+				"html": `<a href="` + html.EscapeString(providertest.Link) + `">Join</a>`, "text": "Join: " + providertest.Link,
+			},
+		},
+		{
+			name: "invitation: Mailgun template, the link in h:X-Mailgun-Variables", usage: otp.OrganizationInvitation,
+			deliveries: `{"OrganizationInvitation": {"template": "invite", "variables": {"org": "Acme", "code": "x"}}}`,
+			want: map[string]string{
+				"from": from, "to": to, "subject": "Join Acme", "template": "invite", "text": "",
+				"h:X-Mailgun-Variables": `{"code":"x","link":"` + strings.ReplaceAll(providertest.Link, "&", `\u0026`) + `","org":"Acme"}`,
+			},
+		},
+		{
+			name: "invitation: never Generic's, otpd's content", usage: otp.OrganizationInvitation, deliveries: genericOnly,
+			want: map[string]string{"from": from, "to": to, "subject": "Join Acme", "html": invite.HTML, "text": invite.Text},
+		},
+		{
+			name: "invitation: Logto's default with a code ignored, otpd's content", usage: otp.OrganizationInvitation,
+			deliveries: `{"OrganizationInvitation": {"subject": "Invitation", "text": "Your Logto organization invitation code is {{code}}."}}`,
+			want:       map[string]string{"from": from, "to": to, "subject": "Join Acme", "html": invite.HTML, "text": invite.Text},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newFake(t)
 			p := newProvider(t, logtoConfig(srv.URL, tc.deliveries))
 			msg := sample(tc.usage)
+			if tc.usage == otp.OrganizationInvitation {
+				msg = providertest.Invitation(otp.Email, to)
+			}
 			if tc.appName != "" {
 				msg.AppName = tc.appName
 			}
@@ -287,16 +317,24 @@ func TestPreview(t *testing.T) {
 func TestDescribe(t *testing.T) {
 	t.Parallel()
 	const seedUsage = `, Register: raw html text, SignIn: template "logto-sign-in", ForgotPassword: otpd templates` +
-		`, UserPermissionValidation: otpd templates, BindNewIdentifier: otpd templates, MfaVerification: otpd templates, BindMfa: otpd templates, Generic: otpd templates`
+		`, UserPermissionValidation: otpd templates, BindNewIdentifier: otpd templates, MfaVerification: otpd templates, BindMfa: otpd templates, Generic: otpd templates` +
+		`, OrganizationInvitation: otpd templates`
 	for _, tc := range []struct{ name, endpoint, deliveries, want string }{
 		{"default endpoint", "", seedDeliveries, `mailgun domain mg.example.com, API https://api.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` + seedUsage},
 		{"EU", mailgun.EUEndpoint, seedDeliveries, `mailgun domain mg.example.com, API https://api.eu.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` + seedUsage},
 		{"EU with /v3/", "https://api.eu.mailgun.net/v3/", seedDeliveries, `mailgun domain mg.example.com, API https://api.eu.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` + seedUsage},
 		{
-			"Generic, a Logto usage type and ignored Logto-only", "", `{"Generic": {"text": "{{code}}"}, "BindMfa": {"html": "x"}, "OrganizationInvitation": {"html": "{{link}}"}}`,
+			"Generic, a Logto usage type and an invitation", "", `{"Generic": {"text": "{{code}}"}, "BindMfa": {"html": "x"}, "OrganizationInvitation": {"html": "{{link}}"}}`,
 			`mailgun domain mg.example.com, API https://api.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` +
 				`, Register: as Generic, SignIn: as Generic, ForgotPassword: as Generic, UserPermissionValidation: as Generic` +
-				`, BindNewIdentifier: as Generic, MfaVerification: as Generic, BindMfa: raw html, Generic: raw text; ignored Logto-only deliveries: OrganizationInvitation`,
+				`, BindNewIdentifier: as Generic, MfaVerification: as Generic, BindMfa: raw html, Generic: raw text, OrganizationInvitation: raw html`,
+		},
+		{
+			"invitation that cannot carry the link", "", `{"Generic": {"text": "{{code}}"}, "OrganizationInvitation": {"subject": "Join {{organization.name}}", "html": "{{link}}"}}`,
+			`mailgun domain mg.example.com, API https://api.mailgun.net/v3, from "Acme <no-reply@mg.example.com>"` +
+				`, Register: as Generic, SignIn: as Generic, ForgotPassword: as Generic, UserPermissionValidation: as Generic` +
+				`, BindNewIdentifier: as Generic, MfaVerification: as Generic, BindMfa: as Generic, Generic: raw text, OrganizationInvitation: otpd templates` +
+				`; ignored (cannot carry the link): OrganizationInvitation`,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -321,8 +359,8 @@ func TestCanServe(t *testing.T) {
 				t.Errorf("deliveries %s: CanServe(%s) = %v, want nil", deliveries, u, err)
 			}
 		}
-		if err := p.CanServe("OrganizationInvitation"); err == nil {
-			t.Errorf("deliveries %s: CanServe(OrganizationInvitation) = nil, want an error", deliveries)
+		if err := p.CanServe(otp.OrganizationInvitation); err != nil {
+			t.Errorf("deliveries %s: CanServe(OrganizationInvitation) = %v, want nil: otpd's invitation goes out", deliveries, err)
 		}
 	}
 }

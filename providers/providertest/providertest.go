@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -157,6 +158,31 @@ func Message(ch otp.Channel, to string, u otp.UsageType) otp.Message {
 		}
 	default:
 		msg.Content = otp.Content{Text: "Your Acme code is " + Code + "."}
+	}
+	return msg
+}
+
+// Link is the link of Invitation's message. Its token must reach the
+// provider's API and nothing else.
+const Link = "https://auth.example.com/invitation?token=t0k3n-s3cr3t&org=acme"
+
+// Invitation returns an OrganizationInvitation for to on channel ch, as
+// the service hands it to a provider: Link set, no code, Content rendered
+// from an operator's template.
+func Invitation(ch otp.Channel, to string) otp.Message {
+	msg := otp.Message{
+		Channel: ch, To: to, UsageType: otp.OrganizationInvitation, Locale: "en", Link: Link, AppName: "Acme",
+		VerificationID: "vid-test",
+	}
+	switch ch {
+	case otp.Email:
+		msg.Content = otp.Content{
+			Subject: "Join Acme",
+			Text:    "Join Acme: " + Link,
+			HTML:    `<p><a href="` + html.EscapeString(Link) + `">Join Acme</a></p>`,
+		}
+	default:
+		msg.Content = otp.Content{Text: "Join Acme: " + Link}
 	}
 	return msg
 }

@@ -27,9 +27,10 @@ type Config struct {
 	SDKAppID string `json:"sdkAppId"`
 	// Templates maps usage types to approved templates. Tencent sends only
 	// templates approved in its console, never otpd's own text, so at least
-	// one template is required; Generic serves every usage type without
-	// its own. An OrganizationInvitation template (Logto's, a link without
-	// a code) loads and is ignored.
+	// one template of a code is required; Generic serves every code usage
+	// type without its own. An OrganizationInvitation template (Logto's, a
+	// link without a code) receives the link in {1}; without one, the
+	// provider sends no invitations and the router passes it over.
 	Templates []Template `json:"templates"`
 	// Endpoint overrides the API base URL, https://sms.tencentcloudapi.com by
 	// default, for a proxy or a test double: scheme and host[:port] only.
@@ -38,12 +39,12 @@ type Config struct {
 }
 
 // Template is an approved Tencent SMS template for a usage type. Its single
-// placeholder {1} receives the code.
+// placeholder {1} receives the code (the link, for OrganizationInvitation).
 type Template struct {
 	// UsageType is one of Logto's nine usage types: Register, SignIn,
 	// ForgotPassword, Generic, UserPermissionValidation, BindNewIdentifier,
 	// MfaVerification, BindMfa, or OrganizationInvitation (a link, no
-	// code), which is ignored.
+	// code).
 	UsageType string `json:"usageType"`
 	// TemplateCode is the template's ID (模版 ID), such as "1234567".
 	TemplateCode string `json:"templateCode"`
@@ -76,15 +77,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// templatesByUsage returns the template IDs of the usage types otpd serves,
-// or every problem with the templates.
+// templatesByUsage returns the template IDs by usage type, or every
+// problem with the templates.
 func (c Config) templatesByUsage() (map[otp.UsageType]string, error) {
 	var errs []error
 	byUsage := make(map[otp.UsageType]string)
 	seen := make(map[otp.UsageType]int)
 	for i, t := range c.Templates {
 		key := fmt.Sprintf("templates[%d]", i)
-		u, served, err := providers.ParseLogtoUsageType(t.UsageType)
+		u, err := providers.ParseLogtoUsageType(t.UsageType)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s.%w", key, err))
 		} else if first, dup := seen[u]; dup {
@@ -94,11 +95,15 @@ func (c Config) templatesByUsage() (map[otp.UsageType]string, error) {
 		}
 		if err := checkTemplateCode(t.TemplateCode); err != nil {
 			errs = append(errs, fmt.Errorf("%s.templateCode: %w", key, err))
-		} else if served {
+		} else if u != "" {
 			byUsage[u] = t.TemplateCode
 		}
 	}
-	if len(byUsage) == 0 && len(errs) == 0 {
+	codes := len(byUsage)
+	if _, ok := byUsage[otp.OrganizationInvitation]; ok {
+		codes--
+	}
+	if codes == 0 && len(errs) == 0 {
 		errs = append(errs, errors.New("templates: need a templateCode for Generic or another usage type otpd sends codes for: "+
 			"Tencent sends only templates approved in its console, never otpd's own text"))
 	}

@@ -51,7 +51,7 @@ func TestParseLogtoConfig(t *testing.T) {
 		{"logto, nine usage types", logtoConfig,
 			`accessKeyId AK******************************MPLE, signName "腾讯云", sdkAppId 1400000000, region ap-guangzhou, ` +
 				`endpoint https://sms.tencentcloudapi.com, templates Register=1000001 SignIn=1000002 ForgotPassword=1000003 ` +
-				`UserPermissionValidation=1000006 BindNewIdentifier=1000007 MfaVerification=1000008 BindMfa=1000009 Generic=1000004`},
+				`UserPermissionValidation=1000006 BindNewIdentifier=1000007 MfaVerification=1000008 BindMfa=1000009 Generic=1000004 OrganizationInvitation=1000005`},
 		{"endpoint", strings.Replace(designConfig, `"signName"`, `"endpoint": "http://127.0.0.1:9000", "signName"`, 1),
 			`accessKeyId AK******************************MPLE, signName "Acme", sdkAppId 1400000000, region ap-guangzhou, ` +
 				`endpoint http://127.0.0.1:9000, templates Generic=1234567`},

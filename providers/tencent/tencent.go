@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
@@ -97,7 +98,8 @@ func New(name string, cfg Config) (*Provider, error) {
 }
 
 // Send sends msg's code with the approved template for its usage type, or
-// the Generic one. The SDK honours ctx, whose deadline bounds the whole
+// the Generic one; an OrganizationInvitation sends its link with the
+// OrganizationInvitation template, and has no Generic fallback. The SDK honours ctx, whose deadline bounds the whole
 // call. A Tencent error code becomes the error's Reason.
 func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, error) {
 	templateID, err := p.template(msg)
@@ -114,7 +116,7 @@ func (p *Provider) Send(ctx context.Context, msg otp.Message) (otp.Receipt, erro
 	req.SmsSdkAppId = common.StringPtr(p.cfg.SDKAppID)
 	req.SignName = common.StringPtr(p.cfg.SignName)
 	req.TemplateId = common.StringPtr(templateID)
-	req.TemplateParamSet = common.StringPtrs([]string{msg.Code})
+	req.TemplateParamSet = common.StringPtrs(params(msg))
 
 	resp, err := p.client.SendSmsWithContext(ctx, req)
 	if err != nil {
@@ -252,11 +254,25 @@ func (p *Provider) template(msg otp.Message) (string, error) {
 }
 
 func (p *Provider) noTemplate(u otp.UsageType) error {
+	if u == otp.OrganizationInvitation {
+		return fmt.Errorf("tencent needs a templateCode for %s, whose {1} receives the link: it sends only templates approved in its console", u)
+	}
 	return fmt.Errorf("tencent needs a templateCode for %s or Generic: it sends only templates approved in its console", u)
 }
 
+// params are the template's parameters: {1} is the code, or the link of
+// an OrganizationInvitation.
+func params(msg otp.Message) []string {
+	if msg.UsageType == otp.OrganizationInvitation {
+		return []string{msg.Link}
+	}
+	return []string{msg.Code}
+}
+
 // CanServe returns nil when the provider has a template for u or a Generic
-// one, and an error otherwise: Tencent cannot send otpd's own text.
+// one (for OrganizationInvitation, a template of its own), and an error
+// otherwise: Tencent cannot send otpd's own text, and the Router skips it
+// for what it cannot serve.
 func (p *Provider) CanServe(u otp.UsageType) error {
 	if _, ok := providers.PickTemplate(p.templates, u); !ok {
 		return p.noTemplate(u)
@@ -272,7 +288,7 @@ func (p *Provider) Preview(msg otp.Message) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	params, _ := json.Marshal([]string{msg.Code})
+	params, _ := json.Marshal(params(msg))
 	return fmt.Sprintf("sms template %s sign %q app %s region %s params %s",
 		templateID, p.cfg.SignName, p.cfg.SDKAppID, p.cfg.Region, params), nil
 }
@@ -281,7 +297,7 @@ func (p *Provider) Preview(msg otp.Message) (string, error) {
 // ID masked and the secret left out.
 func (p *Provider) Describe() string {
 	var tpls []string
-	for _, u := range otp.UsageTypes {
+	for _, u := range append(slices.Clone(otp.UsageTypes), otp.OrganizationInvitation) {
 		if id, ok := p.templates[u]; ok {
 			tpls = append(tpls, string(u)+"="+id)
 		}

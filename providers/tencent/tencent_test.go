@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +265,38 @@ func TestTemplateChoice(t *testing.T) {
 	}
 }
 
+// TestSendInvitation checks that an invitation goes out with its own
+// template, the link as {1}, and that without one Send refuses it without
+// calling Tencent: Generic's {1} is a code.
+func TestSendInvitation(t *testing.T) {
+	t.Parallel()
+	s, p := fakeAPI(t, providertest.Response{Body: statusBody(t, okStatus("sn-1"))}, tpl("Generic", "9999"), tpl("OrganizationInvitation", "7777"))
+	msg := providertest.Invitation(otp.SMS, testTo)
+	if _, err := p.Send(t.Context(), msg); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	var body struct {
+		TemplateID       string   `json:"TemplateId"`
+		TemplateParamSet []string `json:"TemplateParamSet"`
+	}
+	if err := json.Unmarshal(s.Last(t).Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.TemplateID != "7777" || !slices.Equal(body.TemplateParamSet, []string{providertest.Link}) {
+		t.Errorf("TemplateId %q, TemplateParamSet %q; want 7777 with the link", body.TemplateID, body.TemplateParamSet)
+	}
+	if got, err := p.Preview(msg); err != nil || !strings.Contains(got, "sms template 7777") || !strings.Contains(got, "auth.example.com") {
+		t.Errorf("Preview = %q, %v", got, err)
+	}
+
+	s, p = fakeAPI(t, providertest.Response{Body: statusBody(t, okStatus("sn-1"))}, tpl("Generic", "9999"))
+	_, err := p.Send(t.Context(), msg)
+	providertest.WantError(t, err, providerName, "no_template", false, append(leaks, providertest.Link)...)
+	if n := len(s.Requests()); n != 0 {
+		t.Errorf("the fake API got %d requests, want none", n)
+	}
+}
+
 func TestSendErrors(t *testing.T) {
 	t.Parallel()
 	// Tencent's messages echo what they were given: the error text must
@@ -463,11 +496,19 @@ func TestCanServe(t *testing.T) {
 		{"generic serves all", []tencent.Template{tpl("Generic", "1")}, otp.UsageTypes},
 		{"one usage type", []tencent.Template{tpl("Register", "1")}, []otp.UsageType{otp.Register}},
 		{"two plus a logto usage type and the invitation", []tencent.Template{tpl("SignIn", "1"), tpl("ForgotPassword", "2"), tpl("BindMfa", "3"), tpl("OrganizationInvitation", "4")},
-			[]otp.UsageType{otp.SignIn, otp.ForgotPassword, otp.BindMfa}},
+			[]otp.UsageType{otp.SignIn, otp.ForgotPassword, otp.BindMfa, otp.OrganizationInvitation}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := newProvider(t, "", tc.templates...)
+			// Generic never serves an invitation: its {1} is a code.
+			if u := otp.OrganizationInvitation; !slices.Contains(tc.serves, u) {
+				if err := p.CanServe(u); err == nil || !strings.Contains(err.Error(), "templateCode for OrganizationInvitation, whose {1} receives the link") {
+					t.Errorf("CanServe(%s) = %v, want an error asking for its own templateCode", u, err)
+				}
+			} else if err := p.CanServe(u); err != nil {
+				t.Errorf("CanServe(%s) = %v, want nil", u, err)
+			}
 			for _, u := range otp.UsageTypes {
 				err := p.CanServe(u)
 				want := false
@@ -515,9 +556,9 @@ func TestDescribe(t *testing.T) {
 		want     string
 	}{
 		{"", `accessKeyId AK******************************MPLE, signName "Acme", sdkAppId 1400000000, region ap-guangzhou, ` +
-			`endpoint https://sms.tencentcloudapi.com, templates Register=1111 Generic=1234567`},
+			`endpoint https://sms.tencentcloudapi.com, templates Register=1111 Generic=1234567 OrganizationInvitation=42`},
 		{"http://127.0.0.1:8080/", `accessKeyId AK******************************MPLE, signName "Acme", sdkAppId 1400000000, region ap-guangzhou, ` +
-			`endpoint http://127.0.0.1:8080, templates Register=1111 Generic=1234567`},
+			`endpoint http://127.0.0.1:8080, templates Register=1111 Generic=1234567 OrganizationInvitation=42`},
 	} {
 		p := newProvider(t, tc.endpoint, tpl("Generic", "1234567"), tpl("OrganizationInvitation", "42"), tpl("Register", "1111"))
 		got := p.Describe()

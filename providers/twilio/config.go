@@ -38,7 +38,11 @@ type Config struct {
 	// {{app_name}} and {{ttl_minutes}} are replaced. A usage type without
 	// one gets Generic's; without Generic, the text rendered from otpd's own
 	// templates goes out. An OrganizationInvitation template (Logto's, a
-	// link without a code) loads and is ignored.
+	// link without a code) is used when it has {{link}} and neither
+	// {{code}} nor {{ttl_minutes}}, and has no Generic fallback; any other
+	// (Logto's default SMS config lists one with {{code}}, which Logto
+	// never sends; Logto's placeholders such as {{organization.name}} are
+	// not otpd's) loads and is ignored, as before otpd sent invitations.
 	Templates []Template `json:"templates"`
 	// Endpoint overrides the API base URL, DefaultEndpoint if empty, for a
 	// proxy, another Twilio region (https://api.dublin.ie1.twilio.com) or a
@@ -52,9 +56,10 @@ type Template struct {
 	// UsageType is one of Logto's nine usage types: Register, SignIn,
 	// ForgotPassword, Generic, UserPermissionValidation, BindNewIdentifier,
 	// MfaVerification, BindMfa, or OrganizationInvitation (a link, no
-	// code), which is ignored.
+	// code).
 	UsageType string `json:"usageType"`
-	// Content is the message text. It must hold {{code}}.
+	// Content is the message text. It must hold {{code}}, or {{link}} for
+	// OrganizationInvitation.
 	Content string `json:"content"`
 }
 
@@ -72,8 +77,8 @@ func (c Config) Validate() error {
 // compiled is a Config made ready to send with.
 type compiled struct {
 	base      *url.URL                              // API base URL, never nil
-	templates map[otp.UsageType]*templates.Template // by usage type otpd serves
-	ignored   []string                              // Logto-only usage types listed
+	templates map[otp.UsageType]*templates.Template // by usage type
+	ignored   []string                              // invitation templates that cannot carry the link
 }
 
 // alphanumeric is what the SDK accepts in credentials: it refuses anything
@@ -110,7 +115,7 @@ func (c Config) compile() (compiled, error) {
 	seen := map[otp.UsageType]int{}
 	for i, t := range c.Templates {
 		key := fmt.Sprintf("templates[%d]", i)
-		u, served, err := providers.ParseLogtoUsageType(t.UsageType)
+		u, err := providers.ParseLogtoUsageType(t.UsageType)
 		switch first, dup := seen[u]; {
 		case err != nil:
 			add(fmt.Errorf("%s.%w", key, err))
@@ -119,14 +124,14 @@ func (c Config) compile() (compiled, error) {
 		default:
 			seen[u] = i
 		}
-		tpl, err := compileContent(key+".content", t.Content, served)
+		tpl, err := compileContent(key+".content", t.Content, u)
 		switch {
 		case err != nil:
 			add(err)
-		case served:
-			out.templates[u] = tpl
-		case u != "":
+		case tpl == nil && u != "":
 			out.ignored = append(out.ignored, string(u))
+		case u != "":
+			out.templates[u] = tpl
 		}
 	}
 	if len(errs) > 0 {
@@ -150,22 +155,29 @@ func checkSID(key, sid, prefix, what string) error {
 	return nil
 }
 
-// compileContent compiles a template's text. The text of a usage type otpd
-// never sends is only checked to be there: it is never rendered.
-func compileContent(key, content string, served bool) (*templates.Template, error) {
+// compileContent compiles the text of usage type u (empty when the
+// usageType did not parse: then only the placeholders are checked). An
+// OrganizationInvitation text that cannot carry the link gives nil and no
+// error: it is ignored.
+func compileContent(key, content string, u otp.UsageType) (*templates.Template, error) {
 	if strings.TrimSpace(content) == "" {
 		return nil, fmt.Errorf("%s: required", key)
 	}
-	if !served {
-		return nil, nil
-	}
 	tpl, err := templates.Compile(key, content, false)
-	if err != nil {
+	switch {
+	case u == otp.OrganizationInvitation:
+		if err != nil || tpl.CheckUsage(u) != nil || !tpl.Inserts("link") {
+			return nil, nil
+		}
+		return tpl, nil
+	case err != nil || u == "":
+		return tpl, err
+	}
+	if err := tpl.CheckUsage(u); err != nil {
 		return nil, err
 	}
 	// A text without {{code}} would send a message without the code.
-	const probe = "\x00code\x00"
-	if !strings.Contains(tpl.Execute(templates.Data{Code: probe}), probe) {
+	if !tpl.Inserts("code") {
 		return nil, fmt.Errorf("%s: has no {{code}} placeholder, so the message would not carry the code", key)
 	}
 	return tpl, nil

@@ -48,7 +48,7 @@ func TestParseLogtoConfig(t *testing.T) {
 			", messaging service MG0000, endpoint https://api.twilio.com, risk check on, templates Generic"},
 		{"logto, nine usage types", logtoConfig, "twilio account " + maskedSID + ", messaging service " + testService +
 			", endpoint https://api.twilio.com, risk check disabled, templates Register SignIn ForgotPassword" +
-			" UserPermissionValidation BindNewIdentifier MfaVerification BindMfa Generic; ignored Logto-only templates: OrganizationInvitation"},
+			" UserPermissionValidation BindNewIdentifier MfaVerification BindMfa Generic; ignored (cannot carry the link): OrganizationInvitation"},
 		{"endpoint", strings.Replace(designConfig, `"templates"`, `"endpoint": "https://proxy.example/twilio/", "templates"`, 1),
 			"twilio account " + maskedSID + ", messaging service MG0000, endpoint https://proxy.example/twilio, risk check on, templates Generic"},
 	} {
@@ -122,6 +122,10 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{"templates[0].content", "unterminated"}},
 		{"no code placeholder", withTemplates(`[{"usageType": "Generic", "content": "Welcome to {{app_name}}"}]`),
 			[]string{"templates[0].content: has no {{code}} placeholder"}},
+		{"link in a code template", withTemplates(`[{"usageType": "SignIn", "content": "{{code}} or {{link}}"}]`),
+			[]string{"templates[0].content", "{{link}} has a value only in an OrganizationInvitation message"}},
+		{"duplicate invitation", withTemplates(`[{"usageType": "OrganizationInvitation", "content": "{{link}}"}, {"usageType": "OrganizationInvitation", "content": "{{code}}"}]`),
+			[]string{"templates[1].usageType: OrganizationInvitation already has templates[0]"}},
 		{"endpoint scheme", withEndpoint("ftp://api.example"), []string{"endpoint", "scheme"}},
 		{"endpoint query", withEndpoint("https://proxy.example?x=1"), []string{"endpoint", "query"}},
 		{"endpoint user info", withEndpoint("https://u:p@proxy.example"), []string{"endpoint", "user info"}},

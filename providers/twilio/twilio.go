@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,7 +49,7 @@ type Provider struct {
 	disableRiskCheck bool
 	base             *url.URL // API base URL
 	templates        map[otp.UsageType]*templates.Template
-	ignored          []string // Logto-only usage types with a template
+	ignored          []string // invitation templates that cannot carry the link
 	transport        *http.Transport
 	secrets          []string // what Scrub removes from Twilio's error text
 }
@@ -93,7 +94,7 @@ func (p *Provider) compose(msg otp.Message) (body, source string, err error) {
 		if _, own := p.templates[used]; !own {
 			used = otp.Generic
 		}
-		body = tpl.Execute(templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL})
+		body = tpl.Execute(templates.Data{Code: msg.Code, AppName: msg.AppName, TTL: msg.TTL, Link: msg.Link})
 		// The autofill lines otpd's templates end with end Logto's too.
 		body = templates.AppendAutofill(body, msg.Content.Autofill)
 		return body, "template " + string(used), nil
@@ -322,7 +323,7 @@ func (p *Provider) Describe() string {
 	}
 	b.WriteString(", templates")
 	n := 0
-	for _, u := range otp.UsageTypes {
+	for _, u := range append(slices.Clone(otp.UsageTypes), otp.OrganizationInvitation) {
 		if _, ok := p.templates[u]; ok {
 			fmt.Fprintf(&b, " %s", u)
 			n++
@@ -332,12 +333,13 @@ func (p *Provider) Describe() string {
 		b.WriteString(" none (otpd templates)")
 	}
 	if len(p.ignored) > 0 {
-		fmt.Fprintf(&b, "; ignored Logto-only templates: %s", strings.Join(p.ignored, ", "))
+		fmt.Fprintf(&b, "; ignored (cannot carry the link): %s", strings.Join(p.ignored, ", "))
 	}
 	return b.String()
 }
 
-// CanServe reports whether the provider can send codes of usage type u. It
-// always can, one of otpd's usage types: what has no template of its own
-// nor a Generic one goes out as rendered from otpd's templates.
+// CanServe reports whether the provider can send messages of usage type
+// u. It always can, one of otpd's usage types: what has no template of its
+// own (nor, for a code, a Generic one) goes out as rendered from otpd's
+// templates.
 func (p *Provider) CanServe(u otp.UsageType) error { return providers.CheckUsageType(u) }

@@ -133,6 +133,14 @@ func TestTemplateChoice(t *testing.T) {
 			sample(otp.MfaVerification), "MFA 482915"},
 		{"generic fallback of a Logto usage type", []twilio.Template{tpl("MfaVerification", "MFA {{code}}"), tpl("Generic", "Code: {{code}}")},
 			sample(otp.BindNewIdentifier), "Code: 482915"},
+		{"invitation: own template with the link", []twilio.Template{tpl("OrganizationInvitation", "{{app_name}} invites you: {{ link }}"), tpl("Generic", "Code: {{code}}")},
+			invitation, "Acme invites you: " + providertest.Link},
+		{"invitation: otpd content, never Generic", []twilio.Template{tpl("Generic", "Code: {{code}}")},
+			invitation, "Join Acme: " + providertest.Link},
+		{"invitation: Logto's placeholders ignored", []twilio.Template{tpl("OrganizationInvitation", "Join {{organization.name}}: {{link}}")},
+			invitation, "Join Acme: " + providertest.Link},
+		{"invitation: Logto's default SMS invitation (a code) ignored", []twilio.Template{tpl("OrganizationInvitation", "Your Logto organization invitation code is {{code}}.")},
+			invitation, "Join Acme: " + providertest.Link},
 		{"every placeholder, none escaped", []twilio.Template{tpl("Generic", "{{app_name}}: {{code}}, valid {{ttl_minutes}} min. Again: {{ code }}")},
 			func() otp.Message {
 				msg := smsMessage(otp.SignIn)
@@ -149,6 +157,8 @@ func TestTemplateChoice(t *testing.T) {
 		})
 	}
 }
+
+func invitation() otp.Message { return providertest.Invitation(otp.SMS, testTo) }
 
 func sample(u otp.UsageType) func() otp.Message {
 	return func() otp.Message { return smsMessage(u) }
@@ -387,8 +397,11 @@ func TestCanServe(t *testing.T) {
 				t.Errorf("CanServe(%s) with templates %v = %v, want nil", u, templates, err)
 			}
 		}
-		if err := p.CanServe("OrganizationInvitation"); err == nil {
-			t.Error("CanServe(OrganizationInvitation) = nil, want an error: otpd never sends it")
+		if err := p.CanServe(otp.OrganizationInvitation); err != nil {
+			t.Errorf("CanServe(OrganizationInvitation) = %v, want nil: otpd's content goes out", err)
+		}
+		if err := p.CanServe("organizationInvitation"); err == nil {
+			t.Error("CanServe of an unknown usage type = nil")
 		}
 	}
 }
@@ -429,6 +442,7 @@ func TestDescribe(t *testing.T) {
 	t.Parallel()
 	withTemplates := testConfig("http://127.0.0.1:8080/twilio/",
 		tpl("Generic", "{{code}}"), tpl("OrganizationInvitation", "{{code}}"), tpl("Register", "{{code}}"), tpl("BindMfa", "{{code}}"))
+	withInvitation := testConfig("", tpl("OrganizationInvitation", "Join: {{link}}"))
 	withTemplates.DisableRiskCheck = true
 	for _, tc := range []struct {
 		name string
@@ -439,7 +453,9 @@ func TestDescribe(t *testing.T) {
 			", endpoint https://api.twilio.com, risk check on, templates none (otpd templates)"},
 		{"templates and endpoint", withTemplates, "twilio account " + maskedSID + ", messaging service " + testService +
 			", endpoint http://127.0.0.1:8080/twilio, risk check disabled, templates Register BindMfa Generic" +
-			"; ignored Logto-only templates: OrganizationInvitation"},
+			"; ignored (cannot carry the link): OrganizationInvitation"},
+		{"invitation template", withInvitation, "twilio account " + maskedSID + ", messaging service " + testService +
+			", endpoint https://api.twilio.com, risk check on, templates OrganizationInvitation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
