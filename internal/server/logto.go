@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 
+	"connectrpc.com/connect"
 	"golang.org/x/text/language"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
@@ -19,7 +21,8 @@ const (
 )
 
 // logtoTypes maps Logto's TemplateType to otpd's usage types: the eight
-// types that carry a code. OrganizationInvitation carries a link.
+// types that carry a code, and OrganizationInvitation, which carries a
+// link (payload.link) instead.
 var logtoTypes = map[string]otpv1.UsageType{
 	"SignIn":                   otpv1.UsageType_USAGE_TYPE_SIGN_IN,
 	"Register":                 otpv1.UsageType_USAGE_TYPE_REGISTER,
@@ -29,16 +32,18 @@ var logtoTypes = map[string]otpv1.UsageType{
 	"BindNewIdentifier":        otpv1.UsageType_USAGE_TYPE_BIND_NEW_IDENTIFIER,
 	"MfaVerification":          otpv1.UsageType_USAGE_TYPE_MFA_VERIFICATION,
 	"BindMfa":                  otpv1.UsageType_USAGE_TYPE_BIND_MFA,
+	"OrganizationInvitation":   otpv1.UsageType_USAGE_TYPE_ORGANIZATION_INVITATION,
 }
 
 // logtoRequest is the body of Logto's @logto/connector-http-sms and
 // @logto/connector-http-email (SendMessageData). Other payload keys
-// (application, organization, user, link) are ignored.
+// (application, organization, inviter, user) are ignored.
 type logtoRequest struct {
 	To      string `json:"to"`
 	Type    string `json:"type"`
 	Payload struct {
 		Code      string `json:"code"`
+		Link      string `json:"link"` // OrganizationInvitation's, instead of a code
 		Locale    string `json:"locale"`
 		UILocales string `json:"uiLocales"`
 	} `json:"payload"`
@@ -83,6 +88,11 @@ func (h *logtoHook) handler(ch otpv1.Channel) http.Handler {
 		}
 		if err != nil {
 			status, retry, text := hookError(err, logtoField)
+			if noTemplate(err) {
+				// Only an invitation lacks a template: the operator's
+				// templates.dir has none for it.
+				text = "No organization invitation template is configured: add " + invitationFiles(ch) + " to templates.dir."
+			}
 			if status == http.StatusUnauthorized {
 				text = "Unauthorized: the connector's authorization must be \"Bearer <token>\" with a token otpd accepts."
 			}
@@ -110,9 +120,6 @@ func (h *logtoHook) parse(r *http.Request, w http.ResponseWriter, ch otpv1.Chann
 		}
 		return nil, &hookRefusal{http.StatusBadRequest, "The request is not the JSON of Logto's HTTP connector."}
 	}
-	if body.Type == "OrganizationInvitation" {
-		return nil, &hookRefusal{http.StatusUnprocessableEntity, "Invitation links are not delivered by otpd: use another connector for organization invitations."}
-	}
 	usage, ok := logtoTypes[body.Type]
 	if !ok {
 		return nil, &hookRefusal{http.StatusBadRequest, "Unknown message type."}
@@ -128,7 +135,33 @@ func (h *logtoHook) parse(r *http.Request, w http.ResponseWriter, ch otpv1.Chann
 		Locale:    logtoLocale(body.Payload.Locale, body.Payload.UILocales),
 		ClientIp:  h.ignore.clientIP(body.IP),
 		Code:      body.Payload.Code,
+		Link:      body.Payload.Link,
 	}, nil
+}
+
+// noTemplate reports whether err is DeliverCode's FAILED_PRECONDITION
+// with reason NO_TEMPLATE.
+func noTemplate(err error) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition {
+		return false
+	}
+	for _, d := range ce.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if info, ok := v.(*errdetails.ErrorInfo); ok && info.GetReason() == "NO_TEMPLATE" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// invitationFiles names the template files an invitation on ch needs.
+func invitationFiles(ch otpv1.Channel) string {
+	if ch == otpv1.Channel_CHANNEL_SMS {
+		return "sms/<locale>/OrganizationInvitation.txt"
+	}
+	return "email/<locale>/OrganizationInvitation.subject and .html or .txt"
 }
 
 // logtoLocale is payload.locale, else the first well-formed tag of
@@ -153,6 +186,8 @@ func logtoField(field string) string {
 		return "to"
 	case "code":
 		return "payload.code"
+	case "link":
+		return "payload.link"
 	case "locale":
 		return "payload.locale"
 	case "client_ip":

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,6 +45,12 @@ func startLogto(t *testing.T, ignoreIPs ...string) *hookServer {
 
 func startHooks(t *testing.T, hooks Hooks) *hookServer {
 	t.Helper()
+	return startHooksWith(t, hooks, templates.DefaultOptions())
+}
+
+// startHooksWith is startHooks with the templates of topts.
+func startHooksWith(t *testing.T, hooks Hooks, topts templates.Options) *hookServer {
+	t.Helper()
 	sms, err := fake.New("fake-sms", fake.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +66,7 @@ func startHooks(t *testing.T, hooks Hooks) *hookServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	renderer, err := templates.New(templates.DefaultOptions())
+	renderer, err := templates.New(topts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +211,66 @@ func TestLogtoEmailDelivers(t *testing.T) {
 	}
 }
 
+// TestLogtoInvitationDelivers: Logto's OrganizationInvitation, as
+// @logto/connector-http-email sends it, goes out with the link in the
+// operator's invitation template (templates.dir), and the link stays out
+// of the answer and the logs.
+func TestLogtoInvitationDelivers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"OrganizationInvitation.subject": "Join {{app_name}}",
+		"OrganizationInvitation.html":    `<p><a href="{{link}}">Accept the invitation</a></p>`,
+	} {
+		p := filepath.Join(dir, "email", "en", name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topts := templates.DefaultOptions()
+	topts.Dir = dir
+	s := startHooksWith(t, Hooks{}, topts)
+	const link = "https://id.example.com/invitation/accept?token=inv-t0ken&org=o1"
+	r := s.post(t, logtoEmailPath, logtoAuth, `{"to":"jane@example.com","type":"OrganizationInvitation","payload":{"link":"`+link+`","locale":"fr",`+
+		`"organization":{"id":"o1","name":"Acme","branding":{}},"inviter":{"id":"u2","name":"Bob"}},"ip":"198.51.100.4"}`)
+	if r.status != http.StatusOK || r.body["provider"] != "fake-email" || r.body["verification_id"] == "" {
+		t.Fatalf("email hook = %d %s, want 200 from fake-email", r.status, r.raw)
+	}
+	sent := s.email.Sent()
+	if len(sent) != 1 {
+		t.Fatalf("%d emails delivered, want 1", len(sent))
+	}
+	m := sent[0]
+	wantHTML := `<p><a href="https://id.example.com/invitation/accept?token=inv-t0ken&amp;org=o1">Accept the invitation</a></p>`
+	if m.UsageType != otp.OrganizationInvitation || m.Link != link || m.Code != "" || m.To != "jane@example.com" ||
+		m.Content.Subject != "Join otpd" || m.Content.HTML != wantHTML {
+		t.Errorf("delivered %+v, want the invitation to jane@example.com with the link in the en template", m)
+	}
+	if strings.Contains(r.raw, "t0ken") || strings.Contains(s.logs.String(), "t0ken") {
+		t.Errorf("the link's token is in the answer %s or the logs", r.raw)
+	}
+	if got := s.metric(t, "otpd_codes_sent_total", map[string]string{"entry": "logto", "channel": "email", "usage_type": "organization_invitation", "result": "ok"}); got != 1 {
+		t.Errorf("otpd_codes_sent_total{entry=logto,organization_invitation,ok} = %v, want 1", got)
+	}
+
+	// A code with it, or an invitation on the SMS hook (no SMS template):
+	// refused with sentences Logto can show.
+	r = s.post(t, logtoEmailPath, logtoAuth, `{"to":"joe@example.com","type":"OrganizationInvitation","payload":{"link":"`+link+`","code":"123456"}}`)
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body["message"], "payload.code must be empty") {
+		t.Errorf("invitation with a code = %d %s, want 400 naming payload.code", r.status, r.raw)
+	}
+	r = s.post(t, logtoSMSPath, logtoAuth, `{"to":"14155550123","type":"OrganizationInvitation","payload":{"link":"`+link+`"}}`)
+	if want := "No organization invitation template is configured: add sms/<locale>/OrganizationInvitation.txt to templates.dir."; r.status != http.StatusUnprocessableEntity || r.body["message"] != want {
+		t.Errorf("SMS invitation = %d %s, want 422 %q", r.status, r.raw, want)
+	}
+	if n := len(s.email.Sent()) + len(s.sms.Sent()); n != 1 {
+		t.Errorf("%d messages delivered, want 1", n)
+	}
+}
+
 func TestLogtoLocales(t *testing.T) {
 	t.Parallel()
 	s := startLogto(t)
@@ -241,8 +309,12 @@ func TestLogtoRefusals(t *testing.T) {
 		{"token without scheme", logtoSMSPath, apiTestToken, good, http.StatusUnauthorized, "Unauthorized"},
 		{"wrong token, bad type", logtoSMSPath, "Bearer nope", `{"to":"14155550123","type":"Nope","payload":{"code":"483920"}}`, http.StatusUnauthorized, "Unauthorized"},
 		{"unknown type", logtoSMSPath, logtoAuth, `{"to":"14155550123","type":"Nope","payload":{"code":"483920"}}`, http.StatusBadRequest, "Unknown message type."},
-		{"invitation", logtoEmailPath, logtoAuth, `{"to":"jane@example.com","type":"OrganizationInvitation","payload":{"link":"https://id.example/invite/x","locale":"en"}}`,
-			http.StatusUnprocessableEntity, "invitation links are not delivered by otpd"},
+		{"invitation without a template", logtoEmailPath, logtoAuth, `{"to":"jane@example.com","type":"OrganizationInvitation","payload":{"link":"https://id.example/invite/x","locale":"en"}}`,
+			http.StatusUnprocessableEntity, "No organization invitation template is configured: add email/<locale>/OrganizationInvitation.subject and .html or .txt to templates.dir."},
+		{"invitation without a link", logtoEmailPath, logtoAuth, `{"to":"jane@example.com","type":"OrganizationInvitation","payload":{"locale":"en"}}`,
+			http.StatusBadRequest, "payload.link must be set to the invitation link."},
+		{"invitation with a bad link", logtoEmailPath, logtoAuth, `{"to":"jane@example.com","type":"OrganizationInvitation","payload":{"link":"/invite/x"}}`,
+			http.StatusBadRequest, "payload.link must be an absolute https or http URL."},
 		{"no code", logtoSMSPath, logtoAuth, `{"to":"14155550123","type":"SignIn","payload":{}}`, http.StatusBadRequest, "payload.code must be set"},
 		{"bad number", logtoSMSPath, logtoAuth, `{"to":"12","type":"SignIn","payload":{"code":"483920"}}`, http.StatusBadRequest, "to "},
 		{"bad email", logtoEmailPath, logtoAuth, `{"to":"not-an-address","type":"SignIn","payload":{"code":"483920"}}`, http.StatusBadRequest, "to is not a valid email address"},
@@ -268,8 +340,11 @@ func TestLogtoRefusals(t *testing.T) {
 	}
 	// The hook's own refusals go through the gRPC server too (after
 	// caller auth), as invalid calls.
-	if got := s.metric(t, "otpd_rpc_calls_total", map[string]string{"entry": "logto", "code": "InvalidArgument", "caller": "logto"}); got != 7 {
-		t.Errorf("otpd_rpc_calls_total{entry=logto,code=InvalidArgument} = %v, want 7", got)
+	if got := s.metric(t, "otpd_rpc_calls_total", map[string]string{"entry": "logto", "code": "InvalidArgument", "caller": "logto"}); got != 8 {
+		t.Errorf("otpd_rpc_calls_total{entry=logto,code=InvalidArgument} = %v, want 8", got)
+	}
+	if got := s.metric(t, "otpd_rpc_calls_total", map[string]string{"entry": "logto", "code": "FailedPrecondition", "caller": "logto"}); got != 1 {
+		t.Errorf("otpd_rpc_calls_total{entry=logto,code=FailedPrecondition} = %v, want 1 (the invitation without a template)", got)
 	}
 }
 
