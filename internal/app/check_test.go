@@ -415,7 +415,21 @@ type checkJSONReport struct {
 			Message   string `json:"message"`
 		} `json:"previews"`
 	} `json:"routes"`
-	Notes []string `json:"notes"`
+	SampleCode string `json:"sample_code"`
+	Autofill   string `json:"autofill"`
+	SMS        []struct {
+		Template  string `json:"template"`
+		Locale    string `json:"locale"`
+		Provider  string `json:"provider"`
+		UsageType string `json:"usage_type"`
+		Encoding  string `json:"encoding"`
+		Units     int    `json:"units"`
+		Bytes     int    `json:"bytes"`
+		Segments  int    `json:"segments"`
+		Refused   string `json:"refused"`
+	} `json:"sms"`
+	Notes    []string `json:"notes"`
+	Warnings []string `json:"warnings"`
 }
 
 // jsonPath returns the value at the dotted path of m ("listen.grpc"), and
