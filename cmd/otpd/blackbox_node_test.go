@@ -124,9 +124,10 @@ const hookToken = "logto-connector-token-0123456789"
 
 // startHookOtpd starts otpd with listen.api, the caller token hookToken,
 // a Twilio and a Mailgun provider pointing at fakes, otpd's own templates
-// (app "Acme", default locale en), and hooks (YAML of the hooks block's
-// content, may be empty). It returns the API's base URL.
-func startHookOtpd(t *testing.T, hooks string) (*process, string, hookVendors) {
+// (app "Acme", default locale en) overridden by templatesDir if not "",
+// and hooks (YAML of the hooks block's content, may be empty). It returns
+// the API's base URL.
+func startHookOtpd(t *testing.T, hooks, templatesDir string) (*process, string, hookVendors) {
 	t.Helper()
 	rs := redistest.Start(t)
 	v := hookVendors{
@@ -152,7 +153,7 @@ secret: "${OTPD_HMAC_KEY}"
 auth:
   tokens: [{name: identity-server, sha256: %q}]
 limits: {resend_interval: 60s}
-templates: {app_name: "Acme", default_locale: en}
+templates: {app_name: "Acme", default_locale: en, dir: %q}
 providers:
   - name: twilio
     type: twilio
@@ -162,7 +163,7 @@ providers:
     type: mailgun
     config: {"endpoint": %q, "domain": "mg.example.com", "apiKey": "${MAILGUN_API_KEY}",
              "from": "Acme <no-reply@mg.example.com>"}
-%s`, anyPort, anyPort, hex.EncodeToString(sum[:]), v.twilio.URL, v.mailgun.URL, hooks)
+%s`, anyPort, anyPort, hex.EncodeToString(sum[:]), templatesDir, v.twilio.URL, v.mailgun.URL, hooks)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,22 @@ func (r logtoResult) otpdMessage(t *testing.T) string {
 func TestNodeLogtoConnectors(t *testing.T) {
 	t.Parallel()
 	node := needNode(t)
-	p, apiURL, v := startHookOtpd(t, "")
+	// Invitations are rendered from the operator's templates only: an
+	// email one in English, none for SMS.
+	tplDir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(tplDir, "email", "en"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{
+		"OrganizationInvitation.subject": "You are invited to join {{app_name}}",
+		"OrganizationInvitation.txt":     "Join {{app_name}}: {{link}}",
+		"OrganizationInvitation.html":    `<p>Join <b>{{app_name}}</b>: <a href="{{link}}">accept the invitation</a></p>`,
+	} {
+		if err := os.WriteFile(filepath.Join(tplDir, "email", "en", name), []byte(text+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, apiURL, v := startHookOtpd(t, "", tplDir)
 	wrong, none := "Bearer not-the-token", ""
 	// Recipients are distinct per case but the rate-limited one, so that
 	// resend_interval (60s) only bites there.
@@ -279,13 +295,22 @@ func TestNodeLogtoConnectors(t *testing.T) {
 		{Name: "unknown type", Connector: "sms", Data: map[string]any{
 			"to": "14155550106", "type": "Bogus", "payload": map[string]any{"code": "300000", "locale": "en"},
 		}},
+		// As Logto's organization invitations send it: a link, no code.
 		{Name: "OrganizationInvitation", Connector: "email", Data: map[string]any{
 			"to": "invitee@example.com", "type": "OrganizationInvitation",
 			"payload": map[string]any{
-				"link": "https://auth.example.com/invitation/abc", "locale": "en",
+				"link": "https://auth.example.com/invitation/inv_7Yq2Lm", "locale": "en",
 				"organization": map[string]any{"id": "org1", "name": "Acme Org"},
 				"inviter":      map[string]any{"id": "u1", "name": "Jane"},
 			},
+		}},
+		{Name: "OrganizationInvitation in French", Connector: "email", Data: map[string]any{
+			"to": "invitee.fr@example.com", "type": "OrganizationInvitation",
+			"payload": map[string]any{"link": "https://auth.example.com/invitation/inv_9Xk4Pz", "locale": "fr"},
+		}},
+		{Name: "OrganizationInvitation by SMS", Connector: "sms", Data: map[string]any{
+			"to": "14155550107", "type": "OrganizationInvitation",
+			"payload": map[string]any{"link": "https://auth.example.com/invitation/inv_3Ws8Rt", "locale": "en"},
 		}},
 	}
 	raw := runNode(t, node, "logto.mjs", calls, "OTPD_API_URL="+apiURL, "OTPD_TOKEN="+hookToken)
@@ -398,14 +423,30 @@ func TestNodeLogtoConnectors(t *testing.T) {
 		noSMS(t, "+14155550106")
 	})
 	t.Run("OrganizationInvitation", func(t *testing.T) {
-		// otpd renders no invitation links (logto.go): a clear refusal.
-		msg := result(t, "OrganizationInvitation").otpdMessage(t)
-		if !strings.Contains(msg, "Invitation links are not delivered by otpd") {
+		// Rendered from templates.dir's email/en/OrganizationInvitation.*.
+		delivered(t, result(t, "OrganizationInvitation"))
+		invitation := func(t *testing.T, to, link string) {
+			t.Helper()
+			got := v.mails(to)
+			if len(got) != 1 {
+				t.Fatalf("the fake Mailgun API got %d emails to %s, want 1", len(got), to)
+			}
+			m := got[0]
+			if m.subject != "You are invited to join Acme" || m.text != "Join Acme: "+link ||
+				!strings.Contains(m.html, `<a href="`+link+`">`) {
+				t.Errorf("invitation %+v, want the templates.dir one with %s", m, link)
+			}
+		}
+		invitation(t, "invitee@example.com", "https://auth.example.com/invitation/inv_7Yq2Lm")
+		// No fr invitation template: the default locale's.
+		delivered(t, result(t, "OrganizationInvitation in French"))
+		invitation(t, "invitee.fr@example.com", "https://auth.example.com/invitation/inv_9Xk4Pz")
+		// No SMS invitation template at all: a clear refusal.
+		msg := result(t, "OrganizationInvitation by SMS").otpdMessage(t)
+		if !strings.HasPrefix(msg, "No organization invitation template is configured: add sms/") {
 			t.Errorf("the connector surfaced %q", msg)
 		}
-		if got := v.mails("invitee@example.com"); len(got) != 0 {
-			t.Errorf("the fake Mailgun API got %d invitation emails", len(got))
-		}
+		noSMS(t, "+14155550107")
 	})
 	t.Run("logs", func(t *testing.T) {
 		logs := p.Output()
@@ -497,7 +538,7 @@ func TestNodeSupabaseHooks(t *testing.T) {
 	t.Parallel()
 	node := needNode(t)
 	s1, s2, other := newWebhookSecret(t), newWebhookSecret(t), newWebhookSecret(t)
-	p, apiURL, v := startHookOtpd(t, fmt.Sprintf("  supabase: {secrets: [%q, %q], ignore_ips: [], timeout: 4s}\n", s1, s2))
+	p, apiURL, v := startHookOtpd(t, fmt.Sprintf("  supabase: {secrets: [%q, %q], ignore_ips: [], timeout: 4s}\n", s1, s2), "")
 	calls := []supabaseCall{
 		{Name: "SMS", Hook: "sms", Body: supabaseSMS("14155550121", "739152"), Secrets: []string{s1}, ID: "msg_sms_1"},
 		{Name: "email", Hook: "email", Body: supabaseEmail("a@example.com", "305805"), Secrets: []string{s1}, ID: "msg_email_1"},
