@@ -127,7 +127,7 @@ func hookError(err error, field func(string) string) (status, retryAfter int, ms
 		return http.StatusInternalServerError, 0, "Delivery failed. Try again later."
 	}
 	var retry time.Duration
-	var bad, desc string
+	var bad, desc, reason string
 	for _, d := range ce.Details() {
 		v, derr := d.Value()
 		if derr != nil {
@@ -136,6 +136,8 @@ func hookError(err error, field func(string) string) (status, retryAfter int, ms
 		switch v := v.(type) {
 		case *errdetails.RetryInfo:
 			retry = v.GetRetryDelay().AsDuration()
+		case *errdetails.ErrorInfo:
+			reason = v.GetReason()
 		case *errdetails.BadRequest:
 			if fv := v.GetFieldViolations(); len(fv) > 0 && bad == "" {
 				bad, desc = fv[0].GetField(), fv[0].GetDescription()
@@ -160,6 +162,10 @@ func hookError(err error, field func(string) string) (status, retryAfter int, ms
 	case connect.CodeUnauthenticated:
 		return http.StatusUnauthorized, 0, "Unauthorized."
 	case connect.CodePermissionDenied:
+		if reason == "DESTINATION_BLOCKED" {
+			// A fraud rule: the user can only try another number.
+			return http.StatusForbidden, 0, "Codes cannot be sent to this number."
+		}
 		return http.StatusForbidden, 0, "Forbidden."
 	case connect.CodeFailedPrecondition:
 		return http.StatusUnprocessableEntity, 0, "This message cannot be delivered to this recipient."
@@ -179,7 +185,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	// Identity servers show these messages as they are: "<token>", not
+	// "\u003ctoken\u003e". The body is JSON, never HTML.
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 // origRequestKey carries the hook's HTTP request to inProcess.

@@ -332,11 +332,15 @@ func TestLogtoRefusals(t *testing.T) {
 	if n := len(s.sms.Sent()) + len(s.email.Sent()); n != 0 {
 		t.Errorf("%d messages delivered, want none", n)
 	}
-	if got := s.metric(t, "otpd_auth_failures_total", nil); got != 4 {
-		t.Errorf("otpd_auth_failures_total = %v, want 4", got)
+	// Logto shows the raw body: "<token>", not "\u003ctoken\u003e".
+	if r := s.post(t, logtoSMSPath, "", good); !strings.Contains(r.raw, `\"Bearer <token>\"`) {
+		t.Errorf("unauthorized answer %s does not read \"Bearer <token>\" as is", r.raw)
 	}
-	if got := s.metric(t, "grpc_server_handled_total", map[string]string{"grpc_method": "DeliverCode", "grpc_code": "Unauthenticated"}); got != 4 {
-		t.Errorf("grpc_server_handled_total{DeliverCode,Unauthenticated} = %v, want 4", got)
+	if got := s.metric(t, "otpd_auth_failures_total", nil); got != 5 {
+		t.Errorf("otpd_auth_failures_total = %v, want 5", got)
+	}
+	if got := s.metric(t, "grpc_server_handled_total", map[string]string{"grpc_method": "DeliverCode", "grpc_code": "Unauthenticated"}); got != 5 {
+		t.Errorf("grpc_server_handled_total{DeliverCode,Unauthenticated} = %v, want 5", got)
 	}
 	// The hook's own refusals go through the gRPC server too (after
 	// caller auth), as invalid calls.
