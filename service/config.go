@@ -32,6 +32,12 @@ type Config struct {
 	// IdempotencyTTL is how long the answer to an idempotent send is kept
 	// (24h).
 	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
+	// Fraud is the fraud guard against SMS pumping (fraud.go).
+	Fraud Fraud `yaml:"fraud"`
+	// TestRecipients have a fixed code and are never delivered to, for
+	// app-store review and end-to-end tests; at most MaxTestRecipients
+	// (see TestRecipient).
+	TestRecipients []TestRecipient `yaml:"test_recipients"`
 	// AppName is inserted as {{app_name}} and handed to providers; it is
 	// templates.app_name in otpd.yaml.
 	AppName string `yaml:"-"`
@@ -54,6 +60,7 @@ func DefaultConfig() Config {
 		Limits:         DefaultLimits(),
 		SendTimeout:    15 * time.Second,
 		IdempotencyTTL: 24 * time.Hour,
+		Fraud:          DefaultFraud(),
 		AppName:        templates.DefaultOptions().AppName,
 	}
 }
@@ -86,5 +93,11 @@ func (c Config) Validate() error {
 	}
 	check(c.SendTimeout >= 100*time.Millisecond, "send_timeout", "must be at least 100ms")
 	check(c.IdempotencyTTL >= time.Minute, "idempotency_ttl", "must be at least 1m")
+	if err := c.Fraud.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validateTestRecipients(c.TestRecipients, c.Code.Length, c.Limits.VerifyPerRecipient); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }

@@ -111,6 +111,7 @@ func toStatus(err error) error {
 	var (
 		inv  *invalidError
 		rl   *rateLimitError
+		fe   *fraudError
 		perr *providers.Error
 		serr *storeError
 	)
@@ -123,6 +124,9 @@ func toStatus(err error) error {
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(roundUp(rl.retryAfter))},
 			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: rl.limit, Description: "limit " + rl.limit + " reached"}}},
 		)
+	case errors.As(err, &fe):
+		return withDetails(codes.PermissionDenied, "codes cannot be sent to this destination (fraud rule "+fe.rule+")",
+			&errdetails.ErrorInfo{Reason: "DESTINATION_BLOCKED", Domain: errorDomain, Metadata: map[string]string{"rule": fe.rule}})
 	case errors.Is(err, errInProgress):
 		return withDetails(codes.Aborted, err.Error(),
 			&errdetails.ErrorInfo{Reason: "IDEMPOTENT_SEND_IN_PROGRESS", Domain: errorDomain},

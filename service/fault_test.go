@@ -115,7 +115,7 @@ func TestOOMNoGuessIsFree(t *testing.T) {
 	if answered != 0 {
 		t.Fatalf("%d wrong guesses answered under OOM, want all refused", answered)
 	}
-	if got := counter(t, h.reg, "otpd_verifications_total", map[string]string{"usage_type": "sign_in", "result": "store_error"}); got != guesses {
+	if got := counter(t, h.reg, "otpd_verifications_total", map[string]string{"usage_type": "sign_in", "result": "store_error", "country_code": "1"}); got != guesses {
 		t.Errorf("otpd_verifications_total{store_error} = %v, want %d", got, guesses)
 	}
 	if h.primary.Calls() != 1 {

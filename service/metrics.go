@@ -12,6 +12,7 @@ type metrics struct {
 	verified    *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
 	smsCountry  *prometheus.CounterVec
+	fraud       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -22,12 +23,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_codes_sent_total",
-			Help: "SendCode and DeliverCode outcomes. result: ok, replayed, rate_limited, transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled. entry: how the call came in (grpc, connect, grpc_web, logto, supabase).",
+			Help: "SendCode and DeliverCode outcomes. result: ok, replayed, rate_limited, blocked (a fraud rule refused the destination), transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled. entry: how the call came in (grpc, connect, grpc_web, logto, supabase).",
 		}, []string{"channel", "provider", "usage_type", "result", "entry"}),
 		verified: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_verifications_total",
-			Help: "VerifyCode outcomes. result: ok, mismatch, expired, too_many_attempts, rate_limited, store_error, canceled (the caller canceled the call while the store was asked).",
-		}, []string{"usage_type", "result"}),
+			Help: "VerifyCode outcomes. result: ok, mismatch, expired, too_many_attempts, rate_limited, store_error, canceled (the caller canceled the call while the store was asked). country_code: the SMS recipient's country calling code (\"86\"), empty for email; beside otpd_sms_sent_by_country_total it gives the conversion per country.",
+		}, []string{"usage_type", "result", "country_code"}),
 		rateLimited: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_rate_limited_total",
 			Help: "Calls refused by a rate limit, by limit: resend_interval, per_recipient, per_ip, per_country, verify_per_recipient, verify_per_ip.",
@@ -36,9 +37,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "otpd_sms_sent_by_country_total",
 			Help: "SMS codes a provider accepted, by the recipient's country calling code (\"86\", \"1\"): a sudden rise for one country is the sign of SMS pumping.",
 		}, []string{"country_code"}),
+		fraud: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_fraud_decisions_total",
+			Help: "Sends a fraud rule refuses the destination of, by rule (sms_countries, sms_number_types) and action: refused (fraud.mode enforce), recorded (fraud.mode record_only: sent anyway), allowed (fraud.always_allow names the recipient or the client IP: sent anyway).",
+		}, []string{"rule", "action"}),
 	}
 	for _, l := range []string{limitResend, limitPerRecipient, limitPerIP, limitPerCountry, limitVerifyPerRecipient, limitVerifyPerIP} {
 		m.rateLimited.WithLabelValues(l)
+	}
+	for _, r := range []string{ruleCountries, ruleNumberTypes} {
+		for _, a := range []string{actionRefused, actionRecorded, actionAllowed} {
+			m.fraud.WithLabelValues(r, a)
+		}
 	}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -39,7 +40,10 @@ type sendRequest struct {
 	usageKey string
 	locale   string
 	ip       string
-	idemKey  string
+	// clientAddr is the client IP itself (ip is an IPv6 client's /64),
+	// for fraud.always_allow.client_ips; invalid when none was given.
+	clientAddr netip.Addr
+	idemKey    string
 	// deliver is set for DeliverCode: the code (or the link) is the
 	// caller's, and nothing verifiable is stored.
 	deliver bool
@@ -181,6 +185,9 @@ func (s *Service) parseSend(req sendFields, v *violations) sendRequest {
 		r.locale = loc
 	}
 	r.ip, _ = parseClientIP(req.GetClientIp(), v)
+	if a, err := netip.ParseAddr(req.GetClientIp()); err == nil {
+		r.clientAddr = a.Unmap().WithZone("")
+	}
 	switch k := req.GetIdempotencyKey(); {
 	case len(k) > maxIdempotencyKeyLen:
 		v.add("idempotency_key", "must be at most "+strconv.Itoa(maxIdempotencyKeyLen)+" bytes")
@@ -199,6 +206,9 @@ func (s *Service) parseSend(req sendFields, v *violations) sendRequest {
 // nothing verifiable, and its answer has no ExpiresAt.
 func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeResponse, error) {
 	deliver := r.deliver
+	if code, ok := s.tests.code(r.rcpt); ok {
+		return s.sendTest(ctx, r, code)
+	}
 	// Refusals that need the operator, before anything counts: an
 	// invitation only the operator's templates render, a recipient no
 	// provider serves.
@@ -227,6 +237,12 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		if result == "ok" && r.rcpt.country != "" {
 			s.metrics.smsCountry.WithLabelValues(r.rcpt.country).Inc()
 		}
+	}
+
+	// In memory, before the store is asked: a refused send costs nothing.
+	if err := s.checkFraud(ctx, r, log); err != nil {
+		count("", "blocked")
+		return nil, err
 	}
 
 	var idemID IdempotencyKey

@@ -68,6 +68,8 @@ type Service struct {
 	// previous are the keyrings of Config.PreviousSecrets, in order.
 	previous []*keyring
 	phones   *phoneCache
+	fraud    *fraudGuard
+	tests    *testRecipients
 	now      func() time.Time
 	log      *slog.Logger
 	reg      prometheus.Registerer
@@ -92,6 +94,10 @@ func New(cfg Config, store Store, sender Sender, renderer Renderer, opts ...Opti
 		phones: newPhoneCache(defaultPhoneCacheSize),
 		now:    time.Now, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	s.fraud, s.tests = newFraudGuard(cfg.Fraud), newTestRecipients(cfg.TestRecipients)
+	// Test recipients' numbers may be fictional: found before the
+	// numbering plan is asked, on SendCode and VerifyCode alike.
+	s.phones.parsePhone = s.tests.parser(s.phones.parsePhone)
 	for _, o := range opts {
 		o(s)
 	}

@@ -796,7 +796,7 @@ func TestPerIPAndPerCountryLimits(t *testing.T) {
 	if q := detail[*errdetails.QuotaFailure](t, wantStatus(t, err, codes.ResourceExhausted)); q.GetViolations()[0].GetSubject() != "per_country" {
 		t.Fatalf("QuotaFailure = %v, want per_country", q)
 	}
-	if err := send("+442071838750", ""); err != nil {
+	if err := send("+447400123456", ""); err != nil {
 		t.Fatalf("another country: %v", err)
 	}
 	// A refused send held no one back: the refused recipient can still be
@@ -1117,7 +1117,7 @@ func TestCallerCancelIsNotAStoreError(t *testing.T) {
 
 			family, labels := "otpd_codes_sent_total", map[string]string{"entry": "grpc", "channel": "sms", "provider": "", "usage_type": "sign_in"}
 			if step == "Verify" {
-				family, labels = "otpd_verifications_total", map[string]string{"usage_type": "sign_in"}
+				family, labels = "otpd_verifications_total", map[string]string{"usage_type": "sign_in", "country_code": "1"}
 			}
 			labels["result"] = "canceled"
 			if got := counter(t, h.reg, family, labels); got != 1 {

@@ -67,7 +67,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		if unknown {
 			s.undoVerify(log, p)
 		}
-		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err)).Inc()
+		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err), rcpt.country).Inc()
 		return nil, storeErr(ctx, err)
 	}
 	var result otpv1.VerifyResult
@@ -86,16 +86,16 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		if res.ByIP {
 			limit = limitVerifyPerIP
 		}
-		s.metrics.verified.WithLabelValues(usageKey, "rate_limited").Inc()
+		s.metrics.verified.WithLabelValues(usageKey, "rate_limited", rcpt.country).Inc()
 		s.metrics.rateLimited.WithLabelValues(limit).Inc()
 		log.InfoContext(ctx, "verify rate limited", "limit", limit, "retry_after", res.RetryAfter.String())
 		return nil, &rateLimitError{limit: limit, retryAfter: res.RetryAfter}
 	default:
 		err := fmt.Errorf("verify: unknown status %d from the store", res.Status)
-		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err)).Inc()
+		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err), rcpt.country).Inc()
 		return nil, storeErr(ctx, err)
 	}
-	s.metrics.verified.WithLabelValues(usageKey, label).Inc()
+	s.metrics.verified.WithLabelValues(usageKey, label, rcpt.country).Inc()
 	log.InfoContext(ctx, "code verified", "result", label, "attempts_remaining", res.AttemptsRemaining)
 	return &otpv1.VerifyCodeResponse{Result: result, AttemptsRemaining: int32(res.AttemptsRemaining)}, nil
 }

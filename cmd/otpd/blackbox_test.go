@@ -299,7 +299,7 @@ providers:
 	_, metrics := httpGet(t, "http://"+httpAddr+"/metrics")
 	for _, want := range []string{
 		`otpd_codes_sent_total{channel="sms",entry="grpc",provider="dev-console",result="ok",usage_type="sign_in"} 1`,
-		`otpd_verifications_total{result="ok",usage_type="sign_in"} 1`,
+		`otpd_verifications_total{country_code="1",result="ok",usage_type="sign_in"} 1`,
 		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="SendCode",grpc_service="otp.v1.OtpService",grpc_type="unary"} 1`,
 		`otpd_provider_request_duration_seconds_count{provider="dev-console",result="ok"} 1`,
 		`otpd_sms_sent_by_country_total{country_code="1"} 1`,

@@ -1,0 +1,89 @@
+package service
+
+import (
+	"github.com/nyaruka/phonenumbers"
+)
+
+// classifyE164 is phonenumbers.GetRegionCodeForNumber and
+// phonenumbers.GetNumberType of a number parsePhone accepted (its E.164
+// form), on the patterns isValidNumber compiled: the fraud rules ask it on
+// every SMS send. The region is "001" for a non-geographic number, "" and
+// the type UNKNOWN when the number does not parse or fits no plan. A test
+// checks both answers against the library's on every example number of
+// every region and type and on random numbers.
+func classifyE164(addr string) (string, phonenumbers.PhoneNumberType) {
+	n, err := parseNumber(addr)
+	if err != nil {
+		return "", phonenumbers.UNKNOWN
+	}
+	return classifyNumber(n)
+}
+
+// classifyNumber is classifyE164 of a parsed number.
+func classifyNumber(n *phonenumbers.PhoneNumber) (string, phonenumbers.PhoneNumberType) {
+	cc := int(n.GetCountryCode())
+	regions := phonenumbers.GetRegionCodesForCountryCode(cc)
+	if len(regions) == 0 {
+		return "", phonenumbers.UNKNOWN
+	}
+	nsn := phonenumbers.GetNationalSignificantNumber(n)
+	plans := numberPlans()
+	if len(regions) == 1 {
+		p := plans.forRegion(regions[0], cc)
+		if p == nil {
+			return "", phonenumbers.UNKNOWN
+		}
+		return regions[0], p.numberType(nsn)
+	}
+	// The region as isValidNumber picks it (getRegionCodeForNumberFromRegionList).
+	for _, region := range regions {
+		p := plans.forRegion(region, cc)
+		if p == nil {
+			return "", phonenumbers.UNKNOWN
+		}
+		if p.leading != nil {
+			if p.leading.MatchString(nsn) {
+				return region, p.numberType(nsn)
+			}
+		} else if p.valid(nsn) {
+			return region, p.numberType(nsn)
+		}
+	}
+	return "", phonenumbers.UNKNOWN
+}
+
+// rareTypes are the types numberPlan.types holds after fixed line and
+// mobile, in its order, which is the order in which the library tries
+// them (getNumberTypeHelper).
+var rareTypes = [...]phonenumbers.PhoneNumberType{
+	phonenumbers.PREMIUM_RATE, phonenumbers.TOLL_FREE, phonenumbers.SHARED_COST, phonenumbers.VOIP,
+	phonenumbers.PERSONAL_NUMBER, phonenumbers.PAGER, phonenumbers.UAN, phonenumbers.VOICEMAIL,
+}
+
+// numberType is the library's getNumberTypeHelper: the general pattern,
+// then the rare types first, so that a premium-rate number that also fits
+// the fixed-line pattern is premium rate.
+func (p *numberPlan) numberType(nsn string) phonenumbers.PhoneNumberType {
+	if !p.valid(nsn) { // general pattern and some type; compiles the patterns
+		return phonenumbers.UNKNOWN
+	}
+	same := p.md.GetSameMobileAndFixedLinePattern()
+	fixed, mobile, rare := p.types[0], p.types[0], p.types[1:]
+	if !same {
+		mobile, rare = p.types[1], p.types[2:]
+	}
+	for i, t := range rareTypes {
+		if rare[i].matches(nsn) {
+			return t
+		}
+	}
+	switch {
+	case fixed.matches(nsn) && (same || mobile.matches(nsn)):
+		return phonenumbers.FIXED_LINE_OR_MOBILE
+	case fixed.matches(nsn):
+		return phonenumbers.FIXED_LINE
+	case !same && mobile.matches(nsn):
+		return phonenumbers.MOBILE
+	}
+	return phonenumbers.UNKNOWN
+}
