@@ -90,10 +90,12 @@ func BenchmarkAPIOverhead(b *testing.B) {
 	})
 	b.Run("supabase_hook", func(b *testing.B) {
 		body := smsHook("14155550123", "483920", "confirmation", "203.0.113.7")
-		n := 0
+		// Ids new across runs of this benchmark (-count): the hook
+		// refuses one it has seen.
+		prefix, n := "msg_bench_"+strconv.FormatInt(time.Now().UnixNano(), 36)+"_", 0
 		do(b, func() *http.Request {
 			n++
-			id, ts := "msg_bench_"+strconv.Itoa(n), time.Now()
+			id, ts := prefix+strconv.Itoa(n), time.Now()
 			r, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, base+supabaseSMSPath, strings.NewReader(body))
 			r.Header.Set("Content-Type", "application/json")
 			r.Header.Set("Webhook-Id", id)
