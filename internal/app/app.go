@@ -62,6 +62,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, console io.W
 	if err != nil {
 		return fmt.Errorf("build service: %w", err)
 	}
+	warnFraud(cfg, log)
 
 	tlsCfg, clientCAs, err := grpcauth.LoadTLS(cfg.TLS)
 	if err != nil {

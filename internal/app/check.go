@@ -44,6 +44,7 @@ func Check(cfg *config.Config, w io.Writer) error {
 		mode, cfg.Server.Listen.GRPC, orNone(cfg.Server.Listen.HTTP), strings.Join(r.Locales, ", "), r.DefaultLocale)
 	fmt.Fprintf(w, "grpc callers: %s\n", r.Callers)
 	writeSMS(w, r)
+	writeFraud(w, r.Fraud)
 	for _, p := range r.Routes {
 		match := "every recipient"
 		if len(p.Match) > 0 {
@@ -146,6 +147,8 @@ type Report struct {
 	SMS      []SMSReport `json:"sms"`
 	Notes    []string    `json:"notes,omitempty"`
 	Warnings []string    `json:"warnings,omitempty"`
+	// Fraud is the fraud policy in force and the test recipients.
+	Fraud FraudReport `json:"fraud"`
 }
 
 // SMSReport is one SMS template rendered with the sample code (and the
@@ -202,6 +205,7 @@ func check(cfg *config.Config) (*Report, error) {
 		Store: "redis", Callers: grpcauth.Describe(cfg.TLS, cfg.Auth),
 		Locales: renderer.Locales(), DefaultLocale: renderer.DefaultLocale(),
 		SampleCode: sampleCode(cfg), Autofill: renderer.Autofill().String(),
+		Fraud: fraudReport(cfg),
 	}
 	if cfg.Dev {
 		r.Store = "memory"

@@ -430,6 +430,8 @@ type checkJSONReport struct {
 	} `json:"sms"`
 	Notes    []string `json:"notes"`
 	Warnings []string `json:"warnings"`
+	// Fraud is checked by TestCheckJSONFraud.
+	Fraud app.FraudReport `json:"fraud"`
 }
 
 // jsonPath returns the value at the dotted path of m ("listen.grpc"), and

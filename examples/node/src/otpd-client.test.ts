@@ -69,6 +69,15 @@ test("unavailable is retried after its RetryInfo delay, with the same idempotenc
   assert.ok(calls[1]!.at - calls[0]!.at >= 25 && calls[2]!.at - calls[1]!.at >= 25, "waited for RetryInfo");
 });
 
+test("aborted (the same send still in flight) is retried with the same key, as the Go client does", async () => {
+  const inFlight = new ConnectError("an idempotent send with this key is in flight", Code.Aborted, undefined, [retryInfo(20)]);
+  const { otpd, calls } = fake({ sendCode: [inFlight] });
+  const r = await otpd.sendCode({ recipient: "+14155550123", usageType: UsageType.SIGN_IN });
+  assert.equal(r.provider, "fake");
+  assert.equal(calls.length, 2);
+  assert.equal(calls[1]!.idempotencyKey, calls[0]!.idempotencyKey);
+});
+
 test("each send gets its own idempotency key; a given one is kept", async () => {
   const { otpd, calls } = fake({});
   await otpd.sendCode({ recipient: "+14155550123", usageType: UsageType.SIGN_IN });

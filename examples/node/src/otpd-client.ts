@@ -240,7 +240,8 @@ export class OtpdClient {
   }
 
   // call runs one RPC until it succeeds, fails with anything but
-  // UNAVAILABLE, runs out of attempts, or its next RetryInfo delay is too
+  // UNAVAILABLE or ABORTED (the same idempotent send still in flight, as
+  // the Go client), runs out of attempts, or its next RetryInfo delay is too
   // long or would end after the call's deadline.
   private async call<T>(method: string, opts: CallOptions | undefined, rpc: (o: CallOptions) => Promise<T>): Promise<T> {
     const deadline = Date.now() + (opts?.timeoutMs ?? this.timeoutMs);
@@ -250,7 +251,8 @@ export class OtpdClient {
         return await rpc({ ...opts, timeoutMs: Math.max(1, left) });
       } catch (e) {
         const err = ConnectError.from(e);
-        if (err.code !== Code.Unavailable || attempt >= this.maxAttempts) {
+        const retryable = err.code === Code.Unavailable || err.code === Code.Aborted;
+        if (!retryable || attempt >= this.maxAttempts) {
           throw new OtpdError(method, err, attempt);
         }
         const retry = err.findDetails(RetryInfoSchema)[0];

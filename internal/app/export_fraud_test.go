@@ -1,0 +1,4 @@
+package app
+
+// WarnFraud exposes warnFraud to the external tests of fraud_test.go.
+var WarnFraud = warnFraud
