@@ -40,21 +40,8 @@ var (
 // OTPD_REQUIRE_NODE=1 (make test-go) it fails instead.
 func needNodeExample(t *testing.T) string {
 	t.Helper()
-	miss := func(what string) {
-		t.Helper()
-		if os.Getenv("OTPD_REQUIRE_NODE") == "1" {
-			t.Fatalf("%s (OTPD_REQUIRE_NODE=1): run %s", what, exampleDepsCommand)
-		}
-		t.Skipf("%s: run %s", what, exampleDepsCommand)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		miss("node is not installed")
-	}
 	tsc := filepath.Join(exampleDir, "node_modules", "typescript", "bin", "tsc")
-	if _, err := os.Stat(tsc); err != nil {
-		miss("examples/node/node_modules is missing")
-	}
+	node := needNodeModules(t, tsc, "examples/node/node_modules", exampleDepsCommand)
 	exampleBuildOnce.Do(func() {
 		out, err := exec.Command(node, tsc, "-p", exampleDir).CombinedOutput()
 		if err != nil {

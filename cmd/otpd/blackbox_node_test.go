@@ -34,19 +34,28 @@ const nodeDepsCommand = "make node-deps (or: cd test/node && npm ci --no-audit -
 // test-go) it fails instead.
 func needNode(t *testing.T) string {
 	t.Helper()
-	miss := func(what string) {
+	return needNodeModules(t, filepath.Join(nodeDir, "node_modules"), "test/node/node_modules", nodeDepsCommand)
+}
+
+// needNodeModules returns the node binary once path (a file or folder
+// that npm ci installs, named what) exists. Otherwise it skips the test,
+// naming install, the command that installs it; with OTPD_REQUIRE_NODE=1
+// (make test-go) it fails instead.
+func needNodeModules(t *testing.T, path, what, install string) string {
+	t.Helper()
+	miss := func(why string) {
 		t.Helper()
 		if os.Getenv("OTPD_REQUIRE_NODE") == "1" {
-			t.Fatalf("%s (OTPD_REQUIRE_NODE=1): run %s", what, nodeDepsCommand)
+			t.Fatalf("%s (OTPD_REQUIRE_NODE=1): run %s", why, install)
 		}
-		t.Skipf("%s: run %s", what, nodeDepsCommand)
+		t.Skipf("%s: run %s", why, install)
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		miss("node is not installed")
 	}
-	if _, err := os.Stat(filepath.Join(nodeDir, "node_modules")); err != nil {
-		miss("test/node/node_modules is missing")
+	if _, err := os.Stat(path); err != nil {
+		miss(what + " is missing")
 	}
 	return node
 }

@@ -91,6 +91,12 @@ func (s *apiServerUnderTest) post(t *testing.T, method, contentType, token strin
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return roundTrip(t, req)
+}
+
+// roundTrip sends req and returns the answer's status, header and body.
+func roundTrip(t *testing.T, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

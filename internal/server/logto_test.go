@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -123,18 +122,10 @@ func (s *hookServer) post(t *testing.T, path, authorization, body string) hookRe
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := hookResult{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	status, header, b := roundTrip(t, req)
+	r := hookResult{status: status, header: header, raw: string(b)}
 	if err := json.Unmarshal(b, &r.body); err != nil {
-		t.Fatalf("%s answered %d %q: not a JSON object of strings: %v", path, resp.StatusCode, b, err)
+		t.Fatalf("%s answered %d %q: not a JSON object of strings: %v", path, status, b, err)
 	}
 	return r
 }

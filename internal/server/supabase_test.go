@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -79,21 +78,13 @@ func postWebhook(t *testing.T, url, path string, wh webhook) supabaseResult {
 		}
 		req.Header.Set("webhook-signature", strings.Join(sigs, ", "))
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := supabaseResult{status: resp.StatusCode, ctype: resp.Header.Get("Content-Type"), raw: string(b)}
+	status, header, b := roundTrip(t, req)
+	r := supabaseResult{status: status, ctype: header.Get("Content-Type"), raw: string(b)}
 	var body struct {
 		Error *json.RawMessage `json:"error"`
 	}
 	if err := json.Unmarshal(b, &body); err != nil {
-		t.Fatalf("%s answered %d %q: not JSON: %v", path, resp.StatusCode, b, err)
+		t.Fatalf("%s answered %d %q: not JSON: %v", path, status, b, err)
 	}
 	if body.Error != nil {
 		if err := json.Unmarshal(*body.Error, &r.err); err != nil {

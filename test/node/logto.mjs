@@ -19,17 +19,10 @@
 //   {"name", "ok": false, "error": {name, code, message, data}}  it threw
 import createHttpSmsConnector from '@logto/connector-http-sms';
 import createHttpEmailConnector from '@logto/connector-http-email';
+import { need } from './env.mjs';
 
 const factories = { sms: createHttpSmsConnector, email: createHttpEmailConnector };
 
-const need = (key) => {
-  const v = process.env[key];
-  if (!v) {
-    console.error(`${key} is not set`);
-    process.exit(2);
-  }
-  return v;
-};
 const api = need('OTPD_API_URL').replace(/\/$/, '');
 const token = need('OTPD_TOKEN');
 const calls = JSON.parse(need('OTPD_CALLS'));

@@ -16,15 +16,8 @@
 // Output: one JSON line per call on stdout,
 //   {"name", "status", "contentType", "body"}
 import { Webhook } from 'standardwebhooks';
+import { need } from './env.mjs';
 
-const need = (key) => {
-  const v = process.env[key];
-  if (!v) {
-    console.error(`${key} is not set`);
-    process.exit(2);
-  }
-  return v;
-};
 const api = need('OTPD_API_URL').replace(/\/$/, '');
 const calls = JSON.parse(need('OTPD_CALLS'));
 
