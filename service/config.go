@@ -51,7 +51,17 @@ type CodeConfig struct {
 	TTL time.Duration `yaml:"ttl"`
 	// MaxAttempts is how many wrong verifications kill a code (5).
 	MaxAttempts int `yaml:"max_attempts"`
+	// KeepPrevious is how many earlier codes stay valid when a new one is
+	// sent, 0 to MaxKeepPrevious (0: a new code replaces the old one).
+	// Kept codes share the live code's attempts (a resend does not reset
+	// them while they are live) and keep their own expiry; the first right
+	// code consumes them all.
+	KeepPrevious int `yaml:"keep_previous"`
 }
+
+// MaxKeepPrevious bounds CodeConfig.KeepPrevious: each kept code is one
+// more code an attacker's guess can hit.
+const MaxKeepPrevious = 4
 
 // DefaultConfig returns the documented defaults, without a secret.
 func DefaultConfig() Config {
@@ -88,6 +98,8 @@ func (c Config) Validate() error {
 	check(c.Code.Length >= 4 && c.Code.Length <= 10, "code.length", "must be between 4 and 10")
 	check(c.Code.TTL >= time.Second, "code.ttl", "must be at least 1s")
 	check(c.Code.MaxAttempts >= 1 && c.Code.MaxAttempts <= 100, "code.max_attempts", "must be between 1 and 100")
+	check(c.Code.KeepPrevious >= 0 && c.Code.KeepPrevious <= MaxKeepPrevious, "code.keep_previous",
+		fmt.Sprintf("must be between 0 and %d", MaxKeepPrevious))
 	if err := c.Limits.validate(); err != nil {
 		errs = append(errs, err)
 	}

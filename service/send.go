@@ -277,6 +277,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		Now:            now,
 		TTL:            s.cfg.Code.TTL,
 		MaxAttempts:    s.cfg.Code.MaxAttempts,
+		KeepPrevious:   s.cfg.Code.KeepPrevious,
 		Cooldown:       s.cfg.Limits.ResendInterval,
 		PerRecipient:   s.cfg.Limits.PerRecipient,
 		IdempotencyKey: idemID,
@@ -302,7 +303,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	}
 	// A late copy of an attempt whose answer was lost may still arrive:
 	// an abort must leave a tombstone for it.
-	abort := AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, IdempotencyKey: idemID, Now: now}
+	abort := AbortParams{Recipient: rid, Usage: r.usageKey, VerificationID: vid, CodeHash: codeHash, IdempotencyKey: idemID, Now: now}
 	if unknown {
 		abort.Tombstone = tombstoneTTL
 	}

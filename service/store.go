@@ -132,6 +132,13 @@ type SendParams struct {
 	Now         time.Time
 	TTL         time.Duration
 	MaxAttempts int
+	// KeepPrevious is how many earlier codes of the recipient and usage
+	// type stay valid next to the new one (code.keep_previous), each until
+	// its own expiry, all sharing the live code's attempt counter. 0
+	// replaces the old code. Codes whose attempts are used up, that were
+	// consumed or that expired are never kept: the new code then starts
+	// afresh, with every attempt.
+	KeepPrevious int
 	// Cooldown is the resend interval; 0 disables it.
 	Cooldown     time.Duration
 	PerRecipient Window
@@ -168,6 +175,10 @@ type AbortParams struct {
 	Recipient      Recipient
 	Usage          string
 	VerificationID string
+	// CodeHash is the hash of the send's code (empty for a delivery): a
+	// newer send may have pushed it down among the kept codes
+	// (SendParams.KeepPrevious), where the abort finds it by its hash.
+	CodeHash       []byte
 	IdempotencyKey IdempotencyKey
 	// Uncount also removes the send from the per-recipient window: its
 	// outcome was unknown and nothing was delivered, so it must not count
@@ -244,6 +255,34 @@ type UndoVerifyParams struct {
 	Tombstone time.Duration
 }
 
+// CodeParams names the code of a recipient and usage type, for
+// CancelCode and CodeStatus.
+type CodeParams struct {
+	Recipient Recipient
+	Usage     string
+	// Now is the caller's clock, as SendParams.Now.
+	Now time.Time
+}
+
+// CodeStatus describes the code of a recipient and usage type.
+type CodeStatus struct {
+	// Live is set while a code verifies: sent, not expired, not consumed,
+	// attempts left.
+	Live bool
+	// ExpiresAt is when the latest live code expires; zero when none is
+	// live.
+	ExpiresAt time.Time
+	// AttemptsRemaining is how many wrong codes the live codes still
+	// allow, together; 0 when none is live.
+	AttemptsRemaining int
+	// ValidCodes is how many codes verify now: the latest and the earlier
+	// ones kept (SendParams.KeepPrevious) that have not expired.
+	ValidCodes int
+	// ResendAfter is when the resend cooldown ends; zero when it does not
+	// run.
+	ResendAfter time.Time
+}
+
 // Store keeps codes and rate-limit state. Every method is one atomic
 // check-and-update: concurrent calls behave as if run one after another.
 // Every method is idempotent per id (verification id, attempt id, slot
@@ -266,7 +305,8 @@ type Store interface {
 	ReleaseSlots(ctx context.Context, member string, slots []Slot) error
 	// BeginSend checks the idempotency key, the shared slots, the cooldown
 	// and the per-recipient window, and when all pass stores the new code
-	// (replacing the old one; none with NoCode), takes the cooldown and
+	// (replacing the old one, or keeping up to KeepPrevious live ones
+	// beside it; none with NoCode), takes the cooldown and
 	// counts the send in its windows; otherwise it changes nothing. After an error the slots
 	// may be held (the answer can be lost after the store acted): the
 	// caller releases them with ReleaseSlots.
@@ -279,7 +319,10 @@ type Store interface {
 	CompleteSend(ctx context.Context, r Recipient, key IdempotencyKey, answer []byte, ttl time.Duration) error
 	// AbortSend undoes what BeginSend stored for a send whose delivery
 	// failed or whose outcome is unknown: the code, the cooldown and a
-	// pending idempotency key (each only while it is this send's), and with
+	// pending idempotency key (each only while it is this send's; the
+	// codes kept beside the send's code stay valid, and its code is found
+	// among the kept ones too, by CodeHash, when a newer send pushed it
+	// there), and with
 	// Uncount its count in the per-recipient window. It leaves a tombstone
 	// that turns a later BeginSend for the same id into ErrUndone. The
 	// shared slots are released with ReleaseSlots.
@@ -294,6 +337,14 @@ type Store interface {
 	// counted stays counted. It leaves a tombstone that turns a later
 	// Verify for the same attempt into ErrUndone.
 	UndoVerify(ctx context.Context, p UndoVerifyParams) error
+	// CancelCode kills every live code of the recipient and usage type,
+	// kept ones included, and a consumed one so that no undo brings it
+	// back; the cooldown and the windows stay. It reports whether a live
+	// code was there. Run again, it changes nothing and reports false.
+	CancelCode(ctx context.Context, p CodeParams) (bool, error)
+	// CodeStatus reads the state of the recipient's code and cooldown for
+	// the usage type, under every secret, and changes nothing.
+	CodeStatus(ctx context.Context, p CodeParams) (CodeStatus, error)
 	// Ping reports whether the store takes writes now: an unreachable
 	// store fails it, and so does one that refuses writes (full, read-only,
 	// loading), so that health turns NOT_SERVING for both.

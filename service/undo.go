@@ -188,7 +188,7 @@ func (s *Service) Close(ctx context.Context) error { return s.undo.close(ctx) }
 // in every case (on Redis Cluster they are taken before the script).
 func (s *Service) undoSend(ctx context.Context, log callLog, p SendParams, unknown bool) {
 	abort := AbortParams{
-		Recipient: p.Recipient, Usage: p.Usage, VerificationID: p.VerificationID,
+		Recipient: p.Recipient, Usage: p.Usage, VerificationID: p.VerificationID, CodeHash: p.CodeHash,
 		IdempotencyKey: p.IdempotencyKey, Uncount: true, Tombstone: tombstoneTTL, Now: p.Now,
 	}
 	release := func(ctx context.Context) error { return s.store.ReleaseSlots(ctx, p.VerificationID, p.Slots) }

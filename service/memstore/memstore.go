@@ -56,6 +56,31 @@ type code struct {
 	keep int64
 	// wrong holds the attempts counted as wrong.
 	wrong map[string]bool
+	// kept are the earlier codes kept valid beside this one
+	// (SendParams.KeepPrevious), newest first; they share used, max, okBy
+	// and wrong.
+	kept []keptCode
+}
+
+type keptCode struct {
+	hash    []byte
+	expires int64 // ms
+}
+
+// live reports whether the code can verify now.
+func (c *code) live(now int64) bool {
+	return c.okBy == "" && c.expires > now && c.used < c.max
+}
+
+// liveKept are the kept codes that have not expired.
+func (c *code) liveKept(now int64) []keptCode {
+	var out []keptCode
+	for _, k := range c.kept {
+		if k.expires > now {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // gone reports whether the code can no longer be verified or restored.
@@ -336,12 +361,20 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		s.cooldowns[ck] = expiring{value: p.VerificationID, expires: now + p.Cooldown.Milliseconds()}
 	}
 	if !p.NoCode {
-		s.codes[ck] = &code{
+		c := &code{
 			hash:    append([]byte(nil), p.CodeHash...),
 			id:      p.VerificationID,
 			expires: now + p.TTL.Milliseconds(),
 			max:     p.MaxAttempts,
 		}
+		// A live code and the newest it kept stay valid, with the
+		// attempts used so far; a dead one is replaced whole.
+		if old := s.codes[ck]; p.KeepPrevious > 0 && old != nil && old.live(now) {
+			c.used, c.wrong = old.used, old.wrong
+			c.kept = append([]keptCode{{hash: old.hash, expires: old.expires}}, old.liveKept(now)...)
+			c.kept = c.kept[:min(len(c.kept), p.KeepPrevious)]
+		}
+		s.codes[ck] = c
 	}
 	if p.IdempotencyKey.ID != "" {
 		s.idem[ik] = &idemRecord{fingerprint: p.Fingerprint, id: p.VerificationID, expires: now + p.PendingTTL.Milliseconds()}
@@ -412,8 +445,22 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	s.sweep(p.Now)
 	s.migrate(p.Recipient, p.Usage, p.IdempotencyKey, p.Now.UnixMilli())
 	ck := codeKey(p.Recipient.ID, p.Usage)
+	now := p.Now.UnixMilli()
 	if c := s.codes[ck]; c != nil && c.id == p.VerificationID {
-		delete(s.codes, ck)
+		// The codes it kept stay: the newest is the latest again.
+		if kept := c.liveKept(now); c.okBy == "" && len(kept) > 0 {
+			c.hash, c.expires, c.id, c.kept = kept[0].hash, kept[0].expires, "", kept[1:]
+		} else {
+			delete(s.codes, ck)
+		}
+	} else if c != nil && len(p.CodeHash) > 0 {
+		// Its code, pushed among the kept ones by a newer send, goes.
+		for i, k := range c.kept {
+			if subtle.ConstantTimeCompare(k.hash, p.CodeHash) == 1 {
+				c.kept = append(c.kept[:i:i], c.kept[i+1:]...)
+				break
+			}
+		}
 	}
 	if cd, ok := s.cooldowns[ck]; ok && cd.value == p.VerificationID {
 		delete(s.cooldowns, ck)
@@ -481,9 +528,16 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	if c.used >= c.max {
 		return service.VerifyResult{Status: service.VerifyTooManyAttempts}, nil
 	}
-	right := subtle.ConstantTimeCompare(c.hash, p.CodeHash)
-	for _, h := range p.PreviousCodeHashes {
-		right |= subtle.ConstantTimeCompare(c.hash, h)
+	hashes := [][]byte{c.hash}
+	for _, k := range c.liveKept(now) {
+		hashes = append(hashes, k.hash)
+	}
+	right := 0
+	for _, stored := range hashes {
+		right |= subtle.ConstantTimeCompare(stored, p.CodeHash)
+		for _, h := range p.PreviousCodeHashes {
+			right |= subtle.ConstantTimeCompare(stored, h)
+		}
 	}
 	if right == 1 {
 		c.okBy, c.keep = p.AttemptID, min(now+p.Grace.Milliseconds(), c.expires)
@@ -516,6 +570,52 @@ func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) erro
 	}
 	s.tombstone(p.Recipient.ID, p.AttemptID, p.Now, p.Tombstone)
 	return nil
+}
+
+// CancelCode implements service.Store.
+func (s *Store) CancelCode(ctx context.Context, p service.CodeParams) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(p.Now)
+	now, was := p.Now.UnixMilli(), false
+	for _, id := range append([]string{p.Recipient.ID}, p.Recipient.Previous...) {
+		ck := codeKey(id, p.Usage)
+		if c := s.codes[ck]; c != nil {
+			was = was || c.live(now)
+			delete(s.codes, ck)
+		}
+	}
+	return was, nil
+}
+
+// CodeStatus implements service.Store. It reads under every id, as the
+// Redis store does, and moves nothing.
+func (s *Store) CodeStatus(ctx context.Context, p service.CodeParams) (service.CodeStatus, error) {
+	if err := ctx.Err(); err != nil {
+		return service.CodeStatus{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := p.Now.UnixMilli()
+	var best *code
+	var st service.CodeStatus
+	for _, id := range append([]string{p.Recipient.ID}, p.Recipient.Previous...) {
+		ck := codeKey(id, p.Usage)
+		if c := s.codes[ck]; c != nil && (best == nil || c.expires > best.expires) {
+			best = c
+		}
+		if cd, ok := s.cooldowns[ck]; ok && cd.expires > now && time.UnixMilli(cd.expires).After(st.ResendAfter) {
+			st.ResendAfter = time.UnixMilli(cd.expires)
+		}
+	}
+	if best != nil && best.live(now) {
+		st.Live, st.ExpiresAt = true, time.UnixMilli(best.expires)
+		st.AttemptsRemaining, st.ValidCodes = best.max-best.used, 1+len(best.liveKept(now))
+	}
+	return st, nil
 }
 
 // Ping implements service.Store.

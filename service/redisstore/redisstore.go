@@ -300,14 +300,14 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	}
 	keys := make([]string, 5, 5+len(slots)+len(m.keys))
 	keys[0], keys[1], keys[2], keys[3], keys[4] = k.code, k.cooldown, k.sends, k.idem, k.undone(p.VerificationID)
-	args := make([]any, 12, 12+2*len(slots))
+	args := make([]any, 13, 13+2*len(slots))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
 	codeHash := p.CodeHash
 	if p.NoCode {
 		codeHash = nil // an empty hash: the script stores no code
 	}
 	args[6], args[7], args[8], args[9], args[10] = p.VerificationID, codeHash, useIdem, p.Fingerprint, ms(p.PendingTTL)
-	args[11] = string(m.kinds)
+	args[11], args[12] = string(m.kinds), p.KeepPrevious
 	for _, sl := range slots {
 		keys = append(keys, s.slotKey(sl))
 		args = append(args, ms(sl.Window.Window), sl.Window.Count)
@@ -429,8 +429,53 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 		}
 	}
 	keys := append([]string{k.code, k.cooldown, k.idem, k.sends, k.undone(p.VerificationID)}, m.keys...)
-	_, err := s.run(ctx, abortScript, keys, p.VerificationID, useIdem, uncount, ms(p.Tombstone), string(m.kinds))
+	_, err := s.run(ctx, abortScript, keys, p.VerificationID, useIdem, uncount, ms(p.Tombstone), string(m.kinds),
+		s.offset(p.Now), p.CodeHash)
 	return wrap("abort send", err)
+}
+
+// CancelCode implements service.Store: one script deletes the code under
+// the current and every previous secret (one bucket, one hash slot).
+func (s *Store) CancelCode(ctx context.Context, p service.CodeParams) (bool, error) {
+	keys := []string{s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{}).code}
+	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
+		keys = append(keys, old.code)
+	}
+	val, err := s.run(ctx, cancelScript, keys, s.offset(p.Now))
+	if err != nil {
+		return false, wrap("cancel code", err)
+	}
+	n, ok := val.(int64)
+	if !ok {
+		return false, fmt.Errorf("cancel code: unexpected reply %v", val)
+	}
+	return n == 1, nil
+}
+
+// CodeStatus implements service.Store: one read-only script reads the
+// code and the cooldown under the current and every previous secret.
+func (s *Store) CodeStatus(ctx context.Context, p service.CodeParams) (service.CodeStatus, error) {
+	k := s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{})
+	keys := []string{k.code, k.cooldown}
+	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
+		keys = append(keys, old.code, old.cooldown)
+	}
+	val, err := s.run(ctx, statusScript, keys, s.offset(p.Now))
+	if err != nil {
+		return service.CodeStatus{}, wrap("code status", err)
+	}
+	v, err := ints(val, 5)
+	if err != nil {
+		return service.CodeStatus{}, fmt.Errorf("code status: %w", err)
+	}
+	st := service.CodeStatus{Live: v[0] == 1, AttemptsRemaining: int(v[2]), ValidCodes: int(v[3])}
+	if st.Live {
+		st.ExpiresAt = time.UnixMilli(v[1])
+	}
+	if v[4] > 0 {
+		st.ResendAfter = time.UnixMilli(v[4])
+	}
+	return st, nil
 }
 
 // Verify implements service.Store. On a single node or behind Sentinel

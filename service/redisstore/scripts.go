@@ -3,6 +3,10 @@ package redisstore
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"strconv"
+	"strings"
+
+	"github.com/otpd/otpd/service"
 )
 
 // Every script touches only keys of one hash tag, except a send's shared
@@ -49,6 +53,7 @@ func newScript(src string) *script {
 const (
 	guarded  = "#!lua\n"                 // refused whole under OOM
 	cleanUp  = "#!lua flags=allow-oom\n" // runs under OOM: frees or restores state
+	readOnly = "#!lua flags=no-writes\n" // writes nothing: runs under OOM
 	helpers  = clockLua + windowLua + migrateLua
 	clockLua = `
 -- now is Redis's clock in milliseconds, moved by the caller's offset.
@@ -133,6 +138,59 @@ local function migrate(kinds)
 end
 `
 
+// keptLua reads and writes the earlier codes a record keeps valid beside
+// its latest one (code.keep_previous): fields p1 (the newest) to pN, each
+// the code's expiry in 13 decimal digits (ms) followed by its hash, and
+// nothing else: the attempt counter (a, m), the consumed mark and the
+// wrong attempts are the record's, shared by every code in it. One field
+// per code, each under Redis's hash-max-listpack-value (64 bytes), keeps
+// the record a compact listpack: one value holding several codes would
+// turn it into a hash table, about twice the memory.
+var keptLua = `
+local kept_fields = {` + keptFields() + `}
+-- The kept codes among values (an HMGET reply of kept_fields from index
+-- first on) that expire after now, newest first: {exp, hash}.
+local function kept_in(values, first, now)
+  local out = {}
+  for i = first, first + #kept_fields - 1 do
+    local e = values[i]
+    if e then
+      local exp = tonumber(string.sub(e, 1, 13))
+      if exp > now then out[#out + 1] = {exp, string.sub(e, 14)} end
+    end
+  end
+  return out
+end
+-- The kept codes of the record at key that expire after now.
+local function kept(key, now)
+  return kept_in(redis.call('HMGET', key, unpack(kept_fields)), 1, now)
+end
+-- Writes the first limit codes of list as the record's kept codes.
+local function keep(key, list, limit)
+  redis.call('HDEL', key, unpack(kept_fields))
+  local args = {}
+  for i = 1, math.min(#list, limit, #kept_fields) do
+    args[#args + 1] = kept_fields[i]
+    args[#args + 1] = string.format('%013d', list[i][1]) .. list[i][2]
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+-- Whether the code record c (HMGET h, exp, a, m, ok) can verify now.
+local function live(c, now)
+  return c[1] and not c[5] and tonumber(c[2]) > now and tonumber(c[3]) < tonumber(c[4])
+end
+`
+
+// keptFields lists the fields of kept codes for Lua: 'p1', ..., one per
+// code service.MaxKeepPrevious allows.
+func keptFields() string {
+	f := make([]string, service.MaxKeepPrevious)
+	for i := range f {
+		f[i] = "'p" + strconv.Itoa(i+1) + "'"
+	}
+	return strings.Join(f, ", ")
+}
+
 // slotScript takes one event in a sliding-window log; a member already in
 // the log counts as taken.
 //
@@ -162,7 +220,8 @@ return {1, 0}
 //
 //   - KEYS[1] code: hash of h (code hash), id (verification id), exp
 //     (expiry, ms), a (attempts used), m (max attempts), and once verified
-//     ok (the attempt that consumed it); x:<attempt id> per wrong attempt
+//     ok (the attempt that consumed it); x:<attempt id> per wrong attempt;
+//     p1..pN, the earlier codes kept valid (keptLua), with keep_previous only
 //   - KEYS[2] cooldown: string "<until ms>:<verification id>"
 //   - KEYS[3] per-recipient send window: sorted set
 //   - KEYS[4] idempotency record: hash of fp (fingerprint), id (the
@@ -175,12 +234,19 @@ return {1, 0}
 //   - ARGV offset_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
 //     per_window_ms, verification_id, code_hash (empty: store no code),
 //     use_idempotency (0/1),
-//     fingerprint, pending_ttl_ms, kinds, then window_ms and limit of each
-//     slot
+//     fingerprint, pending_ttl_ms, kinds, keep_previous, then window_ms and
+//     limit of each slot
+//
+// With keep_previous N > 0 a new code keeps a live code (and the N - 1
+// newest codes it kept that have not expired) valid beside it, each with
+// its own expiry, and the record's attempt counter as it is: a resend
+// gives nobody more guesses at codes already out. A code that cannot
+// verify (expired, consumed, out of attempts) is never kept, and the new
+// code then starts afresh, every attempt free, as with N = 0.
 //
 // Returns {status, retry_after_ms[, answer or slot number]}; status as
 // service.SendStatus, or 7.
-var sendScript = newScript(guarded + helpers + `
+var sendScript = newScript(guarded + helpers + keptLua + `
 local slots = migrate(ARGV[12]) - 5
 if redis.call('EXISTS', KEYS[5]) == 1 then return {7, 0} end
 if redis.call('HGET', KEYS[1], 'id') == ARGV[7] then return {0, 0} end
@@ -201,7 +267,7 @@ if ARGV[9] == '1' then
   end
 end
 for i = 1, slots do
-  local retry = window_full(KEYS[5 + i], now, tonumber(ARGV[11 + 2 * i]), tonumber(ARGV[12 + 2 * i]))
+  local retry = window_full(KEYS[5 + i], now, tonumber(ARGV[12 + 2 * i]), tonumber(ARGV[13 + 2 * i]))
   if retry then return {6, retry, i} end
 end
 local cooldown = tonumber(ARGV[4])
@@ -219,17 +285,27 @@ if limit > 0 then
   window_add(KEYS[3], now, window, ARGV[7])
 end
 for i = 1, slots do
-  window_add(KEYS[5 + i], now, tonumber(ARGV[11 + 2 * i]), ARGV[7])
+  window_add(KEYS[5 + i], now, tonumber(ARGV[12 + 2 * i]), ARGV[7])
 end
 if cooldown > 0 then
   redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
 end
 if not deliver then
-  local ttl = tonumber(ARGV[2])
-  -- The old code, if any, goes whole: its consumed mark and wrong
-  -- attempts with it.
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
+  local ttl, n = tonumber(ARGV[2]), tonumber(ARGV[13])
+  local c = n > 0 and redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok')
+  if c and live(c, now) then
+    -- The live code and the newest of those it kept stay, with the
+    -- attempts used and the wrong attempts' marks.
+    local list = {{tonumber(c[2]), c[1]}}
+    for _, e in ipairs(kept(KEYS[1], now)) do list[#list + 1] = e end
+    redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'm', tonumber(ARGV[3]))
+    keep(KEYS[1], list, n)
+  else
+    -- The old code, if any, goes whole: its consumed mark and wrong
+    -- attempts with it.
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
+  end
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
 if ARGV[9] == '1' then
@@ -254,15 +330,40 @@ return 1
 // abortScript undoes a send: the code, the cooldown and a pending
 // idempotency record only while they are still this send's, optionally its
 // count in the per-recipient window, and leaves a tombstone for its id.
+// The codes kept beside the send's code (keep_previous) stay: the newest
+// of them is the latest code again, with the attempts used so far. A code
+// of the send that a newer send pushed among the kept ones goes, found by
+// its hash.
 //
 // KEYS[1] code, KEYS[2] cooldown, KEYS[3] idempotency record, KEYS[4]
 // per-recipient send window, KEYS[5] the id's tombstone, then the moves of
 // migrateLua
 // ARGV verification_id, use_idempotency (0/1), uncount (0/1),
-// tombstone_ms, kinds.
-var abortScript = newScript(cleanUp + migrateLua + `
+// tombstone_ms, kinds, offset_ms, code_hash (empty for a delivery).
+var abortScript = newScript(cleanUp + clockLua + migrateLua + keptLua + `
 migrate(ARGV[5])
-if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local c = redis.call('HMGET', KEYS[1], 'id', 'ok')
+if c[1] == ARGV[1] then
+  local now = clock(ARGV[6])
+  local list = kept(KEYS[1], now)
+  if c[2] or #list == 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    local top = table.remove(list, 1)
+    redis.call('HSET', KEYS[1], 'h', top[2], 'exp', top[1], 'id', '')
+    keep(KEYS[1], list, #list)
+    redis.call('PEXPIRE', KEYS[1], top[1] - now)
+  end
+elseif c[1] and ARGV[7] ~= '' then
+  local list = kept(KEYS[1], clock(ARGV[6]))
+  for i, e in ipairs(list) do
+    if e[2] == ARGV[7] then
+      table.remove(list, i)
+      keep(KEYS[1], list, #list)
+      break
+    end
+  end
+end
 local cd = redis.call('GET', KEYS[2])
 if cd and string.match(cd, ':(.*)$') == ARGV[1] then redis.call('DEL', KEYS[2]) end
 if ARGV[2] == '1' then
@@ -287,10 +388,10 @@ return 1
 // Returns {status, attempts_remaining, retry_after_ms, limit}: status as
 // service.VerifyStatus, or 5 (undone); limit 1 (per recipient) or 2 (per
 // IP) for a rate limit.
-var verifyScript = newScript(guarded + helpers + `
+var verifyScript = newScript(guarded + helpers + keptLua + `
 local ip = migrate(ARGV[9]) >= 4
 if redis.call('EXISTS', KEYS[3]) == 1 then return {5, 0, 0, 0} end
-local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok', 'x:' .. ARGV[5])
+local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok', 'x:' .. ARGV[5], unpack(kept_fields))
 -- A re-run of this attempt answers what the first run decided.
 if c[5] == ARGV[5] then return {0, 0, 0, 0} end
 if c[6] then return {1, tonumber(c[4]) - tonumber(c[3]), 0, 0} end
@@ -319,9 +420,16 @@ if used >= max then return {3, 0, 0, 0} end
 -- double-HMAC argument. Hashing both sides again (redis.sha1hex) would
 -- only be more of the same and cost 1.7 µs of Redis CPU per call; a
 -- byte-by-byte loop in Lua, 6 µs. A code stored under a previous secret
--- matches its hash under that secret (ARGV[10..]), compared the same way.
+-- matches its hash under that secret (ARGV[10..]), compared the same way,
+-- and so does every earlier code kept valid beside the latest one (none
+-- expires later than the latest, checked above). The first right code
+-- consumes them all: they share the record.
 local right = c[1] == ARGV[2]
 for i = 10, #ARGV do right = right or c[1] == ARGV[i] end
+for _, e in ipairs(kept_in(c, 7, now)) do
+  right = right or e[2] == ARGV[2]
+  for i = 10, #ARGV do right = right or e[2] == ARGV[i] end
+end
 if right then
   -- Consumed, not deleted: kept for the grace, marked with the attempt,
   -- so that a re-run of it answers OK again and an undo can restore it.
@@ -357,4 +465,44 @@ end
 local tomb = tonumber(ARGV[3])
 if tomb > 0 then redis.call('SET', KEYS[2], '1', 'PX', tomb) end
 return 1
+`)
+
+// cancelScript kills the codes of a recipient and usage type under every
+// secret: the live one and those it keeps, or a consumed one, which no undo
+// may bring back after a cancel. Cooldowns and windows stay. It only
+// deletes, so it runs under OOM too.
+//
+// KEYS the code under the current secret, then under each previous one
+// (one bucket, one hash slot); ARGV offset_ms.
+// Returns 1 when a code that could verify was there, else 0.
+var cancelScript = newScript(cleanUp + clockLua + keptLua + `
+local now, was = clock(ARGV[1]), 0
+for i = 1, #KEYS do
+  if live(redis.call('HMGET', KEYS[i], 'h', 'exp', 'a', 'm', 'ok'), now) then was = 1 end
+  redis.call('DEL', KEYS[i])
+end
+return was
+`)
+
+// statusScript reads a recipient's code and cooldown for a usage type,
+// under every secret, without moving or counting anything: the code with
+// the later expiry and the cooldown with the later end win, as migrateLua
+// would decide. It writes nothing, so it runs under OOM too.
+//
+// KEYS (code, cooldown) under the current secret, then under each previous
+// one; ARGV offset_ms.
+// Returns {live (0/1), expires_ms, attempts_remaining, valid_codes,
+// resend_after_ms}, times in the caller's clock, 0 for none.
+var statusScript = newScript(readOnly + clockLua + keptLua + `
+local now, best, at, cooldown = clock(ARGV[1]), nil, nil, 0
+for i = 1, #KEYS, 2 do
+  local c = redis.call('HMGET', KEYS[i], 'h', 'exp', 'a', 'm', 'ok')
+  if c[1] and (not best or tonumber(c[2]) > tonumber(best[2])) then best, at = c, KEYS[i] end
+  local until_ms = tonumber(string.match(redis.call('GET', KEYS[i + 1]) or '', '^(%d+)')) or 0
+  if until_ms > now and until_ms > cooldown then cooldown = until_ms end
+end
+if best and live(best, now) then
+  return {1, tonumber(best[2]), tonumber(best[4]) - tonumber(best[3]), 1 + #kept(at, now), cooldown}
+end
+return {0, 0, 0, 0, cooldown}
 `)

@@ -130,6 +130,12 @@ func Run(t *testing.T, newStore Factory) {
 			tc.fn(t, newStore(t))
 		})
 	}
+	for _, tc := range lifecycleTests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
+	}
 }
 
 func mustBegin(tb testing.TB, s service.Store, p service.SendParams, want service.SendStatus) service.SendResult {
