@@ -12,6 +12,7 @@ type metrics struct {
 	verified    *prometheus.CounterVec
 	rateLimited *prometheus.CounterVec
 	smsCountry  *prometheus.CounterVec
+	cancelled   *prometheus.CounterVec
 	fraud       *prometheus.CounterVec
 }
 
@@ -37,6 +38,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "otpd_sms_sent_by_country_total",
 			Help: "SMS codes a provider accepted, by the recipient's country calling code (\"86\", \"1\"): a sudden rise for one country is the sign of SMS pumping.",
 		}, []string{"country_code"}),
+		cancelled: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "otpd_codes_cancelled_total",
+			Help: "Live codes killed by CancelCode (a call that found none is not counted).",
+		}, []string{"usage_type"}),
 		fraud: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_fraud_decisions_total",
 			Help: "Sends a fraud rule refuses the destination of, by rule (sms_countries, sms_number_types) and action: refused (fraud.mode enforce), recorded (fraud.mode record_only: sent anyway), allowed (fraud.always_allow names the recipient or the client IP: sent anyway).",

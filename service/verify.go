@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/otpd/otpd/internal/redact"
-	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
@@ -17,11 +16,7 @@ func (s *Service) VerifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 
 func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) (*otpv1.VerifyCodeResponse, error) {
 	var v violations
-	rcpt, _ := parseRecipientWith(req.GetRecipient(), req.GetChannel(), &v, s.phones.parse)
-	usage, usageKey := parseUsage(req.GetUsageType(), &v)
-	if usage == otp.OrganizationInvitation {
-		v.add("usage_type", deliverOnly)
-	}
+	rcpt, usageKey := s.parseCodeTarget(req, &v)
 	code := req.GetCode()
 	switch {
 	case code == "":

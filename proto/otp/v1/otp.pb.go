@@ -741,6 +741,271 @@ func (x *VerifyCodeResponse) GetAttemptsRemaining() int32 {
 	return 0
 }
 
+// CancelCodeRequest names the code to cancel. The fields are checked as
+// VerifyCodeRequest's are.
+type CancelCodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The recipient the code was sent to, as in SendCodeRequest.
+	Recipient string `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// The channel the code was sent on; CHANNEL_UNSPECIFIED infers it.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=otp.v1.Channel" json:"channel,omitempty"`
+	// The usage type the code was sent for. Required.
+	UsageType     UsageType `protobuf:"varint,3,opt,name=usage_type,json=usageType,proto3,enum=otp.v1.UsageType" json:"usage_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelCodeRequest) Reset() {
+	*x = CancelCodeRequest{}
+	mi := &file_otp_v1_otp_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelCodeRequest) ProtoMessage() {}
+
+func (x *CancelCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_otp_v1_otp_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelCodeRequest.ProtoReflect.Descriptor instead.
+func (*CancelCodeRequest) Descriptor() ([]byte, []int) {
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CancelCodeRequest) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *CancelCodeRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *CancelCodeRequest) GetUsageType() UsageType {
+	if x != nil {
+		return x.UsageType
+	}
+	return UsageType_USAGE_TYPE_UNSPECIFIED
+}
+
+// CancelCodeResponse says what CancelCode did.
+type CancelCodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether a live code was cancelled; false when there was none (never
+	// sent, expired, used, out of attempts, or already cancelled).
+	Cancelled     bool `protobuf:"varint,1,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelCodeResponse) Reset() {
+	*x = CancelCodeResponse{}
+	mi := &file_otp_v1_otp_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelCodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelCodeResponse) ProtoMessage() {}
+
+func (x *CancelCodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_otp_v1_otp_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelCodeResponse.ProtoReflect.Descriptor instead.
+func (*CancelCodeResponse) Descriptor() ([]byte, []int) {
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelCodeResponse) GetCancelled() bool {
+	if x != nil {
+		return x.Cancelled
+	}
+	return false
+}
+
+// GetCodeStatusRequest names the code to describe. The fields are checked
+// as VerifyCodeRequest's are.
+type GetCodeStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The recipient the code was sent to, as in SendCodeRequest.
+	Recipient string `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// The channel the code was sent on; CHANNEL_UNSPECIFIED infers it.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=otp.v1.Channel" json:"channel,omitempty"`
+	// The usage type the code was sent for. Required.
+	UsageType     UsageType `protobuf:"varint,3,opt,name=usage_type,json=usageType,proto3,enum=otp.v1.UsageType" json:"usage_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCodeStatusRequest) Reset() {
+	*x = GetCodeStatusRequest{}
+	mi := &file_otp_v1_otp_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCodeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCodeStatusRequest) ProtoMessage() {}
+
+func (x *GetCodeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_otp_v1_otp_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCodeStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetCodeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetCodeStatusRequest) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *GetCodeStatusRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *GetCodeStatusRequest) GetUsageType() UsageType {
+	if x != nil {
+		return x.UsageType
+	}
+	return UsageType_USAGE_TYPE_UNSPECIFIED
+}
+
+// GetCodeStatusResponse describes the code of a recipient and usage type.
+type GetCodeStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether a code can be verified now: sent, not expired, not used, and
+	// with attempts left.
+	Live bool `protobuf:"varint,1,opt,name=live,proto3" json:"live,omitempty"`
+	// When the live code (the latest one sent) stops being valid; unset when
+	// none is live.
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// How many more wrong codes the live code allows (shared by every code
+	// code.keep_previous keeps); 0 when none is live.
+	AttemptsRemaining int32 `protobuf:"varint,3,opt,name=attempts_remaining,json=attemptsRemaining,proto3" json:"attempts_remaining,omitempty"`
+	// The earliest time a new code can be sent for the recipient and usage
+	// type (the end of the resend cooldown), set while the cooldown runs,
+	// whether or not a code is live; unset when a new code can be sent now.
+	ResendAfter *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=resend_after,json=resendAfter,proto3" json:"resend_after,omitempty"`
+	// How many codes would verify now: 1, or up to 1 + code.keep_previous
+	// when earlier codes are kept valid; 0 when none is live.
+	ValidCodes    int32 `protobuf:"varint,5,opt,name=valid_codes,json=validCodes,proto3" json:"valid_codes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCodeStatusResponse) Reset() {
+	*x = GetCodeStatusResponse{}
+	mi := &file_otp_v1_otp_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCodeStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCodeStatusResponse) ProtoMessage() {}
+
+func (x *GetCodeStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_otp_v1_otp_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCodeStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetCodeStatusResponse) Descriptor() ([]byte, []int) {
+	return file_otp_v1_otp_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetCodeStatusResponse) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
+func (x *GetCodeStatusResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *GetCodeStatusResponse) GetAttemptsRemaining() int32 {
+	if x != nil {
+		return x.AttemptsRemaining
+	}
+	return 0
+}
+
+func (x *GetCodeStatusResponse) GetResendAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResendAfter
+	}
+	return nil
+}
+
+func (x *GetCodeStatusResponse) GetValidCodes() int32 {
+	if x != nil {
+		return x.ValidCodes
+	}
+	return 0
+}
+
 var File_otp_v1_otp_proto protoreflect.FileDescriptor
 
 const file_otp_v1_otp_proto_rawDesc = "" +
@@ -785,7 +1050,27 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\tclient_ip\x18\x05 \x01(\tR\bclientIp\"q\n" +
 	"\x12VerifyCodeResponse\x12,\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x14.otp.v1.VerifyResultR\x06result\x12-\n" +
-	"\x12attempts_remaining\x18\x02 \x01(\x05R\x11attemptsRemaining*\xc1\x02\n" +
+	"\x12attempts_remaining\x18\x02 \x01(\x05R\x11attemptsRemaining\"\x8e\x01\n" +
+	"\x11CancelCodeRequest\x12\x1c\n" +
+	"\trecipient\x18\x01 \x01(\tR\trecipient\x12)\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x0f.otp.v1.ChannelR\achannel\x120\n" +
+	"\n" +
+	"usage_type\x18\x03 \x01(\x0e2\x11.otp.v1.UsageTypeR\tusageType\"2\n" +
+	"\x12CancelCodeResponse\x12\x1c\n" +
+	"\tcancelled\x18\x01 \x01(\bR\tcancelled\"\x91\x01\n" +
+	"\x14GetCodeStatusRequest\x12\x1c\n" +
+	"\trecipient\x18\x01 \x01(\tR\trecipient\x12)\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x0f.otp.v1.ChannelR\achannel\x120\n" +
+	"\n" +
+	"usage_type\x18\x03 \x01(\x0e2\x11.otp.v1.UsageTypeR\tusageType\"\xf5\x01\n" +
+	"\x15GetCodeStatusResponse\x12\x12\n" +
+	"\x04live\x18\x01 \x01(\bR\x04live\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12-\n" +
+	"\x12attempts_remaining\x18\x03 \x01(\x05R\x11attemptsRemaining\x12=\n" +
+	"\fresend_after\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vresendAfter\x12\x1f\n" +
+	"\vvalid_codes\x18\x05 \x01(\x05R\n" +
+	"validCodes*\xc1\x02\n" +
 	"\tUsageType\x12\x1a\n" +
 	"\x16USAGE_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13USAGE_TYPE_REGISTER\x10\x01\x12\x16\n" +
@@ -806,13 +1091,16 @@ const file_otp_v1_otp_proto_rawDesc = "" +
 	"\x10VERIFY_RESULT_OK\x10\x01\x12\x1a\n" +
 	"\x16VERIFY_RESULT_MISMATCH\x10\x02\x12\x19\n" +
 	"\x15VERIFY_RESULT_EXPIRED\x10\x03\x12#\n" +
-	"\x1fVERIFY_RESULT_TOO_MANY_ATTEMPTS\x10\x042\xd8\x01\n" +
+	"\x1fVERIFY_RESULT_TOO_MANY_ATTEMPTS\x10\x042\xeb\x02\n" +
 	"\n" +
 	"OtpService\x12=\n" +
 	"\bSendCode\x12\x17.otp.v1.SendCodeRequest\x1a\x18.otp.v1.SendCodeResponse\x12C\n" +
 	"\n" +
 	"VerifyCode\x12\x19.otp.v1.VerifyCodeRequest\x1a\x1a.otp.v1.VerifyCodeResponse\x12F\n" +
-	"\vDeliverCode\x12\x1a.otp.v1.DeliverCodeRequest\x1a\x1b.otp.v1.DeliverCodeResponseB)Z'github.com/otpd/otpd/proto/otp/v1;otpv1b\x06proto3"
+	"\vDeliverCode\x12\x1a.otp.v1.DeliverCodeRequest\x1a\x1b.otp.v1.DeliverCodeResponse\x12C\n" +
+	"\n" +
+	"CancelCode\x12\x19.otp.v1.CancelCodeRequest\x1a\x1a.otp.v1.CancelCodeResponse\x12L\n" +
+	"\rGetCodeStatus\x12\x1c.otp.v1.GetCodeStatusRequest\x1a\x1d.otp.v1.GetCodeStatusResponseB)Z'github.com/otpd/otpd/proto/otp/v1;otpv1b\x06proto3"
 
 var (
 	file_otp_v1_otp_proto_rawDescOnce sync.Once
@@ -827,7 +1115,7 @@ func file_otp_v1_otp_proto_rawDescGZIP() []byte {
 }
 
 var file_otp_v1_otp_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_otp_v1_otp_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_otp_v1_otp_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_otp_v1_otp_proto_goTypes = []any{
 	(UsageType)(0),                // 0: otp.v1.UsageType
 	(Channel)(0),                  // 1: otp.v1.Channel
@@ -838,32 +1126,46 @@ var file_otp_v1_otp_proto_goTypes = []any{
 	(*DeliverCodeResponse)(nil),   // 6: otp.v1.DeliverCodeResponse
 	(*VerifyCodeRequest)(nil),     // 7: otp.v1.VerifyCodeRequest
 	(*VerifyCodeResponse)(nil),    // 8: otp.v1.VerifyCodeResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*CancelCodeRequest)(nil),     // 9: otp.v1.CancelCodeRequest
+	(*CancelCodeResponse)(nil),    // 10: otp.v1.CancelCodeResponse
+	(*GetCodeStatusRequest)(nil),  // 11: otp.v1.GetCodeStatusRequest
+	(*GetCodeStatusResponse)(nil), // 12: otp.v1.GetCodeStatusResponse
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_otp_v1_otp_proto_depIdxs = []int32{
 	1,  // 0: otp.v1.SendCodeRequest.channel:type_name -> otp.v1.Channel
 	0,  // 1: otp.v1.SendCodeRequest.usage_type:type_name -> otp.v1.UsageType
 	1,  // 2: otp.v1.SendCodeResponse.channel:type_name -> otp.v1.Channel
-	9,  // 3: otp.v1.SendCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: otp.v1.SendCodeResponse.resend_after:type_name -> google.protobuf.Timestamp
+	13, // 3: otp.v1.SendCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 4: otp.v1.SendCodeResponse.resend_after:type_name -> google.protobuf.Timestamp
 	1,  // 5: otp.v1.DeliverCodeRequest.channel:type_name -> otp.v1.Channel
 	0,  // 6: otp.v1.DeliverCodeRequest.usage_type:type_name -> otp.v1.UsageType
 	1,  // 7: otp.v1.DeliverCodeResponse.channel:type_name -> otp.v1.Channel
-	9,  // 8: otp.v1.DeliverCodeResponse.resend_after:type_name -> google.protobuf.Timestamp
+	13, // 8: otp.v1.DeliverCodeResponse.resend_after:type_name -> google.protobuf.Timestamp
 	1,  // 9: otp.v1.VerifyCodeRequest.channel:type_name -> otp.v1.Channel
 	0,  // 10: otp.v1.VerifyCodeRequest.usage_type:type_name -> otp.v1.UsageType
 	2,  // 11: otp.v1.VerifyCodeResponse.result:type_name -> otp.v1.VerifyResult
-	3,  // 12: otp.v1.OtpService.SendCode:input_type -> otp.v1.SendCodeRequest
-	7,  // 13: otp.v1.OtpService.VerifyCode:input_type -> otp.v1.VerifyCodeRequest
-	5,  // 14: otp.v1.OtpService.DeliverCode:input_type -> otp.v1.DeliverCodeRequest
-	4,  // 15: otp.v1.OtpService.SendCode:output_type -> otp.v1.SendCodeResponse
-	8,  // 16: otp.v1.OtpService.VerifyCode:output_type -> otp.v1.VerifyCodeResponse
-	6,  // 17: otp.v1.OtpService.DeliverCode:output_type -> otp.v1.DeliverCodeResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	1,  // 12: otp.v1.CancelCodeRequest.channel:type_name -> otp.v1.Channel
+	0,  // 13: otp.v1.CancelCodeRequest.usage_type:type_name -> otp.v1.UsageType
+	1,  // 14: otp.v1.GetCodeStatusRequest.channel:type_name -> otp.v1.Channel
+	0,  // 15: otp.v1.GetCodeStatusRequest.usage_type:type_name -> otp.v1.UsageType
+	13, // 16: otp.v1.GetCodeStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 17: otp.v1.GetCodeStatusResponse.resend_after:type_name -> google.protobuf.Timestamp
+	3,  // 18: otp.v1.OtpService.SendCode:input_type -> otp.v1.SendCodeRequest
+	7,  // 19: otp.v1.OtpService.VerifyCode:input_type -> otp.v1.VerifyCodeRequest
+	5,  // 20: otp.v1.OtpService.DeliverCode:input_type -> otp.v1.DeliverCodeRequest
+	9,  // 21: otp.v1.OtpService.CancelCode:input_type -> otp.v1.CancelCodeRequest
+	11, // 22: otp.v1.OtpService.GetCodeStatus:input_type -> otp.v1.GetCodeStatusRequest
+	4,  // 23: otp.v1.OtpService.SendCode:output_type -> otp.v1.SendCodeResponse
+	8,  // 24: otp.v1.OtpService.VerifyCode:output_type -> otp.v1.VerifyCodeResponse
+	6,  // 25: otp.v1.OtpService.DeliverCode:output_type -> otp.v1.DeliverCodeResponse
+	10, // 26: otp.v1.OtpService.CancelCode:output_type -> otp.v1.CancelCodeResponse
+	12, // 27: otp.v1.OtpService.GetCodeStatus:output_type -> otp.v1.GetCodeStatusResponse
+	23, // [23:28] is the sub-list for method output_type
+	18, // [18:23] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_otp_v1_otp_proto_init() }
@@ -877,7 +1179,7 @@ func file_otp_v1_otp_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_otp_v1_otp_proto_rawDesc), len(file_otp_v1_otp_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,9 +23,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	OtpService_SendCode_FullMethodName    = "/otp.v1.OtpService/SendCode"
-	OtpService_VerifyCode_FullMethodName  = "/otp.v1.OtpService/VerifyCode"
-	OtpService_DeliverCode_FullMethodName = "/otp.v1.OtpService/DeliverCode"
+	OtpService_SendCode_FullMethodName      = "/otp.v1.OtpService/SendCode"
+	OtpService_VerifyCode_FullMethodName    = "/otp.v1.OtpService/VerifyCode"
+	OtpService_DeliverCode_FullMethodName   = "/otp.v1.OtpService/DeliverCode"
+	OtpService_CancelCode_FullMethodName    = "/otp.v1.OtpService/CancelCode"
+	OtpService_GetCodeStatus_FullMethodName = "/otp.v1.OtpService/GetCodeStatus"
 )
 
 // OtpServiceClient is the client API for OtpService service.
@@ -42,8 +44,9 @@ const (
 // UNAUTHENTICATED when caller authentication is on and fails.
 type OtpServiceClient interface {
 	// SendCode generates a new code for the recipient and usage type, replaces
-	// any earlier code for the same pair, and delivers it through the first
-	// provider of the channel that accepts it.
+	// any earlier code for the same pair (unless code.keep_previous keeps the
+	// last few valid too, with one shared attempt counter), and delivers it
+	// through the first provider of the channel that accepts it.
 	SendCode(ctx context.Context, in *SendCodeRequest, opts ...grpc.CallOption) (*SendCodeResponse, error)
 	// VerifyCode checks a code the user typed. A wrong code is an answer
 	// (VERIFY_RESULT_MISMATCH), not an error.
@@ -54,6 +57,16 @@ type OtpServiceClient interface {
 	// delivered code, and a live code from an earlier SendCode for the same
 	// recipient and usage type stays live.
 	DeliverCode(ctx context.Context, in *DeliverCodeRequest, opts ...grpc.CallOption) (*DeliverCodeResponse, error)
+	// CancelCode kills the live code of the recipient and usage type (every
+	// code code.keep_previous keeps with it), as on sign-out or an account
+	// change: VerifyCode then answers VERIFY_RESULT_EXPIRED. The resend
+	// cooldown and the rate-limit windows stay as they are. Idempotent: a
+	// second call changes nothing and answers cancelled false.
+	CancelCode(ctx context.Context, in *CancelCodeRequest, opts ...grpc.CallOption) (*CancelCodeResponse, error)
+	// GetCodeStatus tells whether the recipient has a live code for the usage
+	// type, until when, with how many attempts left, and when a new code can
+	// be sent. It changes nothing and counts against no limit.
+	GetCodeStatus(ctx context.Context, in *GetCodeStatusRequest, opts ...grpc.CallOption) (*GetCodeStatusResponse, error)
 }
 
 type otpServiceClient struct {
@@ -94,6 +107,26 @@ func (c *otpServiceClient) DeliverCode(ctx context.Context, in *DeliverCodeReque
 	return out, nil
 }
 
+func (c *otpServiceClient) CancelCode(ctx context.Context, in *CancelCodeRequest, opts ...grpc.CallOption) (*CancelCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelCodeResponse)
+	err := c.cc.Invoke(ctx, OtpService_CancelCode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *otpServiceClient) GetCodeStatus(ctx context.Context, in *GetCodeStatusRequest, opts ...grpc.CallOption) (*GetCodeStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCodeStatusResponse)
+	err := c.cc.Invoke(ctx, OtpService_GetCodeStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OtpServiceServer is the server API for OtpService service.
 // All implementations must embed UnimplementedOtpServiceServer
 // for forward compatibility.
@@ -108,8 +141,9 @@ func (c *otpServiceClient) DeliverCode(ctx context.Context, in *DeliverCodeReque
 // UNAUTHENTICATED when caller authentication is on and fails.
 type OtpServiceServer interface {
 	// SendCode generates a new code for the recipient and usage type, replaces
-	// any earlier code for the same pair, and delivers it through the first
-	// provider of the channel that accepts it.
+	// any earlier code for the same pair (unless code.keep_previous keeps the
+	// last few valid too, with one shared attempt counter), and delivers it
+	// through the first provider of the channel that accepts it.
 	SendCode(context.Context, *SendCodeRequest) (*SendCodeResponse, error)
 	// VerifyCode checks a code the user typed. A wrong code is an answer
 	// (VERIFY_RESULT_MISMATCH), not an error.
@@ -120,6 +154,16 @@ type OtpServiceServer interface {
 	// delivered code, and a live code from an earlier SendCode for the same
 	// recipient and usage type stays live.
 	DeliverCode(context.Context, *DeliverCodeRequest) (*DeliverCodeResponse, error)
+	// CancelCode kills the live code of the recipient and usage type (every
+	// code code.keep_previous keeps with it), as on sign-out or an account
+	// change: VerifyCode then answers VERIFY_RESULT_EXPIRED. The resend
+	// cooldown and the rate-limit windows stay as they are. Idempotent: a
+	// second call changes nothing and answers cancelled false.
+	CancelCode(context.Context, *CancelCodeRequest) (*CancelCodeResponse, error)
+	// GetCodeStatus tells whether the recipient has a live code for the usage
+	// type, until when, with how many attempts left, and when a new code can
+	// be sent. It changes nothing and counts against no limit.
+	GetCodeStatus(context.Context, *GetCodeStatusRequest) (*GetCodeStatusResponse, error)
 	mustEmbedUnimplementedOtpServiceServer()
 }
 
@@ -138,6 +182,12 @@ func (UnimplementedOtpServiceServer) VerifyCode(context.Context, *VerifyCodeRequ
 }
 func (UnimplementedOtpServiceServer) DeliverCode(context.Context, *DeliverCodeRequest) (*DeliverCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeliverCode not implemented")
+}
+func (UnimplementedOtpServiceServer) CancelCode(context.Context, *CancelCodeRequest) (*CancelCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelCode not implemented")
+}
+func (UnimplementedOtpServiceServer) GetCodeStatus(context.Context, *GetCodeStatusRequest) (*GetCodeStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCodeStatus not implemented")
 }
 func (UnimplementedOtpServiceServer) mustEmbedUnimplementedOtpServiceServer() {}
 func (UnimplementedOtpServiceServer) testEmbeddedByValue()                    {}
@@ -214,6 +264,42 @@ func _OtpService_DeliverCode_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OtpService_CancelCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OtpServiceServer).CancelCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OtpService_CancelCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OtpServiceServer).CancelCode(ctx, req.(*CancelCodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OtpService_GetCodeStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCodeStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OtpServiceServer).GetCodeStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OtpService_GetCodeStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OtpServiceServer).GetCodeStatus(ctx, req.(*GetCodeStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OtpService_ServiceDesc is the grpc.ServiceDesc for OtpService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -232,6 +318,14 @@ var OtpService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeliverCode",
 			Handler:    _OtpService_DeliverCode_Handler,
+		},
+		{
+			MethodName: "CancelCode",
+			Handler:    _OtpService_CancelCode_Handler,
+		},
+		{
+			MethodName: "GetCodeStatus",
+			Handler:    _OtpService_GetCodeStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

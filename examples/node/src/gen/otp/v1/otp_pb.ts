@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file otp/v1/otp.proto.
  */
 export const file_otp_v1_otp: GenFile = /*@__PURE__*/
-  fileDesc("ChBvdHAvdjEvb3RwLnByb3RvEgZvdHAudjEiqQEKD1NlbmRDb2RlUmVxdWVzdBIRCglyZWNpcGllbnQYASABKAkSIAoHY2hhbm5lbBgCIAEoDjIPLm90cC52MS5DaGFubmVsEiUKCnVzYWdlX3R5cGUYAyABKA4yES5vdHAudjEuVXNhZ2VUeXBlEg4KBmxvY2FsZRgEIAEoCRIRCgljbGllbnRfaXAYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJIsEBChBTZW5kQ29kZVJlc3BvbnNlEhcKD3ZlcmlmaWNhdGlvbl9pZBgBIAEoCRIgCgdjaGFubmVsGAIgASgOMg8ub3RwLnYxLkNoYW5uZWwSEAoIcHJvdmlkZXIYAyABKAkSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMcmVzZW5kX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLIAQoSRGVsaXZlckNvZGVSZXF1ZXN0EhEKCXJlY2lwaWVudBgBIAEoCRIgCgdjaGFubmVsGAIgASgOMg8ub3RwLnYxLkNoYW5uZWwSJQoKdXNhZ2VfdHlwZRgDIAEoDjIRLm90cC52MS5Vc2FnZVR5cGUSDgoGbG9jYWxlGAQgASgJEhEKCWNsaWVudF9pcBgFIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkSDAoEY29kZRgHIAEoCRIMCgRsaW5rGAggASgJIpQBChNEZWxpdmVyQ29kZVJlc3BvbnNlEhcKD3ZlcmlmaWNhdGlvbl9pZBgBIAEoCRIgCgdjaGFubmVsGAIgASgOMg8ub3RwLnYxLkNoYW5uZWwSEAoIcHJvdmlkZXIYAyABKAkSMAoMcmVzZW5kX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKQAQoRVmVyaWZ5Q29kZVJlcXVlc3QSEQoJcmVjaXBpZW50GAEgASgJEiAKB2NoYW5uZWwYAiABKA4yDy5vdHAudjEuQ2hhbm5lbBIlCgp1c2FnZV90eXBlGAMgASgOMhEub3RwLnYxLlVzYWdlVHlwZRIMCgRjb2RlGAQgASgJEhEKCWNsaWVudF9pcBgFIAEoCSJWChJWZXJpZnlDb2RlUmVzcG9uc2USJAoGcmVzdWx0GAEgASgOMhQub3RwLnYxLlZlcmlmeVJlc3VsdBIaChJhdHRlbXB0c19yZW1haW5pbmcYAiABKAUqwQIKCVVzYWdlVHlwZRIaChZVU0FHRV9UWVBFX1VOU1BFQ0lGSUVEEAASFwoTVVNBR0VfVFlQRV9SRUdJU1RFUhABEhYKElVTQUdFX1RZUEVfU0lHTl9JThACEh4KGlVTQUdFX1RZUEVfRk9SR09UX1BBU1NXT1JEEAMSFgoSVVNBR0VfVFlQRV9HRU5FUklDEAQSKQolVVNBR0VfVFlQRV9VU0VSX1BFUk1JU1NJT05fVkFMSURBVElPThAFEiIKHlVTQUdFX1RZUEVfQklORF9ORVdfSURFTlRJRklFUhAGEh8KG1VTQUdFX1RZUEVfTUZBX1ZFUklGSUNBVElPThAHEhcKE1VTQUdFX1RZUEVfQklORF9NRkEQCBImCiJVU0FHRV9UWVBFX09SR0FOSVpBVElPTl9JTlZJVEFUSU9OEAkqRgoHQ2hhbm5lbBIXChNDSEFOTkVMX1VOU1BFQ0lGSUVEEAASDwoLQ0hBTk5FTF9TTVMQARIRCg1DSEFOTkVMX0VNQUlMEAIqnwEKDFZlcmlmeVJlc3VsdBIdChlWRVJJRllfUkVTVUxUX1VOU1BFQ0lGSUVEEAASFAoQVkVSSUZZX1JFU1VMVF9PSxABEhoKFlZFUklGWV9SRVNVTFRfTUlTTUFUQ0gQAhIZChVWRVJJRllfUkVTVUxUX0VYUElSRUQQAxIjCh9WRVJJRllfUkVTVUxUX1RPT19NQU5ZX0FUVEVNUFRTEAQy2AEKCk90cFNlcnZpY2USPQoIU2VuZENvZGUSFy5vdHAudjEuU2VuZENvZGVSZXF1ZXN0Ghgub3RwLnYxLlNlbmRDb2RlUmVzcG9uc2USQwoKVmVyaWZ5Q29kZRIZLm90cC52MS5WZXJpZnlDb2RlUmVxdWVzdBoaLm90cC52MS5WZXJpZnlDb2RlUmVzcG9uc2USRgoLRGVsaXZlckNvZGUSGi5vdHAudjEuRGVsaXZlckNvZGVSZXF1ZXN0Ghsub3RwLnYxLkRlbGl2ZXJDb2RlUmVzcG9uc2VCKVonZ2l0aHViLmNvbS9vdHBkL290cGQvcHJvdG8vb3RwL3YxO290cHYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChBvdHAvdjEvb3RwLnByb3RvEgZvdHAudjEiqQEKD1NlbmRDb2RlUmVxdWVzdBIRCglyZWNpcGllbnQYASABKAkSIAoHY2hhbm5lbBgCIAEoDjIPLm90cC52MS5DaGFubmVsEiUKCnVzYWdlX3R5cGUYAyABKA4yES5vdHAudjEuVXNhZ2VUeXBlEg4KBmxvY2FsZRgEIAEoCRIRCgljbGllbnRfaXAYBSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJIsEBChBTZW5kQ29kZVJlc3BvbnNlEhcKD3ZlcmlmaWNhdGlvbl9pZBgBIAEoCRIgCgdjaGFubmVsGAIgASgOMg8ub3RwLnYxLkNoYW5uZWwSEAoIcHJvdmlkZXIYAyABKAkSLgoKZXhwaXJlc19hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMcmVzZW5kX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLIAQoSRGVsaXZlckNvZGVSZXF1ZXN0EhEKCXJlY2lwaWVudBgBIAEoCRIgCgdjaGFubmVsGAIgASgOMg8ub3RwLnYxLkNoYW5uZWwSJQoKdXNhZ2VfdHlwZRgDIAEoDjIRLm90cC52MS5Vc2FnZVR5cGUSDgoGbG9jYWxlGAQgASgJEhEKCWNsaWVudF9pcBgFIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkSDAoEY29kZRgHIAEoCRIMCgRsaW5rGAggASgJIpQBChNEZWxpdmVyQ29kZVJlc3BvbnNlEhcKD3ZlcmlmaWNhdGlvbl9pZBgBIAEoCRIgCgdjaGFubmVsGAIgASgOMg8ub3RwLnYxLkNoYW5uZWwSEAoIcHJvdmlkZXIYAyABKAkSMAoMcmVzZW5kX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKQAQoRVmVyaWZ5Q29kZVJlcXVlc3QSEQoJcmVjaXBpZW50GAEgASgJEiAKB2NoYW5uZWwYAiABKA4yDy5vdHAudjEuQ2hhbm5lbBIlCgp1c2FnZV90eXBlGAMgASgOMhEub3RwLnYxLlVzYWdlVHlwZRIMCgRjb2RlGAQgASgJEhEKCWNsaWVudF9pcBgFIAEoCSJWChJWZXJpZnlDb2RlUmVzcG9uc2USJAoGcmVzdWx0GAEgASgOMhQub3RwLnYxLlZlcmlmeVJlc3VsdBIaChJhdHRlbXB0c19yZW1haW5pbmcYAiABKAUibwoRQ2FuY2VsQ29kZVJlcXVlc3QSEQoJcmVjaXBpZW50GAEgASgJEiAKB2NoYW5uZWwYAiABKA4yDy5vdHAudjEuQ2hhbm5lbBIlCgp1c2FnZV90eXBlGAMgASgOMhEub3RwLnYxLlVzYWdlVHlwZSInChJDYW5jZWxDb2RlUmVzcG9uc2USEQoJY2FuY2VsbGVkGAEgASgIInIKFEdldENvZGVTdGF0dXNSZXF1ZXN0EhEKCXJlY2lwaWVudBgBIAEoCRIgCgdjaGFubmVsGAIgASgOMg8ub3RwLnYxLkNoYW5uZWwSJQoKdXNhZ2VfdHlwZRgDIAEoDjIRLm90cC52MS5Vc2FnZVR5cGUiuAEKFUdldENvZGVTdGF0dXNSZXNwb25zZRIMCgRsaXZlGAEgASgIEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhoKEmF0dGVtcHRzX3JlbWFpbmluZxgDIAEoBRIwCgxyZXNlbmRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3ZhbGlkX2NvZGVzGAUgASgFKsECCglVc2FnZVR5cGUSGgoWVVNBR0VfVFlQRV9VTlNQRUNJRklFRBAAEhcKE1VTQUdFX1RZUEVfUkVHSVNURVIQARIWChJVU0FHRV9UWVBFX1NJR05fSU4QAhIeChpVU0FHRV9UWVBFX0ZPUkdPVF9QQVNTV09SRBADEhYKElVTQUdFX1RZUEVfR0VORVJJQxAEEikKJVVTQUdFX1RZUEVfVVNFUl9QRVJNSVNTSU9OX1ZBTElEQVRJT04QBRIiCh5VU0FHRV9UWVBFX0JJTkRfTkVXX0lERU5USUZJRVIQBhIfChtVU0FHRV9UWVBFX01GQV9WRVJJRklDQVRJT04QBxIXChNVU0FHRV9UWVBFX0JJTkRfTUZBEAgSJgoiVVNBR0VfVFlQRV9PUkdBTklaQVRJT05fSU5WSVRBVElPThAJKkYKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEg8KC0NIQU5ORUxfU01TEAESEQoNQ0hBTk5FTF9FTUFJTBACKp8BCgxWZXJpZnlSZXN1bHQSHQoZVkVSSUZZX1JFU1VMVF9VTlNQRUNJRklFRBAAEhQKEFZFUklGWV9SRVNVTFRfT0sQARIaChZWRVJJRllfUkVTVUxUX01JU01BVENIEAISGQoVVkVSSUZZX1JFU1VMVF9FWFBJUkVEEAMSIwofVkVSSUZZX1JFU1VMVF9UT09fTUFOWV9BVFRFTVBUUxAEMusCCgpPdHBTZXJ2aWNlEj0KCFNlbmRDb2RlEhcub3RwLnYxLlNlbmRDb2RlUmVxdWVzdBoYLm90cC52MS5TZW5kQ29kZVJlc3BvbnNlEkMKClZlcmlmeUNvZGUSGS5vdHAudjEuVmVyaWZ5Q29kZVJlcXVlc3QaGi5vdHAudjEuVmVyaWZ5Q29kZVJlc3BvbnNlEkYKC0RlbGl2ZXJDb2RlEhoub3RwLnYxLkRlbGl2ZXJDb2RlUmVxdWVzdBobLm90cC52MS5EZWxpdmVyQ29kZVJlc3BvbnNlEkMKCkNhbmNlbENvZGUSGS5vdHAudjEuQ2FuY2VsQ29kZVJlcXVlc3QaGi5vdHAudjEuQ2FuY2VsQ29kZVJlc3BvbnNlEkwKDUdldENvZGVTdGF0dXMSHC5vdHAudjEuR2V0Q29kZVN0YXR1c1JlcXVlc3QaHS5vdHAudjEuR2V0Q29kZVN0YXR1c1Jlc3BvbnNlQilaJ2dpdGh1Yi5jb20vb3RwZC9vdHBkL3Byb3RvL290cC92MTtvdHB2MWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * SendCodeRequest asks for a new code to be sent.
@@ -329,6 +329,155 @@ export const VerifyCodeResponseSchema: GenMessage<VerifyCodeResponse> = /*@__PUR
   messageDesc(file_otp_v1_otp, 5);
 
 /**
+ * CancelCodeRequest names the code to cancel. The fields are checked as
+ * VerifyCodeRequest's are.
+ *
+ * @generated from message otp.v1.CancelCodeRequest
+ */
+export type CancelCodeRequest = Message<"otp.v1.CancelCodeRequest"> & {
+  /**
+   * The recipient the code was sent to, as in SendCodeRequest.
+   *
+   * @generated from field: string recipient = 1;
+   */
+  recipient: string;
+
+  /**
+   * The channel the code was sent on; CHANNEL_UNSPECIFIED infers it.
+   *
+   * @generated from field: otp.v1.Channel channel = 2;
+   */
+  channel: Channel;
+
+  /**
+   * The usage type the code was sent for. Required.
+   *
+   * @generated from field: otp.v1.UsageType usage_type = 3;
+   */
+  usageType: UsageType;
+};
+
+/**
+ * Describes the message otp.v1.CancelCodeRequest.
+ * Use `create(CancelCodeRequestSchema)` to create a new message.
+ */
+export const CancelCodeRequestSchema: GenMessage<CancelCodeRequest> = /*@__PURE__*/
+  messageDesc(file_otp_v1_otp, 6);
+
+/**
+ * CancelCodeResponse says what CancelCode did.
+ *
+ * @generated from message otp.v1.CancelCodeResponse
+ */
+export type CancelCodeResponse = Message<"otp.v1.CancelCodeResponse"> & {
+  /**
+   * Whether a live code was cancelled; false when there was none (never
+   * sent, expired, used, out of attempts, or already cancelled).
+   *
+   * @generated from field: bool cancelled = 1;
+   */
+  cancelled: boolean;
+};
+
+/**
+ * Describes the message otp.v1.CancelCodeResponse.
+ * Use `create(CancelCodeResponseSchema)` to create a new message.
+ */
+export const CancelCodeResponseSchema: GenMessage<CancelCodeResponse> = /*@__PURE__*/
+  messageDesc(file_otp_v1_otp, 7);
+
+/**
+ * GetCodeStatusRequest names the code to describe. The fields are checked
+ * as VerifyCodeRequest's are.
+ *
+ * @generated from message otp.v1.GetCodeStatusRequest
+ */
+export type GetCodeStatusRequest = Message<"otp.v1.GetCodeStatusRequest"> & {
+  /**
+   * The recipient the code was sent to, as in SendCodeRequest.
+   *
+   * @generated from field: string recipient = 1;
+   */
+  recipient: string;
+
+  /**
+   * The channel the code was sent on; CHANNEL_UNSPECIFIED infers it.
+   *
+   * @generated from field: otp.v1.Channel channel = 2;
+   */
+  channel: Channel;
+
+  /**
+   * The usage type the code was sent for. Required.
+   *
+   * @generated from field: otp.v1.UsageType usage_type = 3;
+   */
+  usageType: UsageType;
+};
+
+/**
+ * Describes the message otp.v1.GetCodeStatusRequest.
+ * Use `create(GetCodeStatusRequestSchema)` to create a new message.
+ */
+export const GetCodeStatusRequestSchema: GenMessage<GetCodeStatusRequest> = /*@__PURE__*/
+  messageDesc(file_otp_v1_otp, 8);
+
+/**
+ * GetCodeStatusResponse describes the code of a recipient and usage type.
+ *
+ * @generated from message otp.v1.GetCodeStatusResponse
+ */
+export type GetCodeStatusResponse = Message<"otp.v1.GetCodeStatusResponse"> & {
+  /**
+   * Whether a code can be verified now: sent, not expired, not used, and
+   * with attempts left.
+   *
+   * @generated from field: bool live = 1;
+   */
+  live: boolean;
+
+  /**
+   * When the live code (the latest one sent) stops being valid; unset when
+   * none is live.
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * How many more wrong codes the live code allows (shared by every code
+   * code.keep_previous keeps); 0 when none is live.
+   *
+   * @generated from field: int32 attempts_remaining = 3;
+   */
+  attemptsRemaining: number;
+
+  /**
+   * The earliest time a new code can be sent for the recipient and usage
+   * type (the end of the resend cooldown), set while the cooldown runs,
+   * whether or not a code is live; unset when a new code can be sent now.
+   *
+   * @generated from field: google.protobuf.Timestamp resend_after = 4;
+   */
+  resendAfter?: Timestamp | undefined;
+
+  /**
+   * How many codes would verify now: 1, or up to 1 + code.keep_previous
+   * when earlier codes are kept valid; 0 when none is live.
+   *
+   * @generated from field: int32 valid_codes = 5;
+   */
+  validCodes: number;
+};
+
+/**
+ * Describes the message otp.v1.GetCodeStatusResponse.
+ * Use `create(GetCodeStatusResponseSchema)` to create a new message.
+ */
+export const GetCodeStatusResponseSchema: GenMessage<GetCodeStatusResponse> = /*@__PURE__*/
+  messageDesc(file_otp_v1_otp, 9);
+
+/**
  * UsageType is what a code is for. A code sent for one usage type never
  * verifies another.
  *
@@ -520,8 +669,9 @@ export const VerifyResultSchema: GenEnum<VerifyResult> = /*@__PURE__*/
 export const OtpService: GenService<{
   /**
    * SendCode generates a new code for the recipient and usage type, replaces
-   * any earlier code for the same pair, and delivers it through the first
-   * provider of the channel that accepts it.
+   * any earlier code for the same pair (unless code.keep_previous keeps the
+   * last few valid too, with one shared attempt counter), and delivers it
+   * through the first provider of the channel that accepts it.
    *
    * @generated from rpc otp.v1.OtpService.SendCode
    */
@@ -554,6 +704,32 @@ export const OtpService: GenService<{
     methodKind: "unary";
     input: typeof DeliverCodeRequestSchema;
     output: typeof DeliverCodeResponseSchema;
+  },
+  /**
+   * CancelCode kills the live code of the recipient and usage type (every
+   * code code.keep_previous keeps with it), as on sign-out or an account
+   * change: VerifyCode then answers VERIFY_RESULT_EXPIRED. The resend
+   * cooldown and the rate-limit windows stay as they are. Idempotent: a
+   * second call changes nothing and answers cancelled false.
+   *
+   * @generated from rpc otp.v1.OtpService.CancelCode
+   */
+  cancelCode: {
+    methodKind: "unary";
+    input: typeof CancelCodeRequestSchema;
+    output: typeof CancelCodeResponseSchema;
+  },
+  /**
+   * GetCodeStatus tells whether the recipient has a live code for the usage
+   * type, until when, with how many attempts left, and when a new code can
+   * be sent. It changes nothing and counts against no limit.
+   *
+   * @generated from rpc otp.v1.OtpService.GetCodeStatus
+   */
+  getCodeStatus: {
+    methodKind: "unary";
+    input: typeof GetCodeStatusRequestSchema;
+    output: typeof GetCodeStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_otp_v1_otp, 0);
