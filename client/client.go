@@ -143,6 +143,20 @@ func (c *Client) VerifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest, o
 	return retry(ctx, c.opts, func() (*otpv1.VerifyCodeResponse, error) { return c.otp.VerifyCode(ctx, req, opts...) })
 }
 
+// CancelCode kills the live code of a recipient and usage type (sign-out,
+// an account change). Retrying it is safe: a cancel is idempotent (a
+// retry whose first attempt did cancel answers cancelled false).
+func (c *Client) CancelCode(ctx context.Context, req *otpv1.CancelCodeRequest, opts ...grpc.CallOption) (*otpv1.CancelCodeResponse, error) {
+	return retry(ctx, c.opts, func() (*otpv1.CancelCodeResponse, error) { return c.otp.CancelCode(ctx, req, opts...) })
+}
+
+// GetCodeStatus tells whether a recipient has a live code for a usage
+// type, with its expiry, the attempts left and the end of the resend
+// cooldown. Retrying it is safe: it changes nothing.
+func (c *Client) GetCodeStatus(ctx context.Context, req *otpv1.GetCodeStatusRequest, opts ...grpc.CallOption) (*otpv1.GetCodeStatusResponse, error) {
+	return retry(ctx, c.opts, func() (*otpv1.GetCodeStatusResponse, error) { return c.otp.GetCodeStatus(ctx, req, opts...) })
+}
+
 // retry runs call until it succeeds, fails with an error not worth
 // retrying, or runs out of attempts or time.
 func retry[T any](ctx context.Context, o options, call func() (T, error)) (T, error) {

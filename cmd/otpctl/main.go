@@ -2,6 +2,8 @@
 //
 //	otpctl [-addr 127.0.0.1:50051] send   -to +14155550123 -usage sign-in
 //	otpctl [-addr unix:///run/otpd/otpd.sock] verify -to +14155550123 -usage sign-in -code 123456
+//	otpctl status -to +14155550123 -usage sign-in
+//	otpctl cancel -to +14155550123 -usage sign-in
 //	otpctl health -addr 127.0.0.1:50051
 //	otpctl version
 //
@@ -50,6 +52,8 @@ const usageText = `usage: otpctl [global flags] COMMAND [flags]
 commands:
   send     -to RECIPIENT -usage TYPE [-channel sms|email] [-locale TAG] [-ip IP] [-idempotency-key KEY]
   verify   -to RECIPIENT -usage TYPE -code CODE [-channel sms|email] [-ip IP]
+  status   -to RECIPIENT -usage TYPE [-channel sms|email]   is a code live, until when, attempts left, resend after
+  cancel   -to RECIPIENT -usage TYPE [-channel sms|email]   kill the live code (and those kept with it)
   health   [-service NAME]
   version  print otpctl's version (also -version)
   help     print this help (also -h, --help)
@@ -196,6 +200,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		call = func(ctx context.Context, conn *grpc.ClientConn) (proto.Message, error) {
 			return otpv1.NewOtpServiceClient(conn).VerifyCode(ctx, req)
 		}
+	case "status", "cancel":
+		build := codeFlags(cfs)
+		if code := parseCmd(); code >= 0 {
+			return code
+		}
+		to, ch, u, ok := build(stderr)
+		if !ok {
+			return 2
+		}
+		call = func(ctx context.Context, conn *grpc.ClientConn) (proto.Message, error) {
+			c := otpv1.NewOtpServiceClient(conn)
+			if cmd == "cancel" {
+				return c.CancelCode(ctx, &otpv1.CancelCodeRequest{Recipient: to, Channel: ch, UsageType: u})
+			}
+			return c.GetCodeStatus(ctx, &otpv1.GetCodeStatusRequest{Recipient: to, Channel: ch, UsageType: u})
+		}
 	case "health":
 		svc := cfs.String("service", "", `service name ("" for the whole server, or otp.v1.OtpService)`)
 		if code := parseCmd(); code >= 0 {
@@ -334,6 +354,19 @@ func verifyFlags(fs *flag.FlagSet) func(stderr io.Writer) (*otpv1.VerifyCodeRequ
 	return func(stderr io.Writer) (*otpv1.VerifyCodeRequest, bool) {
 		u, ch, ok := tf.parse(stderr)
 		return &otpv1.VerifyCodeRequest{Recipient: *tf.to, Channel: ch, UsageType: u, Code: *code, ClientIp: *tf.ip}, ok
+	}
+}
+
+// codeFlags adds the flags of status and cancel to fs (who, on which
+// channel, for what) and returns what reads them once fs is parsed.
+func codeFlags(fs *flag.FlagSet) func(stderr io.Writer) (string, otpv1.Channel, otpv1.UsageType, bool) {
+	to := fs.String("to", "", "recipient the code was sent to")
+	usage := fs.String("usage", "", "usage type: register, sign-in, forgot-password, generic")
+	channel := fs.String("channel", "", "sms or email (default: inferred)")
+	return func(stderr io.Writer) (string, otpv1.Channel, otpv1.UsageType, bool) {
+		u, ok1 := parseUsage(*usage, stderr)
+		ch, ok2 := parseChannel(*channel, stderr)
+		return *to, ch, u, ok1 && ok2
 	}
 }
 
