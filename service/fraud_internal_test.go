@@ -85,3 +85,27 @@ func TestNumberTypeNames(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClassifyE164: what the number-type rule costs an SMS send,
+// against the library's own two calls.
+func BenchmarkClassifyE164(b *testing.B) {
+	numbers := make([]string, 4096)
+	for i := range numbers {
+		numbers[i] = "+1415" + strconv.Itoa(2000000+i*1777)
+	}
+	b.Run("library", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			n, err := phonenumbers.Parse(numbers[i%len(numbers)], "")
+			if err != nil || phonenumbers.GetRegionCodeForNumber(n) != "US" || phonenumbers.GetNumberType(n) != phonenumbers.FIXED_LINE_OR_MOBILE {
+				b.Fatal(numbers[i%len(numbers)])
+			}
+		}
+	})
+	b.Run("classify", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if region, typ := classifyE164(numbers[i%len(numbers)]); region != "US" || typ != phonenumbers.FIXED_LINE_OR_MOBILE {
+				b.Fatal(numbers[i%len(numbers)], region, typ)
+			}
+		}
+	})
+}

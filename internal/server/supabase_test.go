@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,12 +95,13 @@ func postWebhook(t *testing.T, url, path string, wh webhook) supabaseResult {
 	return r
 }
 
-var webhookSeq int
+// webhookSeq numbers webhook ids; the tests that sign run in parallel.
+var webhookSeq atomic.Int64
 
 // signed is a request signed now with key 1, with a new id.
 func signed(body string) webhook {
-	webhookSeq++
-	return webhook{id: "msg_" + strconv.Itoa(webhookSeq) + "_" + strconv.FormatInt(time.Now().UnixNano(), 36), ts: time.Now(), keys: [][]byte{supabaseKey1}, body: body}
+	seq := webhookSeq.Add(1)
+	return webhook{id: "msg_" + strconv.FormatInt(seq, 10) + "_" + strconv.FormatInt(time.Now().UnixNano(), 36), ts: time.Now(), keys: [][]byte{supabaseKey1}, body: body}
 }
 
 func smsHook(phone, otpCode, smsType, ip string) string {
