@@ -15,9 +15,11 @@ type Call = { method: string; idempotencyKey: string; authorization: string | nu
 
 // fake returns a client of an otpd whose answers to each call are, in
 // order, the given errors and then success; calls records what it got.
-function fake(answers: Partial<Record<"sendCode" | "verifyCode" | "deliverCode", ConnectError[]>>, maxRetryDelayMs?: number) {
+type Method = "sendCode" | "verifyCode" | "deliverCode" | "cancelCode" | "getCodeStatus";
+
+function fake(answers: Partial<Record<Method, ConnectError[]>>, maxRetryDelayMs?: number) {
   const calls: Call[] = [];
-  const next = (method: "sendCode" | "verifyCode" | "deliverCode", key: string, ctx: HandlerContext) => {
+  const next = (method: Method, key: string, ctx: HandlerContext) => {
     calls.push({ method, idempotencyKey: key, authorization: ctx.requestHeader.get("authorization"), at: Date.now() });
     const err = answers[method]?.shift();
     if (err) {
@@ -38,6 +40,14 @@ function fake(answers: Partial<Record<"sendCode" | "verifyCode" | "deliverCode",
         verifyCode(req, ctx) {
           next("verifyCode", "", ctx);
           return { result: req.code === "123456" ? VerifyResult.OK : VerifyResult.MISMATCH };
+        },
+        cancelCode(_req, ctx) {
+          next("cancelCode", "", ctx);
+          return { cancelled: true };
+        },
+        getCodeStatus(_req, ctx) {
+          next("getCodeStatus", "", ctx);
+          return { live: true, attemptsRemaining: 4, validCodes: 2, resendAfter: { seconds: 1_900_000_000n, nanos: 0 } };
         },
       });
     },
@@ -137,4 +147,28 @@ test("a wrong code is an answer, not an error", async () => {
   const { otpd } = fake({});
   const v = await otpd.verifyCode({ recipient: "+14155550123", usageType: UsageType.SIGN_IN, code: "000000" });
   assert.equal(v.result, VerifyResult.MISMATCH);
+});
+
+test("cancelCode and getCodeStatus retry unavailable as verifyCode does, never a rate limit", async () => {
+  const { otpd, calls } = fake({ cancelCode: [unavailable(10)], getCodeStatus: [unavailable(10)] });
+  const c = await otpd.cancelCode({ recipient: "+14155550123", usageType: UsageType.SIGN_IN });
+  assert.equal(c.cancelled, true);
+  const st = await otpd.getCodeStatus({ recipient: "+14155550123", usageType: UsageType.SIGN_IN });
+  assert.equal(st.live, true);
+  assert.equal(st.attemptsRemaining, 4);
+  assert.equal(st.validCodes, 2);
+  assert.equal(st.resendAfter?.seconds, 1_900_000_000n);
+  assert.deepEqual(
+    calls.map((c) => [c.method, c.authorization]),
+    [
+      ["cancelCode", "Bearer t0ken"],
+      ["cancelCode", "Bearer t0ken"],
+      ["getCodeStatus", "Bearer t0ken"],
+      ["getCodeStatus", "Bearer t0ken"],
+    ],
+  );
+  const limitedOnce = fake({ getCodeStatus: [limited(10)] });
+  const err = await limitedOnce.otpd.getCodeStatus({ recipient: "+14155550123", usageType: UsageType.SIGN_IN }).catch((e: unknown) => e);
+  assert.ok(err instanceof OtpdError);
+  assert.equal(limitedOnce.calls.length, 1);
 });

@@ -36,11 +36,15 @@ import {
   RetryInfoSchema,
 } from "./gen/google/rpc/error_details_pb.js";
 import {
+  CancelCodeRequestSchema,
   DeliverCodeRequestSchema,
+  GetCodeStatusRequestSchema,
   OtpService,
   SendCodeRequestSchema,
   VerifyCodeRequestSchema,
+  type CancelCodeResponse,
   type DeliverCodeResponse,
+  type GetCodeStatusResponse,
   type SendCodeResponse,
   type VerifyCodeResponse,
 } from "./gen/otp/v1/otp_pb.js";
@@ -237,6 +241,26 @@ export class OtpdClient {
   async verifyCode(req: MessageInitShape<typeof VerifyCodeRequestSchema>, opts?: CallOptions): Promise<VerifyCodeResponse> {
     const msg = create(VerifyCodeRequestSchema, req);
     return this.call("VerifyCode", opts, (o) => this.raw.verifyCode(msg, o));
+  }
+
+  /**
+   * cancelCode kills the live code of a recipient and usage type (sign-out,
+   * an account change); cancelled says whether one was there. Retrying is
+   * safe: a cancel is idempotent.
+   */
+  async cancelCode(req: MessageInitShape<typeof CancelCodeRequestSchema>, opts?: CallOptions): Promise<CancelCodeResponse> {
+    const msg = create(CancelCodeRequestSchema, req);
+    return this.call("CancelCode", opts, (o) => this.raw.cancelCode(msg, o));
+  }
+
+  /**
+   * getCodeStatus tells whether a code is live, until when, with how many
+   * attempts left, and when a new one can be sent (resendAfter, the real
+   * cooldown for a sign-in page). It changes nothing; retrying is safe.
+   */
+  async getCodeStatus(req: MessageInitShape<typeof GetCodeStatusRequestSchema>, opts?: CallOptions): Promise<GetCodeStatusResponse> {
+    const msg = create(GetCodeStatusRequestSchema, req);
+    return this.call("GetCodeStatus", opts, (o) => this.raw.getCodeStatus(msg, o));
   }
 
   // call runs one RPC until it succeeds, fails with anything but
