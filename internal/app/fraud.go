@@ -93,8 +93,8 @@ func writeFraud(w io.Writer, r FraudReport) {
 	fmt.Fprintf(w, "  sms number types: %s\n", strings.Join(r.NumberTypes, ", "))
 	fmt.Fprintf(w, "  conversion:       window %s, min_unverified %d, ratio %s (read and checked, not enforced yet)\n",
 		r.Conversion.Window, r.Conversion.MinUnverified, strconv.FormatFloat(r.Conversion.Ratio, 'g', -1, 64))
-	fmt.Fprintf(w, "  always_allow:     %d recipients, %d client networks (bypass the fraud rules, not the rate limits)\n",
-		r.AlwaysAllow.Recipients, r.AlwaysAllow.ClientIPs)
+	fmt.Fprintf(w, "  always_allow:     %s, %s (bypass the fraud rules, not the rate limits)\n",
+		count(r.AlwaysAllow.Recipients, "recipient"), count(r.AlwaysAllow.ClientIPs, "client network"))
 	if n := len(r.TestRecipients); n > 0 {
 		fmt.Fprintf(w, "  test recipients:  %d, never delivered to, fixed codes: %s\n", n, strings.Join(r.TestRecipients, ", "))
 	} else {
@@ -112,4 +112,12 @@ func warnFraud(cfg *config.Config, log *slog.Logger) {
 		log.Warn("test_recipients: these recipients are never delivered to and accept a fixed code, with no send limit and no fraud rule; remove them when review or testing is over",
 			"test_recipients", t)
 	}
+}
+
+// count is n and the noun, in the plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

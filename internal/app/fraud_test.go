@@ -43,7 +43,7 @@ func TestCheckFraud(t *testing.T) {
 		"sms countries:    only GB, IE, never GG",
 		"sms number types: mobile",
 		"conversion:       window 12h0m0s, min_unverified 30, ratio 0.5 (read and checked, not enforced yet)",
-		"always_allow:     3 recipients, 1 client networks",
+		"always_allow:     3 recipients, 1 client network",
 		"test recipients:  2, never delivered to, fixed codes: +15******100, a***@example.com",
 	} {
 		if !strings.Contains(sec, want) {
