@@ -13,8 +13,8 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/otpd/otpd/internal/redistest"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
