@@ -34,6 +34,17 @@ func (s *Service) parseCodeTarget(req codeTarget, v *violations) (recipient, str
 	return rcpt, usageKey
 }
 
+// codeCall validates the fields of a call on a live code (CancelCode,
+// GetCodeStatus) and returns its recipient, usage key and store parameters.
+func (s *Service) codeCall(req codeTarget) (recipient, string, CodeParams, error) {
+	var v violations
+	rcpt, usageKey := s.parseCodeTarget(req, &v)
+	if err := v.err(); err != nil {
+		return recipient{}, "", CodeParams{}, err
+	}
+	return rcpt, usageKey, CodeParams{Recipient: s.storeRecipient(rcpt), Usage: usageKey, Now: s.now()}, nil
+}
+
 // CancelCode implements otp.v1.OtpService.
 func (s *Service) CancelCode(ctx context.Context, req *otpv1.CancelCodeRequest) (*otpv1.CancelCodeResponse, error) {
 	resp, err := s.cancelCode(ctx, req)
@@ -41,19 +52,17 @@ func (s *Service) CancelCode(ctx context.Context, req *otpv1.CancelCodeRequest) 
 }
 
 func (s *Service) cancelCode(ctx context.Context, req *otpv1.CancelCodeRequest) (*otpv1.CancelCodeResponse, error) {
-	var v violations
-	rcpt, usageKey := s.parseCodeTarget(req, &v)
-	if err := v.err(); err != nil {
+	rcpt, usageKey, p, err := s.codeCall(req)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
 	log := s.callLog("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
-	p := CodeParams{Recipient: s.storeRecipient(rcpt), Usage: usageKey, Now: s.now()}
 	var cancelled bool
 	// Asked again while the answer is lost: a cancel is idempotent (the
 	// second run finds nothing, and says so).
-	_, err := retryStore(ctx, func(ctx context.Context) error {
+	_, err = retryStore(ctx, func(ctx context.Context) error {
 		var err error
 		cancelled, err = s.store.CancelCode(ctx, p)
 		return err
@@ -76,16 +85,14 @@ func (s *Service) GetCodeStatus(ctx context.Context, req *otpv1.GetCodeStatusReq
 }
 
 func (s *Service) getCodeStatus(ctx context.Context, req *otpv1.GetCodeStatusRequest) (*otpv1.GetCodeStatusResponse, error) {
-	var v violations
-	rcpt, usageKey := s.parseCodeTarget(req, &v)
-	if err := v.err(); err != nil {
+	rcpt, usageKey, p, err := s.codeCall(req)
+	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	p := CodeParams{Recipient: s.storeRecipient(rcpt), Usage: usageKey, Now: s.now()}
 	var st CodeStatus
-	_, err := retryStore(ctx, func(ctx context.Context) error {
+	_, err = retryStore(ctx, func(ctx context.Context) error {
 		var err error
 		st, err = s.store.CodeStatus(ctx, p)
 		return err
