@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -112,6 +113,7 @@ func toStatus(err error) error {
 		inv  *invalidError
 		rl   *rateLimitError
 		fe   *fraudError
+		lc   *lowConversionError
 		perr *providers.Error
 		serr *storeError
 	)
@@ -123,6 +125,15 @@ func toStatus(err error) error {
 			&errdetails.ErrorInfo{Reason: "RATE_LIMITED", Domain: errorDomain, Metadata: map[string]string{"limit": rl.limit}},
 			&errdetails.RetryInfo{RetryDelay: durationpb.New(roundUp(rl.retryAfter))},
 			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: rl.limit, Description: "limit " + rl.limit + " reached"}}},
+		)
+	case errors.As(err, &lc):
+		subject := "country_code"
+		if lc.subject == conversionIP {
+			subject = "client_ip"
+		}
+		return withDetails(codes.ResourceExhausted, "too few codes sent to this "+strings.ReplaceAll(subject, "_", " ")+" are verified; try again later (fraud rule conversion)",
+			&errdetails.ErrorInfo{Reason: "LOW_CONVERSION", Domain: errorDomain, Metadata: map[string]string{"rule": ruleConversion, "subject": subject}},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(roundUp(lc.retryAfter))},
 		)
 	case errors.As(err, &fe):
 		return withDetails(codes.PermissionDenied, "codes cannot be sent to this destination (fraud rule "+fe.rule+")",

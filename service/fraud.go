@@ -29,6 +29,13 @@ const (
 const (
 	ruleCountries   = "sms_countries"
 	ruleNumberTypes = "sms_number_types"
+	ruleConversion  = "conversion"
+)
+
+// The conversion rule's slots (Slot.Limit), one per subject it counts.
+const (
+	conversionCountry = "conversion_country"
+	conversionIP      = "conversion_client_ip"
 )
 
 // The actions of otpd_fraud_decisions_total.
@@ -45,8 +52,9 @@ const (
 // (International Revenue Share Fraud), in which an attacker has codes sent
 // to numbers whose terminating fees they share. The static rules look at
 // the destination only and are decided in memory, before the store is
-// asked, so that a refused send costs nothing. DefaultFraud gives the
-// defaults.
+// asked, so that a refused send costs nothing; the conversion rule is
+// decided by the store, with the limits (conversionSlots). DefaultFraud
+// gives the defaults.
 type Fraud struct {
 	// Mode is FraudEnforce (the default) or FraudRecordOnly.
 	Mode string `yaml:"mode"`
@@ -63,8 +71,8 @@ type Fraud struct {
 	// names); any other type is refused. Default: mobile and
 	// fixed_line_or_mobile (the plans that cannot tell the two apart).
 	SMSNumberTypes []string `yaml:"sms_number_types"`
-	// Conversion is the low-conversion rule's setting. It is read and
-	// checked; the rule itself is not enforced yet.
+	// Conversion is the low-conversion rule: SMS sends per country and
+	// per client IP that nobody verifies are cut off.
 	Conversion Conversion `yaml:"conversion"`
 	// AlwaysAllow lists recipients and client networks that the fraud
 	// rules never refuse. The rate limits still apply.
@@ -82,6 +90,16 @@ type CountryLists struct {
 // Conversion is fraud.conversion: per SMS country calling code and per
 // client IP, with S sends and V verified codes in Window, a send is
 // refused while S - V >= max(MinUnverified, Ratio × V).
+//
+// The store counts S - V itself: the unverified sends of each subject
+// (their verification ids, in the send's own atomic step, like a window
+// of the limits), and V per part of the window. A verification that
+// succeeds credits its send: its id leaves the unverified sends of its
+// country and of its send's client IP, and V grows by one, once. A send
+// delivered nowhere leaves them too. SendCode to SMS only: DeliverCode's
+// codes are verified by the identity server that made them, which otpd
+// never hears of, so it would count every delivery as unverified; test
+// recipients are exempt, as from every limit. Email is not counted.
 type Conversion struct {
 	// Window is the period counted (24h); 0 turns the rule off.
 	Window time.Duration `yaml:"window"`
@@ -248,6 +266,7 @@ func parseNet(s string) (netip.Prefix, error) {
 // fraudGuard is Fraud compiled for the send path.
 type fraudGuard struct {
 	record      bool
+	conversion  Conversion      // Window 0: off
 	allow, deny map[string]bool // by region; allow nil: every region
 	types       map[phonenumbers.PhoneNumberType]bool
 	prefixes    []string        // always_allow E.164 prefixes
@@ -257,7 +276,7 @@ type fraudGuard struct {
 
 // newFraudGuard compiles f, which must pass validate.
 func newFraudGuard(f Fraud) *fraudGuard {
-	g := &fraudGuard{record: f.Mode == FraudRecordOnly, types: map[phonenumbers.PhoneNumberType]bool{}, emails: map[string]bool{}}
+	g := &fraudGuard{record: f.Mode == FraudRecordOnly, conversion: f.Conversion, types: map[phonenumbers.PhoneNumberType]bool{}, emails: map[string]bool{}}
 	set := func(list []string) map[string]bool {
 		if len(list) == 0 {
 			return nil
@@ -365,4 +384,94 @@ func (s *Service) checkFraud(ctx context.Context, r sendRequest, log callLog) er
 	}
 	log.InfoContext(ctx, "send refused by the fraud guard", "rule", rule)
 	return &fraudError{rule: rule}
+}
+
+// conversionSlots are the conversion rule's slots of a send: its SMS
+// country's and, when the caller gave one, its client IP's. Slots in
+// record mode (fraud.mode record_only, or a send always_allow names) are
+// taken over the threshold too, and the store says so (SendResult.Over).
+// credit is what the send stores with its code for the verification that
+// credits it: the client IP's subject, in 25 characters.
+func (s *Service) conversionSlots(r sendRequest) (slots []Slot, credit string) {
+	c := s.fraud.conversion
+	if c.Window <= 0 || r.deliver || r.rcpt.channel != otp.SMS {
+		return nil, ""
+	}
+	rule := &ConversionRule{MinUnverified: c.MinUnverified, Ratio: c.Ratio,
+		Record: s.fraud.record || s.fraud.allowed(r.rcpt, r.clientAddr)}
+	slots = append(slots, s.countryConversion(r.rcpt.country, rule))
+	if r.ip != "" {
+		sl := s.ipSlot(conversionIP, conversionPrefix, r.ip, Window{Window: c.Window})
+		sl.Conversion = rule
+		slots = append(slots, sl)
+		credit = sl.Bucket + strings.TrimPrefix(sl.Key, conversionPrefix+"ip:")
+	}
+	return slots, credit
+}
+
+// conversionPrefix tells a client IP's conversion slot from its windows
+// (ipSlot).
+const conversionPrefix = "cv"
+
+// countryConversion is the conversion slot of a country calling code.
+func (s *Service) countryConversion(country string, rule *ConversionRule) Slot {
+	return Slot{Limit: conversionCountry, Key: "cv:cc:" + country, Window: Window{Window: s.fraud.conversion.Window}, Conversion: rule}
+}
+
+// creditSlots are the conversion slots a verified SMS code's send counted
+// in: its country's and the client IP's its send stored (credit), whose
+// key is the one of the secret the send ran under.
+func (s *Service) creditSlots(country, credit string) []Slot {
+	rule := &ConversionRule{MinUnverified: s.fraud.conversion.MinUnverified, Ratio: s.fraud.conversion.Ratio}
+	slots := []Slot{s.countryConversion(country, rule)}
+	if len(credit) > bucketHexDigits {
+		slots = append(slots, Slot{Limit: conversionIP, Key: conversionPrefix + "ip:" + credit[bucketHexDigits:],
+			Bucket: credit[:bucketHexDigits], Window: Window{Window: s.fraud.conversion.Window}, Conversion: rule})
+	}
+	return slots
+}
+
+// lowConversionError is a send the conversion rule refused.
+type lowConversionError struct {
+	subject    string // conversionCountry or conversionIP
+	retryAfter time.Duration
+}
+
+func (e *lowConversionError) Error() string {
+	return "too few codes sent to this destination are verified (fraud rule conversion, " + e.subject +
+		"), retry after " + e.retryAfter.Round(time.Millisecond).String()
+}
+
+// conversionRefused counts and logs a send the conversion rule refused
+// for subject.
+func (s *Service) conversionRefused(ctx context.Context, log callLog, count func(provider, result string), subject string, retryAfter time.Duration) error {
+	count("", "blocked")
+	s.metrics.fraud.WithLabelValues(ruleConversion, actionRefused).Inc()
+	log.InfoContext(ctx, "send refused by the fraud guard", "rule", ruleConversion, "subject", subject, "retry_after", retryAfter.String())
+	return &lowConversionError{subject: subject, retryAfter: retryAfter}
+}
+
+// conversionPassedOver counts and logs a send over the conversion rule's
+// threshold for subject that went ahead: always_allow names it, or
+// fraud.mode is record_only.
+func (s *Service) conversionPassedOver(ctx context.Context, r sendRequest, log callLog, subject string) {
+	action := actionRecorded
+	if s.fraud.allowed(r.rcpt, r.clientAddr) {
+		action = actionAllowed
+	}
+	s.metrics.fraud.WithLabelValues(ruleConversion, action).Inc()
+	log.InfoContext(ctx, "fraud rule passed over", "rule", ruleConversion, "subject", subject, "action", action)
+}
+
+// credit credits a verified SMS code's send to its conversion slots: one
+// store call after an OK, bounded by the verification's context. A
+// failure leaves the send counted as unverified until it leaves the
+// window, and never fails the verification.
+func (s *Service) credit(ctx context.Context, log callLog, country string, res VerifyResult, now time.Time) {
+	if s.fraud.conversion.Window <= 0 || country == "" || res.VerificationID == "" {
+		return
+	}
+	if err := s.store.CreditSlots(ctx, now, res.VerificationID, s.creditSlots(country, res.Credit)); err != nil {
+		log.WarnContext(ctx, "credit verified send to the conversion rule: it counts as unverified until it leaves the window", "error", err)
+	}
 }

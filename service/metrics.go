@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_codes_sent_total",
-			Help: "SendCode and DeliverCode outcomes. result: ok, replayed, rate_limited, blocked (a fraud rule refused the destination), transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled. entry: how the call came in (grpc, connect, grpc_web, logto, supabase).",
+			Help: "SendCode and DeliverCode outcomes. result: ok, replayed, rate_limited, blocked (a fraud rule refused the send), transient_error (every provider failed), permanent_error (a provider rejected the message, or none serves the recipient), store_error, canceled. entry: how the call came in (grpc, connect, grpc_web, logto, supabase).",
 		}, []string{"channel", "provider", "usage_type", "result", "entry"}),
 		verified: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_verifications_total",
@@ -44,13 +44,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"usage_type"}),
 		fraud: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "otpd_fraud_decisions_total",
-			Help: "Sends a fraud rule refuses the destination of, by rule (sms_countries, sms_number_types) and action: refused (fraud.mode enforce), recorded (fraud.mode record_only: sent anyway), allowed (fraud.always_allow names the recipient or the client IP: sent anyway).",
+			Help: "Sends a fraud rule refuses, by rule (sms_countries, sms_number_types: the destination; conversion: too few of the SMS codes sent to the country or from the client IP are verified) and action: refused (fraud.mode enforce), recorded (fraud.mode record_only: sent anyway), allowed (fraud.always_allow names the recipient or the client IP: sent anyway).",
 		}, []string{"rule", "action"}),
 	}
 	for _, l := range []string{limitResend, limitPerRecipient, limitPerIP, limitPerCountry, limitVerifyPerRecipient, limitVerifyPerIP} {
 		m.rateLimited.WithLabelValues(l)
 	}
-	for _, r := range []string{ruleCountries, ruleNumberTypes} {
+	for _, r := range []string{ruleCountries, ruleNumberTypes, ruleConversion} {
 		for _, a := range []string{actionRefused, actionRecorded, actionAllowed} {
 			m.fraud.WithLabelValues(r, a)
 		}

@@ -268,6 +268,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		code = newCode(s.cfg.Code.Length)
 		codeHash = s.keys.codeHash(rid.ID, r.usageKey, code)
 	}
+	conversion, credit := s.conversionSlots(r)
 	params := SendParams{
 		Recipient:      rid,
 		Usage:          r.usageKey,
@@ -283,7 +284,8 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		IdempotencyKey: idemID,
 		Fingerprint:    fingerprint,
 		PendingTTL:     s.cfg.SendTimeout + 5*time.Second,
-		Slots:          s.sendSlots(r),
+		Slots:          append(s.sendSlots(r), conversion...),
+		Credit:         credit,
 	}
 	var res SendResult
 	// Asked again with the same verification id while the answer is lost
@@ -314,7 +316,13 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	}
 	switch res.Status {
 	case SendAccepted:
+		if res.Over != "" {
+			s.conversionPassedOver(ctx, r, log, res.Over)
+		}
 	case SendSlotLimited:
+		if res.Limit == conversionCountry || res.Limit == conversionIP {
+			return nil, s.conversionRefused(ctx, log, count, res.Limit, res.RetryAfter)
+		}
 		return nil, s.limited(ctx, count, log, res.Limit, res.RetryAfter)
 	case SendCooldown:
 		return nil, s.limited(ctx, count, log, limitResend, res.RetryAfter)
@@ -333,7 +341,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	}
 	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: ttl, Link: r.link})
 	if err != nil {
-		s.abort(ctx, log, abort)
+		s.abort(ctx, log, abort, conversion)
 		log.ErrorContext(ctx, "render template", "locale", r.locale, "error", err)
 		return nil, fmt.Errorf("%w: %v", errNoTemplate, err)
 	}
@@ -352,7 +360,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		ClientIP:       r.ip,
 	})
 	if err != nil {
-		s.abort(ctx, log, abort)
+		s.abort(ctx, log, abort, conversion)
 		result, provider := "transient_error", ""
 		var perr *providers.Error
 		if errors.As(err, &perr) {
@@ -439,9 +447,16 @@ func (s *Service) idempotentAnswer(ctx context.Context, log callLog, count func(
 // abort frees what a send whose delivery failed holds, even when the
 // call's own context is already done (a deadline is the usual reason
 // delivery failed): at once, so that the user can ask again at once, and
-// in the background if the store does not answer.
-func (s *Service) abort(ctx context.Context, log callLog, p AbortParams) {
-	s.cleanUp(ctx, log, "abort failed send", func(ctx context.Context) error { return s.store.AbortSend(ctx, p) })
+// in the background if the store does not answer. The send leaves its
+// conversion slots too: a code delivered nowhere is not an unverified
+// one. It stays in the other windows, which count attempts.
+func (s *Service) abort(ctx context.Context, log callLog, p AbortParams, conversion []Slot) {
+	s.cleanUp(ctx, log, "abort failed send", func(ctx context.Context) error {
+		if err := s.store.AbortSend(ctx, p); err != nil {
+			return err
+		}
+		return s.store.ReleaseSlots(ctx, p.VerificationID, conversion)
+	})
 }
 
 func (s *Service) completeIdempotent(ctx context.Context, log callLog, rid Recipient, idemID IdempotencyKey, resp *otpv1.SendCodeResponse) {

@@ -67,9 +67,35 @@ type Slot struct {
 	// Previous holds Key under each previous secret: a store moves what
 	// it finds under them to Key first, as for a Recipient.
 	Previous []string
-	// Window is the limit.
+	// Window is the limit. For a conversion slot, Window.Window is the
+	// period counted and Count is unused.
 	Window Window
+	// Conversion, when set, makes the slot the low-conversion rule's
+	// (fraud.conversion) instead of a window of Count events: the slot
+	// holds the subject's unverified sends (a send counts until
+	// CreditSlots credits it, a release removes it, or it leaves the
+	// window) beside a count of its verified ones, and is full while
+	// unverified >= max(MinUnverified, Ratio × verified). A store keeps
+	// the verified count next to the slot's own state, under the same
+	// Key, Bucket and Previous.
+	Conversion *ConversionRule
 }
+
+// ConversionRule is the threshold of a conversion slot.
+type ConversionRule struct {
+	MinUnverified int
+	Ratio         float64
+	// Record marks a slot that is never full: over the threshold the send
+	// is taken all the same and SendResult.Over names the slot (the rule
+	// in fraud.mode record_only, or for a sender fraud.always_allow
+	// names).
+	Record bool
+}
+
+// ConversionBuckets is how many parts a conversion slot's window is cut
+// into for its verified count: a verification leaves the count when its
+// part of the window has passed, up to Window/ConversionBuckets late.
+const ConversionBuckets = 24
 
 // SlotDenial says which slot was full and when it frees up.
 type SlotDenial struct {
@@ -150,8 +176,13 @@ type SendParams struct {
 	// PendingTTL bounds how long an unfinished idempotent send blocks
 	// retries with the same key.
 	PendingTTL time.Duration
-	// Slots are the shared limits (per IP, per country) the send counts
-	// against, taken with it or not at all: they are checked after the
+	// Credit is stored with the code (never with NoCode) and returned by
+	// the Verify that consumes it (VerifyResult.Credit): the subject of
+	// the send's client-IP conversion slot, so that the service can
+	// credit the send there. Empty when there is none.
+	Credit string
+	// Slots are the shared limits (per IP, per country, the conversion
+	// rule's) the send counts against, taken with it or not at all: they are checked after the
 	// idempotency record and before the cooldown and the per-recipient
 	// window, and taken only when the send is accepted.
 	Slots []Slot
@@ -167,6 +198,9 @@ type SendResult struct {
 	Limit string
 	// Replay is the stored answer for SendReplay.
 	Replay []byte
+	// Over names, for SendAccepted, the first conversion slot with Record
+	// set that was over its threshold: the send was taken anyway.
+	Over string
 }
 
 // AbortParams identifies a send to undo: one whose delivery failed
@@ -242,6 +276,11 @@ type VerifyResult struct {
 	// ByIP is set for VerifyRateLimited when the full window is PerIP's,
 	// not the recipient's.
 	ByIP bool
+	// VerificationID and Credit are set for VerifyOK: the verification
+	// id of the latest send of the consumed code's record and what that
+	// send stored as SendParams.Credit.
+	VerificationID string
+	Credit         string
 }
 
 // UndoVerifyParams identifies a verification whose outcome is unknown.
@@ -303,6 +342,11 @@ type Store interface {
 	TakeSlots(ctx context.Context, now time.Time, member string, slots []Slot) (*SlotDenial, error)
 	// ReleaseSlots removes member from the slots again.
 	ReleaseSlots(ctx context.Context, member string, slots []Slot) error
+	// CreditSlots credits a verified send to conversion slots: member
+	// leaves each slot's unverified sends and, only where it was there,
+	// the slot's verified count grows by one, so that a credit run again
+	// counts once. It moves a slot's state from its Previous keys first.
+	CreditSlots(ctx context.Context, now time.Time, member string, slots []Slot) error
 	// BeginSend checks the idempotency key, the shared slots, the cooldown
 	// and the per-recipient window, and when all pass stores the new code
 	// (replacing the old one, or keeping up to KeepPrevious live ones

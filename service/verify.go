@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/otpd/otpd/internal/redact"
+	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
@@ -89,6 +90,9 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		err := fmt.Errorf("verify: unknown status %d from the store", res.Status)
 		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err), rcpt.country).Inc()
 		return nil, storeErr(ctx, err)
+	}
+	if res.Status == VerifyOK && rcpt.channel == otp.SMS {
+		s.credit(ctx, log, rcpt.country, res, p.Now)
 	}
 	s.metrics.verified.WithLabelValues(usageKey, label, rcpt.country).Inc()
 	log.InfoContext(ctx, "code verified", "result", label, "attempts_remaining", res.AttemptsRemaining)

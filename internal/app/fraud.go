@@ -31,8 +31,8 @@ type ConversionReport struct {
 	Window        string  `json:"window"`
 	MinUnverified int     `json:"min_unverified"`
 	Ratio         float64 `json:"ratio"`
-	// Enforced is false: the low-conversion rule is read and checked,
-	// not yet applied.
+	// Enforced is whether the low-conversion rule runs (window not 0);
+	// in mode record_only it counts and refuses nothing.
 	Enforced bool `json:"enforced"`
 }
 
@@ -59,6 +59,7 @@ func fraudReport(cfg *config.Config) FraudReport {
 		NumberTypes: append([]string{}, f.SMSNumberTypes...),
 		Conversion: ConversionReport{
 			Window: f.Conversion.Window.String(), MinUnverified: f.Conversion.MinUnverified, Ratio: f.Conversion.Ratio,
+			Enforced: f.Conversion.Window > 0,
 		},
 		AlwaysAllow:    AlwaysAllowReport{Recipients: len(f.AlwaysAllow.Recipients), ClientIPs: len(f.AlwaysAllow.ClientIPs)},
 		TestRecipients: maskedTestRecipients(cfg),
@@ -91,8 +92,12 @@ func writeFraud(w io.Writer, r FraudReport) {
 	fmt.Fprintf(w, "\nfraud guard (mode %s):\n", r.Mode)
 	fmt.Fprintf(w, "  sms countries:    %s\n", countries)
 	fmt.Fprintf(w, "  sms number types: %s\n", strings.Join(r.NumberTypes, ", "))
-	fmt.Fprintf(w, "  conversion:       window %s, min_unverified %d, ratio %s (read and checked, not enforced yet)\n",
-		r.Conversion.Window, r.Conversion.MinUnverified, strconv.FormatFloat(r.Conversion.Ratio, 'g', -1, 64))
+	if r.Conversion.Enforced {
+		fmt.Fprintf(w, "  conversion:       window %s, min_unverified %d, ratio %s (SMS SendCode, per country calling code and per client_ip; DeliverCode exempt)\n",
+			r.Conversion.Window, r.Conversion.MinUnverified, strconv.FormatFloat(r.Conversion.Ratio, 'g', -1, 64))
+	} else {
+		fmt.Fprint(w, "  conversion:       off (window 0)\n")
+	}
 	fmt.Fprintf(w, "  always_allow:     %s, %s (bypass the fraud rules, not the rate limits)\n",
 		count(r.AlwaysAllow.Recipients, "recipient"), count(r.AlwaysAllow.ClientIPs, "client network"))
 	if n := len(r.TestRecipients); n > 0 {

@@ -42,7 +42,7 @@ func TestCheckFraud(t *testing.T) {
 	for _, want := range []string{
 		"sms countries:    only GB, IE, never GG",
 		"sms number types: mobile",
-		"conversion:       window 12h0m0s, min_unverified 30, ratio 0.5 (read and checked, not enforced yet)",
+		"conversion:       window 12h0m0s, min_unverified 30, ratio 0.5 (SMS SendCode, per country calling code and per client_ip; DeliverCode exempt)",
 		"always_allow:     3 recipients, 1 client network",
 		"test recipients:  2, never delivered to, fixed codes: +15******100, a***@example.com",
 	} {
@@ -89,7 +89,7 @@ func TestCheckJSONFraud(t *testing.T) {
 	}
 	want := app.FraudReport{
 		Mode: "record_only", Allow: []string{"GB", "IE"}, Deny: []string{"GG"}, NumberTypes: []string{"mobile"},
-		Conversion:     app.ConversionReport{Window: "12h0m0s", MinUnverified: 30, Ratio: 0.5},
+		Conversion:     app.ConversionReport{Window: "12h0m0s", MinUnverified: 30, Ratio: 0.5, Enforced: true},
 		AlwaysAllow:    app.AlwaysAllowReport{Recipients: 3, ClientIPs: 1},
 		TestRecipients: []string{"+15******100", "a***@example.com"},
 	}

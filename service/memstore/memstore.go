@@ -25,7 +25,9 @@ type Store struct {
 	idem      map[string]*idemRecord
 	// undone holds the tombstones of undone sends and attempts, by
 	// recipient/id, with their expiry in ms.
-	undone    map[string]int64
+	undone map[string]int64
+	// verified holds the verified counts of conversion slots, by slot key.
+	verified  map[string]*counts
 	lastSweep time.Time
 	// latest is the latest time a caller passed in, for the calls that
 	// carry none.
@@ -44,6 +46,12 @@ type event struct {
 	member string
 }
 
+// counts is a conversion slot's verified count, per part of its window.
+type counts struct {
+	by   map[int64]int // by the part's number: its start in ms / part
+	part int64         // the part's length in ms, as last used
+}
+
 type code struct {
 	hash    []byte
 	id      string
@@ -56,6 +64,8 @@ type code struct {
 	keep int64
 	// wrong holds the attempts counted as wrong.
 	wrong map[string]bool
+	// credit is SendParams.Credit of the send that stored the code.
+	credit string
 	// kept are the earlier codes kept valid beside this one
 	// (SendParams.KeepPrevious), newest first; they share used, max, okBy
 	// and wrong.
@@ -104,6 +114,7 @@ type idemRecord struct {
 func New() *Store {
 	return &Store{
 		windows:   map[string]*window{},
+		verified:  map[string]*counts{},
 		codes:     map[string]*code{},
 		cooldowns: map[string]expiring{},
 		idem:      map[string]*idemRecord{},
@@ -132,10 +143,7 @@ func (s *Store) take(key string, now int64, w service.Window, member string) (bo
 	if retry > 0 {
 		return false, retry
 	}
-	i := sort.Search(len(win.events), func(i int) bool { return win.events[i].at > now })
-	win.events = append(win.events, event{})
-	copy(win.events[i+1:], win.events[i:])
-	win.events[i] = event{at: now, member: member}
+	s.insert(win, now, member)
 	return true, 0
 }
 
@@ -183,7 +191,8 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 	defer s.mu.Unlock()
 	s.sweep(now)
 	s.migrateSlots(slots)
-	return s.takeSlots(now.UnixMilli(), member, slots), nil
+	d, _ := s.takeSlots(now.UnixMilli(), member, slots)
+	return d, nil
 }
 
 // has reports whether member is in the window at key.
@@ -199,19 +208,111 @@ func (s *Store) has(key, member string) bool {
 }
 
 // takeSlots takes every slot or, denied one, none. A slot that holds
-// member already counts as taken.
-func (s *Store) takeSlots(ms int64, member string, slots []service.Slot) *service.SlotDenial {
+// member already counts as taken. over names the first conversion slot in
+// record mode that was over its threshold.
+func (s *Store) takeSlots(ms int64, member string, slots []service.Slot) (d *service.SlotDenial, over string) {
 	for i, sl := range slots {
 		if s.has("slot:"+sl.Key, member) {
 			continue
 		}
-		ok, retry := s.take("slot:"+sl.Key, ms, sl.Window, member)
+		ok, retry := true, time.Duration(0)
+		if c := sl.Conversion; c != nil {
+			if retry = s.lowConversion(sl, ms); retry > 0 {
+				if c.Record {
+					retry = 0
+					if over == "" {
+						over = sl.Limit
+					}
+				} else {
+					ok = false
+				}
+			}
+			if ok {
+				s.insert(s.windows["slot:"+sl.Key], ms, member)
+			}
+		} else {
+			ok, retry = s.take("slot:"+sl.Key, ms, sl.Window, member)
+		}
 		if !ok {
 			for _, t := range slots[:i] {
 				s.remove("slot:"+t.Key, member)
 			}
-			return &service.SlotDenial{Limit: sl.Limit, RetryAfter: retry}
+			return &service.SlotDenial{Limit: sl.Limit, RetryAfter: retry}, ""
 		}
+	}
+	return nil, over
+}
+
+// lowConversion prunes a conversion slot's unverified sends and, when
+// they reach the threshold, returns the time until the oldest leaves the
+// window.
+func (s *Store) lowConversion(sl service.Slot, now int64) time.Duration {
+	window := sl.Window.Window.Milliseconds()
+	win := s.prune("slot:"+sl.Key, now, window)
+	n := len(win.events)
+	if n < sl.Conversion.MinUnverified {
+		return 0
+	}
+	if float64(n) < sl.Conversion.Ratio*float64(s.verifiedIn(sl, now)) {
+		return 0
+	}
+	return time.Duration(win.events[0].at+window-now) * time.Millisecond
+}
+
+// part is the length of one part of a conversion slot's window, in ms.
+func part(sl service.Slot) int64 {
+	return max(1, sl.Window.Window.Milliseconds()/service.ConversionBuckets)
+}
+
+// verifiedIn is a conversion slot's verified count in its window, whose
+// parts that have passed it drops.
+func (s *Store) verifiedIn(sl service.Slot, now int64) int {
+	c := s.verified["slot:"+sl.Key]
+	if c == nil {
+		return 0
+	}
+	p, n := part(sl), 0
+	for b, k := range c.by {
+		if (b+1)*p <= now-sl.Window.Window.Milliseconds() {
+			delete(c.by, b)
+			continue
+		}
+		n += k
+	}
+	return n
+}
+
+// insert adds member at now to win, which is sorted by time.
+func (s *Store) insert(win *window, now int64, member string) {
+	i := sort.Search(len(win.events), func(i int) bool { return win.events[i].at > now })
+	win.events = append(win.events, event{})
+	copy(win.events[i+1:], win.events[i:])
+	win.events[i] = event{at: now, member: member}
+}
+
+// CreditSlots implements service.Store.
+func (s *Store) CreditSlots(ctx context.Context, now time.Time, member string, slots []service.Slot) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(now)
+	s.migrateSlots(slots)
+	ms := now.UnixMilli()
+	for _, sl := range slots {
+		key := "slot:" + sl.Key
+		if sl.Conversion == nil || !s.has(key, member) {
+			continue
+		}
+		s.remove(key, member)
+		c := s.verified[key]
+		if c == nil {
+			c = &counts{by: map[int64]int{}}
+			s.verified[key] = c
+		}
+		c.part = part(sl)
+		c.by[ms/c.part]++
 	}
 	return nil
 }
@@ -281,6 +382,17 @@ func (s *Store) migrateSlots(slots []service.Slot) {
 	for _, sl := range slots {
 		for _, p := range sl.Previous {
 			s.moveWindow("slot:"+p, "slot:"+sl.Key)
+			if old := s.verified["slot:"+p]; old != nil {
+				delete(s.verified, "slot:"+p)
+				cur := s.verified["slot:"+sl.Key]
+				if cur == nil {
+					s.verified["slot:"+sl.Key] = old
+					continue
+				}
+				for b, k := range old.by {
+					cur.by[b] += k
+				}
+			}
 		}
 	}
 }
@@ -342,7 +454,8 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	}
 	// The slots are taken first and given back when a later check refuses:
 	// all under the lock, so nobody sees them in between.
-	if d := s.takeSlots(now, p.VerificationID, p.Slots); d != nil {
+	d, over := s.takeSlots(now, p.VerificationID, p.Slots)
+	if d != nil {
 		return service.SendResult{Status: service.SendSlotLimited, RetryAfter: d.RetryAfter, Limit: d.Limit}, nil
 	}
 	if p.Cooldown > 0 {
@@ -366,6 +479,7 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 			id:      p.VerificationID,
 			expires: now + p.TTL.Milliseconds(),
 			max:     p.MaxAttempts,
+			credit:  p.Credit,
 		}
 		// A live code and the newest it kept stay valid, with the
 		// attempts used so far; a dead one is replaced whole.
@@ -379,7 +493,7 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 	if p.IdempotencyKey.ID != "" {
 		s.idem[ik] = &idemRecord{fingerprint: p.Fingerprint, id: p.VerificationID, expires: now + p.PendingTTL.Milliseconds()}
 	}
-	return service.SendResult{Status: service.SendAccepted}, nil
+	return service.SendResult{Status: service.SendAccepted, Over: over}, nil
 }
 
 // sendHolds reports whether the send p already holds its cooldown, its
@@ -449,7 +563,7 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	if c := s.codes[ck]; c != nil && c.id == p.VerificationID {
 		// The codes it kept stay: the newest is the latest again.
 		if kept := c.liveKept(now); c.okBy == "" && len(kept) > 0 {
-			c.hash, c.expires, c.id, c.kept = kept[0].hash, kept[0].expires, "", kept[1:]
+			c.hash, c.expires, c.id, c.credit, c.kept = kept[0].hash, kept[0].expires, "", "", kept[1:]
 		} else {
 			delete(s.codes, ck)
 		}
@@ -503,7 +617,7 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	// A re-run of this attempt answers what the first run decided.
 	switch {
 	case c != nil && c.okBy == p.AttemptID:
-		return service.VerifyResult{Status: service.VerifyOK}, nil
+		return service.VerifyResult{Status: service.VerifyOK, VerificationID: c.id, Credit: c.credit}, nil
 	case c != nil && c.wrong[p.AttemptID]:
 		return service.VerifyResult{Status: service.VerifyMismatch, AttemptsRemaining: c.max - c.used}, nil
 	}
@@ -541,7 +655,7 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	}
 	if right == 1 {
 		c.okBy, c.keep = p.AttemptID, min(now+p.Grace.Milliseconds(), c.expires)
-		return service.VerifyResult{Status: service.VerifyOK}, nil
+		return service.VerifyResult{Status: service.VerifyOK, VerificationID: c.id, Credit: c.credit}, nil
 	}
 	c.used++
 	if c.wrong == nil {
@@ -655,6 +769,16 @@ func (s *Store) sweep(now time.Time) {
 	for k, w := range s.windows {
 		if len(w.events) == 0 || w.events[len(w.events)-1].at+w.span <= ms {
 			delete(s.windows, k)
+		}
+	}
+	for k, c := range s.verified {
+		latest := int64(-1)
+		for b := range c.by {
+			latest = max(latest, b)
+		}
+		// A part is counted for a window and a part after it starts.
+		if latest < 0 || (latest+2+service.ConversionBuckets)*c.part <= ms {
+			delete(s.verified, k)
 		}
 	}
 }

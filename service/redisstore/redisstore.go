@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -130,6 +132,12 @@ func (k recipientKeys) undone(id string) string { return k.t + ":undone:" + id }
 // slotKey is a shared slot's window.
 func (s *Store) slotKey(sl service.Slot) string { return s.windowKey(sl.Bucket, sl.Key) }
 
+// verifiedKey is a conversion slot's verified counts (conversionLua), in
+// the slot's bucket: next to its window, under the same hash tag.
+func (s *Store) verifiedKey(bucket, key string) string {
+	return strings.TrimSuffix(s.windowKey(bucket, key), ":window") + ":verified"
+}
+
 // windowKey is the window of the slot subject key: in bucket, or on a hash
 // tag of its own when bucket is empty.
 func (s *Store) windowKey(bucket, key string) string {
@@ -154,6 +162,7 @@ const (
 	moveCode     = 'h' // a code: the later expiry wins
 	moveCooldown = 'c' // a cooldown: the later end wins
 	moveWindow   = 'z' // a window: the union of both
+	moveCounts   = 'n' // counts (a hash of numbers): summed
 	moveRecord   = 'k' // an idempotency record: the current one wins
 )
 
@@ -162,11 +171,41 @@ func (m *moves) add(kind byte, from, to string) {
 	m.kinds = append(m.kinds, kind)
 }
 
-// slot adds the moves of a slot's window from its previous keys.
+// slot adds the moves of a slot's window, and of a conversion slot's
+// verified counts, from its previous keys.
 func (m *moves) slot(s *Store, sl service.Slot) {
 	for _, p := range sl.Previous {
 		m.add(moveWindow, s.windowKey(sl.Bucket, p), s.slotKey(sl))
+		if sl.Conversion != nil {
+			m.add(moveCounts, s.verifiedKey(sl.Bucket, p), s.verifiedKey(sl.Bucket, sl.Key))
+		}
 	}
+}
+
+// ratio is a conversion slot's ratio as a script argument, "" for a plain
+// window.
+func ratio(sl service.Slot) string {
+	if sl.Conversion == nil {
+		return ""
+	}
+	return strconv.FormatFloat(sl.Conversion.Ratio, 'g', -1, 64)
+}
+
+// record is a conversion slot's record flag as a script argument.
+func record(sl service.Slot) string {
+	if sl.Conversion != nil && sl.Conversion.Record {
+		return "1"
+	}
+	return "0"
+}
+
+// slotLimit is the count a slot's script compares with: a window's Count,
+// a conversion slot's MinUnverified.
+func slotLimit(sl service.Slot) int {
+	if sl.Conversion != nil {
+		return sl.Conversion.MinUnverified
+	}
+	return sl.Window.Count
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
@@ -177,6 +216,13 @@ func fromMS(v int64) time.Duration { return time.Duration(v) * time.Millisecond 
 // own, so the slots are taken one script each, in one pipelined round trip; when any is
 // full, those taken are given back.
 func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slots []service.Slot) (*service.SlotDenial, error) {
+	d, _, err := s.takeSlots(ctx, now, member, slots)
+	return d, err
+}
+
+// takeSlots is TakeSlots; over names the first conversion slot in record
+// mode that was over its threshold.
+func (s *Store) takeSlots(ctx context.Context, now time.Time, member string, slots []service.Slot) (*service.SlotDenial, string, error) {
 	calls := make([]scriptCall, len(slots))
 	off := s.offset(now)
 	for i, sl := range slots {
@@ -187,10 +233,18 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 			keys:   append([]string{s.slotKey(sl)}, m.keys...),
 			args:   []any{off, ms(sl.Window.Window), sl.Window.Count, member, string(m.kinds)},
 		}
+		if sl.Conversion != nil {
+			calls[i] = scriptCall{
+				script: convSlotScript,
+				keys:   append([]string{s.slotKey(sl), s.verifiedKey(sl.Bucket, sl.Key)}, m.keys...),
+				args:   []any{off, ms(sl.Window.Window), sl.Conversion.MinUnverified, ratio(sl), record(sl), member, string(m.kinds)},
+			}
+		}
 	}
 	results, err := s.runAll(ctx, calls)
 	var denial *service.SlotDenial
 	var taken []service.Slot
+	over := ""
 	for i, r := range results {
 		if r.err != nil {
 			continue
@@ -202,6 +256,9 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 		}
 		if v[0] == 1 {
 			taken = append(taken, slots[i])
+			if w, _ := ints(r.val, 3); len(w) == 3 && w[2] == 1 && over == "" {
+				over = slots[i].Limit
+			}
 		} else if denial == nil {
 			denial = &service.SlotDenial{Limit: slots[i].Limit, RetryAfter: fromMS(v[1])}
 		}
@@ -213,10 +270,35 @@ func (s *Store) TakeSlots(ctx context.Context, now time.Time, member string, slo
 			}
 		}
 		if err != nil {
-			return nil, wrap("take slots", err)
+			return nil, "", wrap("take slots", err)
 		}
+		over = ""
 	}
-	return denial, nil
+	return denial, over, nil
+}
+
+// CreditSlots implements service.Store: one script per conversion slot
+// (each on its own hash tag), in one pipelined round trip.
+func (s *Store) CreditSlots(ctx context.Context, now time.Time, member string, slots []service.Slot) error {
+	var calls []scriptCall
+	off := s.offset(now)
+	for _, sl := range slots {
+		if sl.Conversion == nil {
+			continue
+		}
+		var m moves
+		m.slot(s, sl)
+		calls = append(calls, scriptCall{
+			script: creditScript,
+			keys:   append([]string{s.slotKey(sl), s.verifiedKey(sl.Bucket, sl.Key)}, m.keys...),
+			args:   []any{off, ms(sl.Window.Window), member, string(m.kinds)},
+		})
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	_, err := s.runAll(ctx, calls)
+	return wrap("credit slots", err)
 }
 
 // ReleaseSlots implements service.Store.
@@ -259,7 +341,7 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		// From now on, and for this send, the slots go first.
 		s.split.Store(true)
 	}
-	denial, err := s.TakeSlots(ctx, p.Now, p.VerificationID, p.Slots)
+	denial, over, err := s.takeSlots(ctx, p.Now, p.VerificationID, p.Slots)
 	if err != nil {
 		return service.SendResult{}, err
 	}
@@ -271,6 +353,9 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		if err := s.ReleaseSlots(context.WithoutCancel(ctx), p.VerificationID, p.Slots); err != nil {
 			return service.SendResult{}, err
 		}
+	}
+	if err == nil && res.Status == service.SendAccepted {
+		res.Over = over
 	}
 	return res, err
 }
@@ -298,19 +383,22 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	for _, sl := range slots {
 		m.slot(s, sl)
 	}
-	keys := make([]string, 5, 5+len(slots)+len(m.keys))
+	keys := make([]string, 5, 5+2*len(slots)+len(m.keys))
 	keys[0], keys[1], keys[2], keys[3], keys[4] = k.code, k.cooldown, k.sends, k.idem, k.undone(p.VerificationID)
-	args := make([]any, 13, 13+2*len(slots))
+	args := make([]any, 14, 14+4*len(slots))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
 	codeHash := p.CodeHash
 	if p.NoCode {
 		codeHash = nil // an empty hash: the script stores no code
 	}
 	args[6], args[7], args[8], args[9], args[10] = p.VerificationID, codeHash, useIdem, p.Fingerprint, ms(p.PendingTTL)
-	args[11], args[12] = string(m.kinds), p.KeepPrevious
+	args[11], args[12], args[13] = string(m.kinds), p.KeepPrevious, p.Credit
+	if p.NoCode {
+		args[13] = ""
+	}
 	for _, sl := range slots {
-		keys = append(keys, s.slotKey(sl))
-		args = append(args, ms(sl.Window.Window), sl.Window.Count)
+		keys = append(keys, s.slotKey(sl), s.verifiedKey(sl.Bucket, sl.Key))
+		args = append(args, ms(sl.Window.Window), slotLimit(sl), ratio(sl), record(sl))
 	}
 	keys = append(keys, m.keys...)
 	val, err := s.run(ctx, sendScript, keys, args...)
@@ -329,6 +417,11 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 		return service.SendResult{}, undone("begin send")
 	}
 	res := service.SendResult{Status: service.SendStatus(v[0]), RetryAfter: fromMS(v[1])}
+	if res.Status == service.SendAccepted && len(arr) >= 3 {
+		if i, _ := arr[2].(int64); i >= 1 && int(i) <= len(slots) {
+			res.Over = slots[i-1].Limit
+		}
+	}
 	if res.Status == service.SendSlotLimited {
 		i, _ := arr[len(arr)-1].(int64)
 		if len(arr) < 3 || i < 1 || int(i) > len(slots) {
@@ -551,6 +644,10 @@ func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool)
 	res := service.VerifyResult{Status: service.VerifyStatus(v[0]), AttemptsRemaining: int(v[1]), RetryAfter: fromMS(v[2])}
 	if res.Status == service.VerifyRateLimited {
 		res.ByIP = v[3] == 2
+	}
+	if arr, _ := val.([]any); res.Status == service.VerifyOK && len(arr) >= 6 {
+		res.VerificationID, _ = arr[4].(string)
+		res.Credit, _ = arr[5].(string)
 	}
 	return res, nil
 }

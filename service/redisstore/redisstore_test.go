@@ -36,8 +36,9 @@ func TestConformance(t *testing.T) {
 	t.Cleanup(func() {
 		// A send with shared slots, and a verification with a per-IP
 		// window, are one script on a single node: the only scripts
-		// spanning hash tags are those, and only their windows (and the
-		// windows' previous keys) are off the recipient's bucket.
+		// spanning hash tags are those, and only their windows and
+		// verified counts (and their previous keys) are off the
+		// recipient's bucket.
 		if checker.scripts() == 0 || checker.crossTag() == 0 {
 			t.Errorf("%d scripts ran, %d of them across hash tags: want sends with their slots in one script", checker.scripts(), checker.crossTag())
 		}
@@ -45,7 +46,7 @@ func TestConformance(t *testing.T) {
 			tag := hashTag(keys[0])
 			ok := strings.Contains(keys[0], ":code:") && len(tag) == 3
 			for _, k := range keys[1:] {
-				ok = ok && (hashTag(k) == tag || strings.HasSuffix(k, ":window"))
+				ok = ok && (hashTag(k) == tag || strings.HasSuffix(k, ":window") || strings.HasSuffix(k, ":verified"))
 			}
 			if !ok {
 				t.Errorf("script keys %v span hash tags and are not a send's or a verification's", keys)

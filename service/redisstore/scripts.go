@@ -54,7 +54,6 @@ const (
 	guarded  = "#!lua\n"                 // refused whole under OOM
 	cleanUp  = "#!lua flags=allow-oom\n" // runs under OOM: frees or restores state
 	readOnly = "#!lua flags=no-writes\n" // writes nothing: runs under OOM
-	helpers  = clockLua + windowLua + migrateLua
 	clockLua = `
 -- now is Redis's clock in milliseconds, moved by the caller's offset.
 local function clock(offset)
@@ -87,6 +86,56 @@ local function window_add(key, now, window, member)
 end
 `
 
+// conversionLua is the low-conversion rule (service.Slot.Conversion): a
+// subject's unverified sends are a sorted set of verification ids scored
+// by time, as a window's events; its verified sends a hash of counts per
+// part of the window (field: the part's start in ms divided by the part's
+// length, window/24), so that it stays a few fields however many codes
+// are verified. A send's id leaves the set when it is verified (credited),
+// released or out of the window: the rule itself caps the set at its
+// threshold.
+var conversionLua = `
+-- The length of one part of a window, in ms.
+local function conv_part(window)
+  return math.max(1, math.floor(window / ` + conversionBuckets + `))
+end
+-- When the subject's unverified sends (key u) reach max(min, ratio ×
+-- verified) (key v), returns the milliseconds until the oldest leaves the
+-- window, else nil. Below min the usual call costs one ZCARD; the
+-- verified count is read, and its parts that left the window dropped,
+-- only above it.
+local function conv_full(u, v, now, window, min, ratio)
+  local n = redis.call('ZCARD', u)
+  if n < min then return nil end
+  n = n - redis.call('ZREMRANGEBYSCORE', u, '-inf', now - window)
+  if n < min then return nil end
+  local first, verified, old = math.floor((now - window) / conv_part(window)), 0, {}
+  local f = redis.call('HGETALL', v)
+  for i = 1, #f, 2 do
+    if tonumber(f[i]) >= first then verified = verified + tonumber(f[i + 1]) else old[#old + 1] = f[i] end
+  end
+  if #old > 0 then redis.call('HDEL', v, unpack(old)) end
+  if n < ratio * verified then return nil end
+  local oldest = redis.call('ZRANGE', u, 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + window - now
+end
+-- Credits a verified send: its id leaves u and, only when it was there,
+-- v's count of the current part grows. Returns 1 when credited.
+local function conv_credit(u, v, now, window, member)
+  if redis.call('ZREM', u, member) == 0 then return 0 end
+  local part = conv_part(window)
+  redis.call('HINCRBY', v, math.floor(now / part), 1)
+  redis.call('PEXPIRE', v, window + part)
+  return 1
+end
+`
+
+// helpers are the functions the deciding scripts share.
+var helpers = clockLua + windowLua + conversionLua + migrateLua
+
+// conversionBuckets is service.ConversionBuckets for Lua.
+var conversionBuckets = strconv.Itoa(service.ConversionBuckets)
+
 // migrateLua moves state from a rotated secret's keys to the current
 // secret's before a script decides anything, so that codes, cooldowns,
 // windows and idempotency records carry over the rotation. The keys of one
@@ -99,8 +148,9 @@ const migrateLua = `
 -- RENAME (which keeps its expiry) when the current key holds nothing, else
 -- merged by kind: h a code (the later expiry wins: a newer send replaces
 -- an older code), c a cooldown (the later end wins), z a window (the
--- union of both, expiring with the later), k an idempotency record (the
--- current one wins). Without pairs it runs no command; with pairs and
+-- union of both, expiring with the later), n counts (a hash of numbers:
+-- summed field by field, expiring with the later), k an idempotency
+-- record (the current one wins). Without pairs it runs no command; with pairs and
 -- nothing to move, one EXISTS. Returns the number of KEYS before the pairs.
 local function later(kind, from, to)
   if kind == 'h' then
@@ -127,6 +177,12 @@ local function migrate(kinds)
       elseif kind == 'z' then
         local ttl = math.max(redis.call('PTTL', from), redis.call('PTTL', to))
         redis.call('ZUNIONSTORE', to, 2, to, from, 'AGGREGATE', 'MAX')
+        if ttl > 0 then redis.call('PEXPIRE', to, ttl) end
+        redis.call('DEL', from)
+      elseif kind == 'n' then
+        local ttl = math.max(redis.call('PTTL', from), redis.call('PTTL', to))
+        local f = redis.call('HGETALL', from)
+        for j = 1, #f, 2 do redis.call('HINCRBY', to, f[j], f[j + 1]) end
         if ttl > 0 then redis.call('PEXPIRE', to, ttl) end
         redis.call('DEL', from)
       else
@@ -208,6 +264,41 @@ window_add(KEYS[1], now, window, ARGV[4])
 return {1, 0}
 `)
 
+// convSlotScript takes one send in a conversion slot (conversionLua); a
+// member already there counts as taken.
+//
+// KEYS[1] the unverified sends (sorted set), KEYS[2] the verified counts
+// (hash), then the moves of migrateLua
+// ARGV offset_ms, window_ms, min_unverified, ratio, record (0/1), member,
+// kinds
+// Returns {1, 0, over (0/1)} when taken (over: above the threshold, taken
+// for record), {0, retry_after_ms} when refused.
+var convSlotScript = newScript(guarded + helpers + `
+migrate(ARGV[7])
+if redis.call('ZSCORE', KEYS[1], ARGV[6]) then return {1, 0, 0} end
+local now, window = clock(ARGV[1]), tonumber(ARGV[2])
+local over = 0
+local retry = conv_full(KEYS[1], KEYS[2], now, window, tonumber(ARGV[3]), tonumber(ARGV[4]))
+if retry then
+  if ARGV[5] ~= '1' then return {0, retry} end
+  over = 1
+end
+window_add(KEYS[1], now, window, ARGV[6])
+return {1, 0, over}
+`)
+
+// creditScript credits a verified send to a conversion slot
+// (conversionLua); run again, it counts nothing twice.
+//
+// KEYS[1] the unverified sends, KEYS[2] the verified counts, then the
+// moves of migrateLua
+// ARGV offset_ms, window_ms, member, kinds
+// Returns 1 when credited, 0 when the member was not there.
+var creditScript = newScript(guarded + helpers + `
+migrate(ARGV[4])
+return conv_credit(KEYS[1], KEYS[2], clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
+`)
+
 // sendScript checks the idempotency key, the shared slots, the cooldown
 // and the per-recipient window, then, all checks passed, takes the
 // cooldown, counts the send in every window and stores the code: nothing
@@ -219,23 +310,28 @@ return {1, 0}
 // left a tombstone, it answers 7 (undone) and changes nothing.
 //
 //   - KEYS[1] code: hash of h (code hash), id (verification id), exp
-//     (expiry, ms), a (attempts used), m (max attempts), and once verified
-//     ok (the attempt that consumed it); x:<attempt id> per wrong attempt;
+//     (expiry, ms), a (attempts used), m (max attempts), c (the send's
+//     client-IP conversion subject, service.SendParams.Credit, when it
+//     has one) and once verified ok (the attempt that consumed it);
+//     x:<attempt id> per wrong attempt;
 //     p1..pN, the earlier codes kept valid (keptLua), with keep_previous only
 //   - KEYS[2] cooldown: string "<until ms>:<verification id>"
 //   - KEYS[3] per-recipient send window: sorted set
 //   - KEYS[4] idempotency record: hash of fp (fingerprint), id (the
 //     verification id of the send that holds it), resp (answer)
 //   - KEYS[5] this verification id's tombstone
-//   - KEYS[6..] shared slot windows (per IP, per country): sorted sets.
-//     Their hash tags differ from the recipient's, so there are none on
-//     Redis Cluster, where the slots are taken by slotScript first.
+//   - KEYS[6..] two keys per shared slot (per IP, per country, conversion):
+//     its window (sorted set) and its verified counts (hash; used by a
+//     conversion slot only, conversionLua). Their hash tags differ from
+//     the recipient's, so there are none on Redis Cluster, where the
+//     slots are taken by slotScript and convSlotScript first.
 //   - then the moves of migrateLua
 //   - ARGV offset_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
 //     per_window_ms, verification_id, code_hash (empty: store no code),
 //     use_idempotency (0/1),
-//     fingerprint, pending_ttl_ms, kinds, keep_previous, then window_ms and
-//     limit of each slot
+//     fingerprint, pending_ttl_ms, kinds, keep_previous, credit, then
+//     window_ms, limit (a conversion slot's min_unverified), ratio (empty
+//     for a plain window) and record (0/1) of each slot
 //
 // With keep_previous N > 0 a new code keeps a live code (and the N - 1
 // newest codes it kept that have not expired) valid beside it, each with
@@ -245,9 +341,10 @@ return {1, 0}
 // code then starts afresh, every attempt free, as with N = 0.
 //
 // Returns {status, retry_after_ms[, answer or slot number]}; status as
-// service.SendStatus, or 7.
+// service.SendStatus, or 7. Accepted, the slot number is the first
+// conversion slot in record mode that was over its threshold, or 0.
 var sendScript = newScript(guarded + helpers + keptLua + `
-local slots = migrate(ARGV[12]) - 5
+local slots = (migrate(ARGV[12]) - 5) / 2
 if redis.call('EXISTS', KEYS[5]) == 1 then return {7, 0} end
 if redis.call('HGET', KEYS[1], 'id') == ARGV[7] then return {0, 0} end
 local deliver = ARGV[8] == ''
@@ -266,8 +363,20 @@ if ARGV[9] == '1' then
     return {4, 0}
   end
 end
+local over = 0
 for i = 1, slots do
-  local retry = window_full(KEYS[5 + i], now, tonumber(ARGV[12 + 2 * i]), tonumber(ARGV[13 + 2 * i]))
+  local a = 11 + 4 * i
+  local retry
+  if ARGV[a + 2] == '' then
+    retry = window_full(KEYS[4 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
+  else
+    -- A re-run of the send answered above: the id is not in the slot.
+    retry = conv_full(KEYS[4 + 2 * i], KEYS[5 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+    if retry and ARGV[a + 3] == '1' then
+      retry = nil
+      if over == 0 then over = i end
+    end
+  end
   if retry then return {6, retry, i} end
 end
 local cooldown = tonumber(ARGV[4])
@@ -285,7 +394,7 @@ if limit > 0 then
   window_add(KEYS[3], now, window, ARGV[7])
 end
 for i = 1, slots do
-  window_add(KEYS[5 + i], now, tonumber(ARGV[12 + 2 * i]), ARGV[7])
+  window_add(KEYS[4 + 2 * i], now, tonumber(ARGV[11 + 4 * i]), ARGV[7])
 end
 if cooldown > 0 then
   redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
@@ -299,12 +408,17 @@ if not deliver then
     local list = {{tonumber(c[2]), c[1]}}
     for _, e in ipairs(kept(KEYS[1], now)) do list[#list + 1] = e end
     redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'm', tonumber(ARGV[3]))
+    if ARGV[14] == '' then redis.call('HDEL', KEYS[1], 'c') else redis.call('HSET', KEYS[1], 'c', ARGV[14]) end
     keep(KEYS[1], list, n)
   else
     -- The old code, if any, goes whole: its consumed mark and wrong
     -- attempts with it.
     redis.call('DEL', KEYS[1])
-    redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
+    if ARGV[14] == '' then
+      redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
+    else
+      redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]), 'c', ARGV[14])
+    end
   end
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
@@ -312,7 +426,7 @@ if ARGV[9] == '1' then
   redis.call('HSET', KEYS[4], 'fp', ARGV[10], 'id', ARGV[7])
   redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[11]))
 end
-return {0, 0}
+return {0, 0, over}
 `)
 
 // completeScript stores the answer of an idempotent send.
@@ -351,6 +465,7 @@ if c[1] == ARGV[1] then
   else
     local top = table.remove(list, 1)
     redis.call('HSET', KEYS[1], 'h', top[2], 'exp', top[1], 'id', '')
+    redis.call('HDEL', KEYS[1], 'c')
     keep(KEYS[1], list, #list)
     redis.call('PEXPIRE', KEYS[1], top[1] - now)
   end
@@ -387,13 +502,18 @@ return 1
 // previous secret
 // Returns {status, attempts_remaining, retry_after_ms, limit}: status as
 // service.VerifyStatus, or 5 (undone); limit 1 (per recipient) or 2 (per
-// IP) for a rate limit.
+// IP) for a rate limit. OK adds the record's id and c (its send's
+// verification id and conversion subject, empty when none).
 var verifyScript = newScript(guarded + helpers + keptLua + `
 local ip = migrate(ARGV[9]) >= 4
 if redis.call('EXISTS', KEYS[3]) == 1 then return {5, 0, 0, 0} end
 local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok', 'x:' .. ARGV[5], unpack(kept_fields))
 -- A re-run of this attempt answers what the first run decided.
-if c[5] == ARGV[5] then return {0, 0, 0, 0} end
+local function ok()
+  local r = redis.call('HMGET', KEYS[1], 'id', 'c')
+  return {0, 0, 0, 0, r[1] or '', r[2] or ''}
+end
+if c[5] == ARGV[5] then return ok() end
 if c[6] then return {1, tonumber(c[4]) - tonumber(c[3]), 0, 0} end
 local now, limit, window = clock(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if ip then
@@ -436,7 +556,7 @@ if right then
   -- Every other attempt finds no live code.
   redis.call('HSET', KEYS[1], 'ok', ARGV[5])
   redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[6]), tonumber(c[2]) - now))
-  return {0, 0, 0, 0}
+  return ok()
 end
 used = redis.call('HINCRBY', KEYS[1], 'a', 1)
 redis.call('HSET', KEYS[1], 'x:' .. ARGV[5], '1')

@@ -130,7 +130,7 @@ func Run(t *testing.T, newStore Factory) {
 			tc.fn(t, newStore(t))
 		})
 	}
-	for _, tc := range lifecycleTests {
+	for _, tc := range append(lifecycleTests, conversionTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore(t))
