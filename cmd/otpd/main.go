@@ -41,7 +41,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("otpd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", getenv("OTPD_CONFIG"), "configuration file (env OTPD_CONFIG); none starts dev mode")
-	check := fs.Bool("check", false, "validate the configuration, render every provider × usage type, and exit")
+	check := fs.Bool("check", false, "validate the configuration, render every template and provider × usage type (measuring each SMS), and exit")
 	asJSON := fs.Bool("json", false, "with -check: print the effective configuration and the previews (or the errors) as JSON")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration (defaults applied, secrets redacted) as JSON, or the errors, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")

@@ -46,6 +46,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, console io.W
 	if err != nil {
 		return fmt.Errorf("build providers: %w", err)
 	}
+	if !renderer.Autofill().IsZero() {
+		// What -check refuses, start refuses too: a message that breaks
+		// its autofill line would go out to every user.
+		if errs := checkSMS(&Report{}, renderer, routes, cfg); len(errs) > 0 {
+			return fmt.Errorf("sms autofill: %w", errors.Join(errs...))
+		}
+	}
 
 	store, closeStore, err := openStore(cfg, log)
 	if err != nil {
