@@ -434,8 +434,9 @@ type DeliverCodeRequest struct {
 	// USAGE_TYPE_ORGANIZATION_INVITATION, where it must be empty.
 	Code string `protobuf:"bytes,7,opt,name=code,proto3" json:"code,omitempty"`
 	// The invitation link, for USAGE_TYPE_ORGANIZATION_INVITATION only (and
-	// required there): an absolute https or http URL with a host, at most
-	// 2048 bytes, without blanks or control characters. It may carry a
+	// required there): an absolute https or http URL with a host and no
+	// user information (https://bank@evil.example/ is a phishing pattern),
+	// at most 2048 bytes, without blanks or control characters. It may carry a
 	// token, so it is never stored and never logged. Must be empty for every
 	// other usage type.
 	Link          string `protobuf:"bytes,8,opt,name=link,proto3" json:"link,omitempty"`

@@ -190,8 +190,9 @@ export type DeliverCodeRequest = Message<"otp.v1.DeliverCodeRequest"> & {
 
   /**
    * The invitation link, for USAGE_TYPE_ORGANIZATION_INVITATION only (and
-   * required there): an absolute https or http URL with a host, at most
-   * 2048 bytes, without blanks or control characters. It may carry a
+   * required there): an absolute https or http URL with a host and no
+   * user information (https://bank@evil.example/ is a phishing pattern),
+   * at most 2048 bytes, without blanks or control characters. It may carry a
    * token, so it is never stored and never logged. Must be empty for every
    * other usage type.
    *
