@@ -204,5 +204,9 @@ bench: ## Go benchmarks of the hot paths
 load: redis-server $(GHZ) ## ghz load test of otpd next to the baseline, same settings (deploy/ghz; LOAD_STRICT=1 fails on a missed target)
 	deploy/ghz/load.sh
 
+.PHONY: soak
+soak: redis-server $(GHZ) ## 10-minute mixed send/verify soak: otpd's RSS and goroutines flat, Redis bounded (deploy/ghz; SOAK_DURATION=1m for a smoke run)
+	deploy/ghz/soak.sh
+
 clean: ## remove bin/
 	rm -rf $(BIN)
