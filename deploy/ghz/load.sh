@@ -108,35 +108,8 @@ if [ ! -f "$LOAD_FLOOR/go.mod" ]; then
 	SERVERS=(baseline otpd)
 fi
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-	local rc=$? pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port prints a loopback TCP port nothing listens on, from 20000 to
-# 31999: below Linux's ephemeral ports (32768 and up), where an outgoing
-# connection's local port answers no connect but cannot be bound.
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-}
+# shellcheck source=deploy/ghz/lib.sh
+. "$ROOT/deploy/ghz/lib.sh"
 
 echo "== build (bin/otpd -trimpath, bin/otpctl, bin/otpd-load-baseline, bin/otpd-load-floor, bin/ghz)"
 (cd "$ROOT" && $GO build -trimpath "${TAGS[@]}" -o "$BIN/otpd" ./cmd/otpd && $GO build -trimpath -o "$BIN/otpctl" ./cmd/otpctl)
@@ -153,15 +126,7 @@ mkdir -p "$LOAD_OUT"
 LOAD_OUT=$(cd "$LOAD_OUT" && pwd) # redis-server opens its log after moving to its --dir
 rm -f "$LOAD_OUT"/*.json "$LOAD_OUT"/*.err "$LOAD_OUT"/*.log "$LOAD_OUT"/*.pprof "$LOAD_OUT"/*.cpu "$LOAD_OUT"/*.redis.txt
 
-REDIS_PORT=$(free_port)
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$TMP" --save "" --appendonly no \
-	--daemonize no --logfile "$LOAD_OUT/redis.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-	redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
-	sleep 0.1
-done
-redis-cli -p "$REDIS_PORT" ping >/dev/null
+start_redis "$LOAD_OUT/redis.log"
 
 declare -A ADDR PID
 ADDR[otpd]=127.0.0.1:$(free_port)

@@ -101,34 +101,8 @@ VERIFY_RPS=$((2 * SOAK_SEND_RPS))
 # sends of a 2-minute window.
 export OTPD_SOAK_COUNTRY_MAX=$((2 * SOAK_SEND_RPS * 120))
 
-TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-	local rc=$? pid
-	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$TMP"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port prints a loopback TCP port nothing listens on, from 20000 to
-# 31999, below Linux's ephemeral ports (as load.sh).
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-}
+# shellcheck source=deploy/ghz/lib.sh
+. "$ROOT/deploy/ghz/lib.sh"
 
 mkdir -p "$SOAK_OUT"
 SOAK_OUT=$(cd "$SOAK_OUT" && pwd) # redis-server opens its log after moving to its --dir
@@ -139,15 +113,7 @@ echo "== build ($SOAK_OUT/otpd -trimpath -tags otpd_fake, $SOAK_OUT/otpctl, bin/
 (cd "$ROOT" && $GO build -trimpath -tags otpd_fake -o "$SOAK_OUT/otpd" ./cmd/otpd && $GO build -trimpath -o "$SOAK_OUT/otpctl" ./cmd/otpctl)
 [ -x "$GHZ" ] || (cd "$ROOT/tools" && $GO build -o "$ROOT/bin/" github.com/bojand/ghz/cmd/ghz)
 
-REDIS_PORT=$(free_port)
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$TMP" --save "" --appendonly no \
-	--daemonize no --logfile "$SOAK_OUT/redis.log" &
-PIDS+=($!)
-for _ in $(seq 100); do
-	redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
-	sleep 0.1
-done
-redis-cli -p "$REDIS_PORT" ping >/dev/null
+start_redis "$SOAK_OUT/redis.log"
 
 GRPC=127.0.0.1:$(free_port)
 HTTP=127.0.0.1:$(free_port)
