@@ -114,24 +114,40 @@ func parsePhone(raw string, v *violations) (recipient, bool) {
 // itself for IPv4, its /64 network for IPv6 (one subscriber commonly holds
 // a whole /64). Empty input means no per-IP limit.
 func parseClientIP(raw string, v *violations) (string, bool) {
+	ip, ok := parseClientAddr(raw, v)
+	if !ok || !ip.IsValid() {
+		return "", ok
+	}
+	return clientKey(ip), true
+}
+
+// parseClientAddr parses client_ip into the address itself (IPv4-mapped
+// addresses unmapped, zones dropped): the zero Addr, and true, when none
+// was given; false, with a violation, when it is not an address.
+func parseClientAddr(raw string, v *violations) (netip.Addr, bool) {
 	if raw == "" {
-		return "", true
+		return netip.Addr{}, true
 	}
 	if len(raw) > maxClientIPLen {
 		v.add("client_ip", "must be at most "+strconv.Itoa(maxClientIPLen)+" bytes")
-		return "", false
+		return netip.Addr{}, false
 	}
 	ip, err := netip.ParseAddr(raw)
 	if err != nil {
 		v.add("client_ip", "is not an IP address")
-		return "", false
+		return netip.Addr{}, false
 	}
-	ip = ip.Unmap().WithZone("")
+	return ip.Unmap().WithZone(""), true
+}
+
+// clientKey is what the limits count of a client address: an IPv4 address,
+// or an IPv6 address's /64.
+func clientKey(ip netip.Addr) string {
 	if ip.Is4() {
-		return ip.String(), true
+		return ip.String()
 	}
 	p, _ := ip.Prefix(64)
-	return p.String(), true
+	return p.String()
 }
 
 // clientNet is what logs show of a client IP: its /24 (IPv4) or /64 (IPv6)

@@ -184,9 +184,8 @@ func (s *Service) parseSend(req sendFields, v *violations) sendRequest {
 	} else {
 		r.locale = loc
 	}
-	r.ip, _ = parseClientIP(req.GetClientIp(), v)
-	if a, err := netip.ParseAddr(req.GetClientIp()); err == nil {
-		r.clientAddr = a.Unmap().WithZone("")
+	if a, ok := parseClientAddr(req.GetClientIp(), v); ok && a.IsValid() {
+		r.clientAddr, r.ip = a, clientKey(a)
 	}
 	switch k := req.GetIdempotencyKey(); {
 	case len(k) > maxIdempotencyKeyLen:
