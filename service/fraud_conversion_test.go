@@ -356,19 +356,20 @@ func perSend(cmds map[string]int64, sends int64) string {
 }
 
 // codeMemory sends the n-th code with a client IP and returns what
-// MEMORY USAGE says its code key takes.
+// MEMORY USAGE says its recipient's record (code, cooldown, windows)
+// takes.
 func codeMemory(tb testing.TB, h *harness, addr string, n int) int64 {
 	tb.Helper()
 	ctx := context.Background()
 	h.primary.Reset() // it keeps a bounded list of what it sent
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
-	before, err := c.Keys(ctx, "*:code:*").Result()
+	before, err := c.Keys(ctx, "*:r").Result()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	h.sendReq(tb, &otpv1.SendCodeRequest{Recipient: fmt.Sprintf("+1415%07d", n), UsageType: signIn, ClientIp: "192.0.2.44"})
-	after, err := c.Keys(ctx, "*:code:*").Result()
+	after, err := c.Keys(ctx, "*:r").Result()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -384,6 +385,6 @@ func codeMemory(tb testing.TB, h *harness, addr string, n int) int64 {
 			return b
 		}
 	}
-	tb.Fatal("no new code key")
+	tb.Fatal("no new recipient record")
 	return 0
 }

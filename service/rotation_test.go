@@ -435,35 +435,39 @@ var callScenarios = []struct {
 }
 
 // A call's cost in Redis commands, those run inside scripts included
-// (INFO commandstats), once every script is cached on every node. Without
-// previous_secrets it is exactly what it was before rotation existed:
-// "before" was measured on the tree without it. With a previous secret
-// and nothing left to move, every script that has keys to move runs one
-// EXISTS more, and looking up an idempotency key reads one more record in
-// the same round trip; the round trips (EVALSHA, the pipelines) are the
-// same.
+// (INFO commandstats), once every script is cached on every node. With a
+// previous secret and nothing left to move, every script that has keys to
+// move runs one EXISTS more, and looking up an idempotency key reads one
+// more record in the same round trip; the round trips (EVALSHA, the
+// pipelines) are the same.
+//
+// Before the recipient's record (2026-11-30: code, cooldown and both
+// windows in one hash) a plain send ran 14 commands on a single node
+// (del=1 evalsha=1 exists=1 get=1 hget=1 hset=1 pexpire=3 set=1 time=1
+// zadd=2 zcard=2), a wrong verification with a client IP 11 and one
+// without a live code 5.
 func TestRedisCommandsPerCall(t *testing.T) {
 	t.Parallel()
-	want := map[string]map[string][2]string{ // topology → scenario → {before, with a previous secret}
+	want := map[string]map[string][2]string{ // topology → scenario → {no previous secret, one}
 		"single node": {
-			"send": {"del=1 evalsha=1 exists=1 get=1 hget=1 hset=1 pexpire=3 set=1 time=1 zadd=2 zcard=2",
-				"del=1 evalsha=1 exists=2 get=1 hget=1 hset=1 pexpire=3 set=1 time=1 zadd=2 zcard=2"},
-			"send with client_ip and idempotency_key": {"del=1 evalsha=2 exists=2 get=1 hget=1 hmget=2 hset=3 pexpire=5 set=1 time=1 zadd=2 zcard=2",
-				"del=1 evalsha=2 exists=4 get=1 hget=1 hmget=3 hset=3 pexpire=5 set=1 time=1 zadd=2 zcard=2"},
+			"send": {"evalsha=1 exists=1 hgetall=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1",
+				"evalsha=1 exists=2 hgetall=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1"},
+			"send with client_ip and idempotency_key": {"evalsha=2 exists=2 hgetall=1 hmget=2 hset=3 pexpire=4 time=1 zadd=1 zcard=1",
+				"evalsha=2 exists=4 hgetall=1 hmget=3 hset=3 pexpire=4 time=1 zadd=1 zcard=1"},
 			"idempotent retry": {"hmget=1", "hmget=2"},
-			"wrong verify with client_ip": {"evalsha=1 exists=1 hincrby=1 hmget=1 hset=1 pexpire=2 time=1 zadd=2 zcard=2",
-				"evalsha=1 exists=2 hincrby=1 hmget=1 hset=1 pexpire=2 time=1 zadd=2 zcard=2"},
-			"verify without a live code": {"evalsha=1 exists=1 hmget=1 time=1 zcard=1", "evalsha=1 exists=2 hmget=1 time=1 zcard=1"},
+			"wrong verify with client_ip": {"evalsha=1 exists=1 hgetall=1 hincrby=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1",
+				"evalsha=1 exists=2 hgetall=1 hincrby=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1"},
+			"verify without a live code": {"evalsha=1 exists=1 hgetall=1 time=1", "evalsha=1 exists=2 hgetall=1 time=1"},
 		},
 		"cluster": {
-			"send": {"del=1 evalsha=2 exists=1 get=1 hget=1 hset=1 pexpire=3 set=1 time=2 zadd=2 zcard=2 zscore=1",
-				"del=1 evalsha=2 exists=2 get=1 hget=1 hset=1 pexpire=3 set=1 time=2 zadd=2 zcard=2 zscore=1"},
-			"send with client_ip and idempotency_key": {"del=1 evalsha=3 exists=2 get=1 hget=1 hmget=2 hset=3 pexpire=5 set=1 time=2 zadd=2 zcard=2 zscore=1",
-				"del=1 evalsha=3 exists=5 get=1 hget=1 hmget=3 hset=3 pexpire=5 set=1 time=2 zadd=2 zcard=2 zscore=1"},
+			"send": {"evalsha=2 exists=1 hgetall=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1",
+				"evalsha=2 exists=2 hgetall=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1"},
+			"send with client_ip and idempotency_key": {"evalsha=3 exists=2 hgetall=1 hmget=2 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1",
+				"evalsha=3 exists=5 hgetall=1 hmget=3 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1"},
 			"idempotent retry": {"hmget=1", "hmget=2"},
-			"wrong verify with client_ip": {"evalsha=2 exists=1 hincrby=1 hmget=1 hset=1 pexpire=2 time=2 zadd=2 zcard=2 zscore=1",
-				"evalsha=2 exists=3 hincrby=1 hmget=1 hset=1 pexpire=2 time=2 zadd=2 zcard=2 zscore=1"},
-			"verify without a live code": {"evalsha=1 exists=1 hmget=1 time=1 zcard=1", "evalsha=1 exists=2 hmget=1 time=1 zcard=1"},
+			"wrong verify with client_ip": {"evalsha=2 exists=1 hgetall=1 hincrby=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1",
+				"evalsha=2 exists=3 hgetall=1 hincrby=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1"},
+			"verify without a live code": {"evalsha=1 exists=1 hgetall=1 time=1", "evalsha=1 exists=2 hgetall=1 time=1"},
 		},
 	}
 	for _, env := range rotationEnvs(t) {

@@ -82,30 +82,25 @@ func (s *Store) offset(now time.Time) int64 { return now.Sub(s.local()).Millisec
 // calling code), its own key.
 func (s *Store) tag(id string) string { return s.prefix + "{" + id + "}" }
 
-type recipientKeys struct{ t, code, cooldown, sends, verifies, idem string }
+type recipientKeys struct{ t, rec, idem string }
 
 // recipientKeys are the keys of the recipient whose id (under one secret)
 // is id; idem is an idempotency key's id under the same secret, or empty.
-func (s *Store) recipientKeys(bucket, id, usage, idem string) recipientKeys {
+// rec is the recipient's record (recordLua): its codes, cooldowns and
+// windows, one hash.
+func (s *Store) recipientKeys(bucket, id, idem string) recipientKeys {
 	t := s.tag(bucket) + ":" + id
-	return recipientKeys{
-		t:        t,
-		code:     t + ":code:" + usage,
-		cooldown: t + ":cooldown:" + usage,
-		sends:    t + ":sends",
-		verifies: t + ":verifies",
-		idem:     t + ":idem:" + idem,
-	}
+	return recipientKeys{t: t, rec: t + ":r", idem: t + ":idem:" + idem}
 }
 
 // keysOf are r's keys under the current secret.
-func (s *Store) keysOf(r service.Recipient, usage string, idem service.IdempotencyKey) recipientKeys {
-	return s.recipientKeys(r.Bucket, r.ID, usage, idem.ID)
+func (s *Store) keysOf(r service.Recipient, idem service.IdempotencyKey) recipientKeys {
+	return s.recipientKeys(r.Bucket, r.ID, idem.ID)
 }
 
 // previousKeys are r's keys under each previous secret; idem of one has
 // an empty idem id when the call has no idempotency key under it.
-func (s *Store) previousKeys(r service.Recipient, usage string, idem service.IdempotencyKey) []recipientKeys {
+func (s *Store) previousKeys(r service.Recipient, idem service.IdempotencyKey) []recipientKeys {
 	if len(r.Previous) == 0 {
 		return nil
 	}
@@ -115,12 +110,50 @@ func (s *Store) previousKeys(r service.Recipient, usage string, idem service.Ide
 		if idem.ID != "" && i < len(idem.Previous) {
 			k = idem.Previous[i]
 		}
-		out[i] = s.recipientKeys(r.Bucket, id, usage, k)
+		out[i] = s.recipientKeys(r.Bucket, id, k)
 		if k == "" {
 			out[i].idem = ""
 		}
 	}
 	return out
+}
+
+// storedHashLen is how much of a code's hash the store keeps: 128 bits of
+// HMAC-SHA256, a tag no one without the secret can compute (NIST SP
+// 800-107 allows truncation to 64), for a code of 20 to 33 bits that
+// max_attempts guards anyway. The 16 bytes it saves keep a recipient's
+// record (recordLua) in a smaller allocation.
+const storedHashLen = 16
+
+// stored is the part of a code's hash the store keeps and compares.
+func stored(h []byte) []byte {
+	if len(h) > storedHashLen {
+		return h[:storedHashLen]
+	}
+	return h
+}
+
+// usageTags are the usage types' tags in a recipient's record
+// (recordLua): one letter each, neither S nor V.
+var usageTags = map[string]string{
+	"register":                   "r",
+	"sign_in":                    "s",
+	"forgot_password":            "f",
+	"generic":                    "g",
+	"user_permission_validation": "u",
+	"bind_new_identifier":        "b",
+	"mfa_verification":           "m",
+	"bind_mfa":                   "n",
+	"organization_invitation":    "o",
+}
+
+// usageTag is usage's tag in a recipient's record: its letter, or
+// {usage} for a usage type without one.
+func usageTag(usage string) string {
+	if t, ok := usageTags[usage]; ok {
+		return t
+	}
+	return "{" + strings.ReplaceAll(usage, "}", "") + "}"
 }
 
 // undone is the tombstone of a verification or attempt id that was undone.
@@ -159,11 +192,10 @@ type moves struct {
 // The kinds of state moved, each merged its own way where both keys of a
 // pair hold some (migrateLua).
 const (
-	moveCode     = 'h' // a code: the later expiry wins
-	moveCooldown = 'c' // a cooldown: the later end wins
+	moveRecord   = 'r' // a recipient's record: merged (merge_record)
 	moveWindow   = 'z' // a window: the union of both
 	moveCounts   = 'n' // counts (a hash of numbers): summed
-	moveRecord   = 'k' // an idempotency record: the current one wins
+	moveIdem     = 'k' // an idempotency record: the current one wins
 )
 
 func (m *moves) add(kind byte, from, to string) {
@@ -362,7 +394,7 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 
 // beginSend runs sendScript with the given slots in it.
 func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []service.Slot) (service.SendResult, error) {
-	k := s.keysOf(p.Recipient, p.Usage, p.IdempotencyKey)
+	k := s.keysOf(p.Recipient, p.IdempotencyKey)
 	useIdem := "0"
 	if p.IdempotencyKey.ID != "" {
 		useIdem = "1"
@@ -372,22 +404,20 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 		perCount, perWindow = 0, 0
 	}
 	var m moves
-	for _, old := range s.previousKeys(p.Recipient, p.Usage, p.IdempotencyKey) {
-		m.add(moveCode, old.code, k.code)
-		m.add(moveCooldown, old.cooldown, k.cooldown)
-		m.add(moveWindow, old.sends, k.sends)
+	for _, old := range s.previousKeys(p.Recipient, p.IdempotencyKey) {
+		m.add(moveRecord, old.rec, k.rec)
 		if old.idem != "" {
-			m.add(moveRecord, old.idem, k.idem)
+			m.add(moveIdem, old.idem, k.idem)
 		}
 	}
 	for _, sl := range slots {
 		m.slot(s, sl)
 	}
-	keys := make([]string, 5, 5+2*len(slots)+len(m.keys))
-	keys[0], keys[1], keys[2], keys[3], keys[4] = k.code, k.cooldown, k.sends, k.idem, k.undone(p.VerificationID)
-	args := make([]any, 14, 14+4*len(slots))
+	keys := make([]string, 3, 3+2*len(slots)+len(m.keys))
+	keys[0], keys[1], keys[2] = k.rec, k.idem, k.undone(p.VerificationID)
+	args := make([]any, 15, 15+4*len(slots))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
-	codeHash := p.CodeHash
+	codeHash := stored(p.CodeHash)
 	if p.NoCode {
 		codeHash = nil // an empty hash: the script stores no code
 	}
@@ -396,6 +426,7 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	if p.NoCode {
 		args[13] = ""
 	}
+	args[14] = usageTag(p.Usage)
 	for _, sl := range slots {
 		keys = append(keys, s.slotKey(sl), s.verifiedKey(sl.Bucket, sl.Key))
 		args = append(args, ms(sl.Window.Window), slotLimit(sl), ratio(sl), record(sl))
@@ -444,8 +475,8 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 // first found, the current secret's first; it moves nothing (BeginSend
 // does).
 func (s *Store) LookupSend(ctx context.Context, r service.Recipient, key service.IdempotencyKey, fingerprint string) (service.SendResult, error) {
-	k := s.keysOf(r, "", key)
-	previous := s.previousKeys(r, "", key)
+	k := s.keysOf(r, key)
+	previous := s.previousKeys(r, key)
 	if len(previous) == 0 {
 		rec, err := s.rdb.HMGet(ctx, k.idem, "fp", "resp").Result()
 		if err != nil {
@@ -489,11 +520,11 @@ func idempotencyResult(fp, resp any, fingerprint string) service.SendResult {
 
 // CompleteSend implements service.Store.
 func (s *Store) CompleteSend(ctx context.Context, r service.Recipient, key service.IdempotencyKey, answer []byte, ttl time.Duration) error {
-	k := s.keysOf(r, "", key)
+	k := s.keysOf(r, key)
 	var m moves
-	for _, old := range s.previousKeys(r, "", key) {
+	for _, old := range s.previousKeys(r, key) {
 		if old.idem != "" {
-			m.add(moveRecord, old.idem, k.idem)
+			m.add(moveIdem, old.idem, k.idem)
 		}
 	}
 	_, err := s.run(ctx, completeScript, append([]string{k.idem}, m.keys...), answer, ms(ttl), string(m.kinds))
@@ -502,7 +533,7 @@ func (s *Store) CompleteSend(ctx context.Context, r service.Recipient, key servi
 
 // AbortSend implements service.Store.
 func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
-	k := s.keysOf(p.Recipient, p.Usage, p.IdempotencyKey)
+	k := s.keysOf(p.Recipient, p.IdempotencyKey)
 	useIdem, uncount := "0", "0"
 	if p.IdempotencyKey.ID != "" {
 		useIdem = "1"
@@ -511,30 +542,32 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 		uncount = "1"
 	}
 	var m moves
-	for _, old := range s.previousKeys(p.Recipient, p.Usage, p.IdempotencyKey) {
-		m.add(moveCode, old.code, k.code)
-		m.add(moveCooldown, old.cooldown, k.cooldown)
+	for _, old := range s.previousKeys(p.Recipient, p.IdempotencyKey) {
+		m.add(moveRecord, old.rec, k.rec)
 		if old.idem != "" {
-			m.add(moveRecord, old.idem, k.idem)
-		}
-		if p.Uncount {
-			m.add(moveWindow, old.sends, k.sends)
+			m.add(moveIdem, old.idem, k.idem)
 		}
 	}
-	keys := append([]string{k.code, k.cooldown, k.idem, k.sends, k.undone(p.VerificationID)}, m.keys...)
+	keys := append([]string{k.rec, k.idem, k.undone(p.VerificationID)}, m.keys...)
 	_, err := s.run(ctx, abortScript, keys, p.VerificationID, useIdem, uncount, ms(p.Tombstone), string(m.kinds),
-		s.offset(p.Now), p.CodeHash)
+		s.offset(p.Now), stored(p.CodeHash), usageTag(p.Usage))
 	return wrap("abort send", err)
+}
+
+// records are r's records under the current and every previous secret
+// (one bucket, one hash slot).
+func (s *Store) records(r service.Recipient) []string {
+	keys := []string{s.keysOf(r, service.IdempotencyKey{}).rec}
+	for _, old := range s.previousKeys(r, service.IdempotencyKey{}) {
+		keys = append(keys, old.rec)
+	}
+	return keys
 }
 
 // CancelCode implements service.Store: one script deletes the code under
 // the current and every previous secret (one bucket, one hash slot).
 func (s *Store) CancelCode(ctx context.Context, p service.CodeParams) (bool, error) {
-	keys := []string{s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{}).code}
-	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
-		keys = append(keys, old.code)
-	}
-	val, err := s.run(ctx, cancelScript, keys, s.offset(p.Now))
+	val, err := s.run(ctx, cancelScript, s.records(p.Recipient), s.offset(p.Now), usageTag(p.Usage))
 	if err != nil {
 		return false, wrap("cancel code", err)
 	}
@@ -548,12 +581,7 @@ func (s *Store) CancelCode(ctx context.Context, p service.CodeParams) (bool, err
 // CodeStatus implements service.Store: one read-only script reads the
 // code and the cooldown under the current and every previous secret.
 func (s *Store) CodeStatus(ctx context.Context, p service.CodeParams) (service.CodeStatus, error) {
-	k := s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{})
-	keys := []string{k.code, k.cooldown}
-	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
-		keys = append(keys, old.code, old.cooldown)
-	}
-	val, err := s.run(ctx, statusScript, keys, s.offset(p.Now))
+	val, err := s.run(ctx, statusScript, s.records(p.Recipient), s.offset(p.Now), usageTag(p.Usage))
 	if err != nil {
 		return service.CodeStatus{}, wrap("code status", err)
 	}
@@ -606,28 +634,27 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 
 // verify runs verifyScript, with the per-IP window in it when withIP.
 func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool) (service.VerifyResult, error) {
-	k := s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{})
+	k := s.keysOf(p.Recipient, service.IdempotencyKey{})
 	perCount, perWindow := p.PerRecipient.Count, ms(p.PerRecipient.Window)
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
 	var m moves
-	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
-		m.add(moveCode, old.code, k.code)
-		m.add(moveWindow, old.verifies, k.verifies)
+	for _, old := range s.previousKeys(p.Recipient, service.IdempotencyKey{}) {
+		m.add(moveRecord, old.rec, k.rec)
 	}
-	keys := []string{k.code, k.verifies, k.undone(p.AttemptID)}
-	args := make([]any, 9, 9+len(p.PreviousCodeHashes))
-	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), p.CodeHash, perCount, perWindow, p.AttemptID, ms(p.Grace)
+	keys := []string{k.rec, k.undone(p.AttemptID)}
+	args := make([]any, 10, 10+len(p.PreviousCodeHashes))
+	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), stored(p.CodeHash), perCount, perWindow, p.AttemptID, ms(p.Grace)
 	args[6], args[7] = 0, 0
 	if withIP {
 		keys = append(keys, s.slotKey(*p.PerIP))
 		args[6], args[7] = p.PerIP.Window.Count, ms(p.PerIP.Window.Window)
 		m.slot(s, *p.PerIP)
 	}
-	args[8] = string(m.kinds)
+	args[8], args[9] = string(m.kinds), usageTag(p.Usage)
 	for _, h := range p.PreviousCodeHashes {
-		args = append(args, h)
+		args = append(args, stored(h))
 	}
 	keys = append(keys, m.keys...)
 	val, err := s.run(ctx, verifyScript, keys, args...)
@@ -654,13 +681,13 @@ func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool)
 
 // UndoVerify implements service.Store.
 func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) error {
-	k := s.keysOf(p.Recipient, p.Usage, service.IdempotencyKey{})
+	k := s.keysOf(p.Recipient, service.IdempotencyKey{})
 	var m moves
-	for _, old := range s.previousKeys(p.Recipient, p.Usage, service.IdempotencyKey{}) {
-		m.add(moveCode, old.code, k.code)
+	for _, old := range s.previousKeys(p.Recipient, service.IdempotencyKey{}) {
+		m.add(moveRecord, old.rec, k.rec)
 	}
-	keys := append([]string{k.code, k.undone(p.AttemptID)}, m.keys...)
-	_, err := s.run(ctx, undoVerifyScript, keys, s.offset(p.Now), p.AttemptID, ms(p.Tombstone), string(m.kinds))
+	keys := append([]string{k.rec, k.undone(p.AttemptID)}, m.keys...)
+	_, err := s.run(ctx, undoVerifyScript, keys, s.offset(p.Now), p.AttemptID, ms(p.Tombstone), string(m.kinds), usageTag(p.Usage))
 	return wrap("undo verify", err)
 }
 

@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 		}
 		for _, keys := range checker.crossKeys() {
 			tag := hashTag(keys[0])
-			ok := strings.Contains(keys[0], ":code:") && len(tag) == 3
+			ok := strings.HasSuffix(keys[0], ":r") && len(tag) == 3
 			for _, k := range keys[1:] {
 				ok = ok && (hashTag(k) == tag || strings.HasSuffix(k, ":window") || strings.HasSuffix(k, ":verified"))
 			}
@@ -299,8 +299,8 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 // The key layout, and what a rotation does to it: every key of a
 // recipient, under every secret, carries its bucket as the hash tag; a
 // call with previous ids moves what the previous keys held to the current
-// ones (a rename keeps the expiry; merged windows expire with the later),
-// and no previous key is left.
+// ones (a rename keeps the expiry; a merged record expires with the
+// later), and no previous key is left.
 func TestRotationMovesKeys(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -340,23 +340,30 @@ func TestRotationMovesKeys(t *testing.T) {
 
 	keys := rdb.Keys(ctx, "*").Val()
 	slices.Sort(keys)
-	want := []string{
-		"otpd:{abc}:cur:code:register", "otpd:{abc}:cur:cooldown:register", "otpd:{abc}:cur:sends", "otpd:{abc}:cur:verifies",
-		"otpd:{abc}:old:code:sign_in", "otpd:{abc}:old:cooldown:sign_in", "otpd:{abc}:old:idem:k-old", "otpd:{abc}:old:sends", "otpd:{abc}:old:verifies",
-	}
-	slices.Sort(want)
+	want := []string{"otpd:{abc}:cur:r", "otpd:{abc}:old:idem:k-old", "otpd:{abc}:old:r"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("keys before the rotation:\n got %v\nwant %v", keys, want)
 	}
 	pttl := func(key string) time.Duration { t.Helper(); return rdb.PTTL(ctx, key).Val() }
-	codeTTL, cooldownTTL, idemTTL := pttl("otpd:{abc}:old:code:sign_in"), pttl("otpd:{abc}:old:cooldown:sign_in"), pttl("otpd:{abc}:old:idem:k-old")
+	fields := func(key string) map[string]string { t.Helper(); return rdb.HGetAll(ctx, key).Val() }
+	oldRec, idemTTL := fields("otpd:{abc}:old:r"), pttl("otpd:{abc}:old:idem:k-old")
+	// One record per recipient: the sign-in code and its cooldown, the
+	// send and the wrong attempt in the windows.
+	for _, f := range []string{"sh", "si", "se", "sa", "sd", "Sv1", "Va1", "sxa1"} {
+		if _, ok := oldRec[f]; !ok {
+			t.Errorf("the previous record has no field %q: %v", f, oldRec)
+		}
+	}
+	if got := pttl("otpd:{abc}:old:r"); got > time.Hour || got < time.Hour-5*time.Second {
+		t.Errorf("the previous record expires in %v, want with its verify window, 1h", got)
+	}
 
 	// Under the rotated secret: a verification without a live code (it
-	// moves the verify window and adds nothing), a wrong code, and an
-	// idempotent retry.
+	// moves the record and adds nothing), a wrong code, and an idempotent
+	// retry.
 	verify(cur, "generic", "a3", time.Hour, service.VerifyExpired)
-	if got := pttl("otpd:{abc}:cur:verifies"); got > 2*time.Hour || got < 2*time.Hour-5*time.Second {
-		t.Errorf("the merged verify window expires in %v, want the later expiry, 2h", got)
+	if got := pttl("otpd:{abc}:cur:r"); got > 2*time.Hour || got < 2*time.Hour-5*time.Second {
+		t.Errorf("the merged record expires in %v, want the later expiry, 2h", got)
 	}
 	verify(cur, "sign_in", "a4", time.Hour, service.VerifyMismatch)
 	send(cur, "sign_in", "v3", service.IdempotencyKey{ID: "k-cur", Previous: []string{"k-old"}})
@@ -364,17 +371,31 @@ func TestRotationMovesKeys(t *testing.T) {
 	if left := rdb.Keys(ctx, "otpd:{abc}:old:*").Val(); len(left) != 0 {
 		t.Errorf("previous keys left after the move: %v", left)
 	}
-	for key, was := range map[string]time.Duration{
-		"otpd:{abc}:cur:code:sign_in":     codeTTL,
-		"otpd:{abc}:cur:cooldown:sign_in": cooldownTTL,
-		"otpd:{abc}:cur:idem:k-cur":       idemTTL,
+	if got := pttl("otpd:{abc}:cur:idem:k-cur"); got > idemTTL || got < idemTTL-5*time.Second {
+		t.Errorf("the moved idempotency record expires in %v, want about %v (kept over the move)", got, idemTTL)
+	}
+	rec := fields("otpd:{abc}:cur:r")
+	for f, want := range map[string]string{
+		// The moved code, one wrong attempt more (3 of 5 left), and its
+		// cooldown, which now names its send.
+		"sh": "h-old", "si": "v1", "se": oldRec["se"], "sa": "3", "sd": oldRec["sd"] + ":v1",
+		"rh": "h-cur", "ri": "v2", // the current secret's own code stays
 	} {
-		if got := pttl(key); got > was || got < was-5*time.Second {
-			t.Errorf("%s expires in %v, want about %v (kept over the move)", key, got, was)
+		if rec[f] != want {
+			t.Errorf("merged record field %q = %q, want %q", f, rec[f], want)
 		}
 	}
-	if n := rdb.ZCard(ctx, "otpd:{abc}:cur:verifies").Val(); n != 3 {
-		t.Errorf("the merged verify window holds %d attempts, want 3", n)
+	var sends, verifies int
+	for f := range rec {
+		switch f[0] {
+		case 'S':
+			sends++
+		case 'V':
+			verifies++
+		}
+	}
+	if sends != 2 || verifies != 3 {
+		t.Errorf("the merged windows hold %d sends and %d attempts, want 2 and 3: %v", sends, verifies, rec)
 	}
 	if rec := rdb.HGet(ctx, "otpd:{abc}:cur:idem:k-cur", "resp").Val(); rec != "answer" {
 		t.Errorf("the moved idempotency record answers %q", rec)

@@ -4,7 +4,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"strconv"
-	"strings"
 
 	"github.com/otpd/otpd/service"
 )
@@ -131,10 +130,129 @@ end
 `
 
 // helpers are the functions the deciding scripts share.
-var helpers = clockLua + windowLua + conversionLua + migrateLua
+var helpers = clockLua + windowLua + conversionLua + recordLua + migrateLua
 
 // conversionBuckets is service.ConversionBuckets for Lua.
 var conversionBuckets = strconv.Itoa(service.ConversionBuckets)
+
+// recordLua reads and writes a recipient's record: one hash per
+// recipient (per secret) holding everything otpd keeps about it, so that
+// a live code costs one key. Redis spends about 140 bytes on a key before
+// its value (the key's name, its dictionary and expiry entries, the
+// object), so the code, its cooldown and the recipient's windows share
+// one; a small hash stays a compact listpack while every value is under
+// hash-max-listpack-value (64 bytes) and it has fewer fields than
+// hash-max-listpack-entries (128).
+//
+// A field's first byte says whose it is: a usage type's tag (a lower-case
+// letter, or {name} for a usage otpd has no letter for; Store.usageTag),
+// or S (the recipient's send window) or V (its verify window). A usage
+// type's fields are its tag followed by:
+//
+//	h  the code's hash
+//	i  the verification id of the send that stored it
+//	e  its expiry (ms)
+//	a  attempts left
+//	c  the send's client-IP conversion subject (service.SendParams.Credit),
+//	   when it has one
+//	o  once verified, the attempt that consumed it; g until when (ms) the
+//	   consumed code answers that attempt's re-run (the grace)
+//	x<attempt id>  one per wrong attempt
+//	p1..pN  the earlier codes kept valid (keptLua), with keep_previous only
+//	d  the resend cooldown: its end (ms), taken by the code's send; or
+//	   "<end ms>:<verification id>" when another send took it (a
+//	   delivery of the caller's code, which stores no code)
+//
+// A window's fields are S and V followed by the first 8 characters of
+// a send's verification id or an attempt's id (event), each valued with
+// its time (ms). Redis 7.0 has no expiry per field: the
+// record expires with the longest-lived of its parts (extend), and a part
+// that is over (a code past its expiry or its grace, an event out of its
+// window) reads as absent and goes when a script next passes by.
+var recordLua = `
+-- The record at key as a table, field -> value.
+local function record(key)
+  local r, f = {}, redis.call('HGETALL', key)
+  for i = 1, #f, 2 do r[f[i]] = f[i + 1] end
+  return r
+end
+-- Keeps the record at key at least ms more; fresh: it had no fields
+-- before this script, so no expiry to keep.
+local function extend(key, ms, fresh)
+  if ms > 0 and (fresh or redis.call('PTTL', key) < ms) then redis.call('PEXPIRE', key, ms) end
+end
+-- The fields of usage U's code in r (a record table), its cooldown d not
+-- among them.
+local function code_fields(r, U)
+  local out = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g'}
+  for i = 1, ` + keepMax + ` do out[#out + 1] = U .. 'p' .. i end
+  local x = U .. 'x'
+  for f in pairs(r) do
+    if string.sub(f, 1, #x) == x then out[#out + 1] = f end
+  end
+  return out
+end
+-- Deletes usage U's code from the record at key (r its table), and from
+-- r; but for the fields in the set rewrite, which the caller writes next.
+local function drop_code(key, r, U, rewrite)
+  local del = {}
+  for _, f in ipairs(code_fields(r, U)) do
+    if r[f] and not (rewrite and rewrite[f]) then del[#del + 1] = f end
+    r[f] = nil
+  end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+end
+-- Whether usage U's code in r is over for good: past its expiry, or
+-- consumed and past its grace. Such a code reads as no code at all.
+local function over(r, U, now)
+  if not r[U .. 'h'] then return false end
+  if tonumber(r[U .. 'e']) <= now then return true end
+  return r[U .. 'o'] ~= nil and tonumber(r[U .. 'g']) <= now
+end
+-- The end (ms) of usage U's cooldown in r, 0 for none.
+local function cooldown_end(r, U)
+  return tonumber(string.match(r[U .. 'd'] or '', '^(%d+)')) or 0
+end
+-- The verification id of the send that took usage U's cooldown in r: the
+-- one it names, or, when it names none, the code's.
+local function cooldown_owner(r, U)
+  local d = r[U .. 'd']
+  if not d then return nil end
+  return string.match(d, ':(.*)$') or r[U .. 'i']
+end
+-- A send's or an attempt's event in a window: W and the id's first 8
+-- characters (48 random bits: two ids of one recipient's window never
+-- share them in practice, and a window holds a few).
+local function event(W, id)
+  return W .. string.sub(id, 1, 8)
+end
+-- When the window W (S or V) of the record at key (r its table) holds
+-- limit events of the last window ms, returns the ms until its oldest
+-- leaves it, else nil. Events out of the window go.
+local function log_full(key, r, W, now, window, limit)
+  local n, oldest, old = 0, nil, {}
+  for f, v in pairs(r) do
+    if string.sub(f, 1, 1) == W then
+      local at = tonumber(v)
+      if at > now - window then
+        n = n + 1
+        if not oldest or at < oldest then oldest = at end
+      else
+        old[#old + 1] = f
+      end
+    end
+  end
+  if #old > 0 then
+    redis.call('HDEL', key, unpack(old))
+    for _, f in ipairs(old) do r[f] = nil end
+  end
+  if n >= limit then return oldest + window - now end
+  return nil
+end
+`
+
+// keepMax is service.MaxKeepPrevious for Lua.
+var keepMax = strconv.Itoa(service.MaxKeepPrevious)
 
 // migrateLua moves state from a rotated secret's keys to the current
 // secret's before a script decides anything, so that codes, cooldowns,
@@ -143,25 +261,55 @@ var conversionBuckets = strconv.Itoa(service.ConversionBuckets)
 // move is atomic with the decision, on Redis Cluster too, whatever other
 // replicas (with the old secret or the new) do at the same time.
 const migrateLua = `
+-- The usage tag of a record's field, nil for a window's event.
+local function tag_of(f)
+  local b = string.sub(f, 1, 1)
+  if b == 'S' or b == 'V' then return nil end
+  if b == '{' then return string.match(f, '^{[^}]*}') end
+  return b
+end
+-- Merges the record at from into the one at to: per usage type, the code
+-- with the later expiry (a newer send replaces an older code) and the
+-- cooldown with the later end; the windows' events of both; expiring
+-- with the later of the two.
+local function merge_record(from, to)
+  local a, b = record(from), record(to)
+  local ttl = math.max(redis.call('PTTL', from), redis.call('PTTL', to))
+  local set, seen = {}, {}
+  for f, v in pairs(a) do
+    local U = tag_of(f)
+    if not U then
+      if not b[f] or tonumber(v) > tonumber(b[f]) then set[#set + 1] = f; set[#set + 1] = v end
+    elseif not seen[U] then
+      seen[U] = true
+      if a[U .. 'h'] and (tonumber(a[U .. 'e']) or 0) > (tonumber(b[U .. 'e']) or 0) then
+        if b[U .. 'h'] then drop_code(to, b, U) end
+        for g, w in pairs(a) do
+          if g ~= U .. 'd' and tag_of(g) == U then set[#set + 1] = g; set[#set + 1] = w end
+        end
+      end
+      -- The cooldown names its owner: the code beside it may now be
+      -- another send's.
+      local from = cooldown_end(a, U) > cooldown_end(b, U) and a or b
+      local owner = cooldown_owner(from, U)
+      if from[U .. 'd'] and owner then
+        set[#set + 1] = U .. 'd'; set[#set + 1] = cooldown_end(from, U) .. ':' .. owner
+      end
+    end
+  end
+  if #set > 0 then redis.call('HSET', to, unpack(set)) end
+  if ttl > 0 then redis.call('PEXPIRE', to, ttl) end
+  redis.call('DEL', from)
+end
 -- The last 2n KEYS are n (previous, current) pairs, and kinds has one
 -- letter per pair. A previous key's state goes to the current key: by
 -- RENAME (which keeps its expiry) when the current key holds nothing, else
--- merged by kind: h a code (the later expiry wins: a newer send replaces
--- an older code), c a cooldown (the later end wins), z a window (the
+-- merged by kind: r a recipient's record (merge_record), z a window (the
 -- union of both, expiring with the later), n counts (a hash of numbers:
 -- summed field by field, expiring with the later), k an idempotency
--- record (the current one wins). Without pairs it runs no command; with pairs and
--- nothing to move, one EXISTS. Returns the number of KEYS before the pairs.
-local function later(kind, from, to)
-  if kind == 'h' then
-    return (tonumber(redis.call('HGET', from, 'exp')) or 0) > (tonumber(redis.call('HGET', to, 'exp')) or 0)
-  elseif kind == 'c' then
-    local a = tonumber(string.match(redis.call('GET', from) or '', '^(%d+)')) or 0
-    local b = tonumber(string.match(redis.call('GET', to) or '', '^(%d+)')) or 0
-    return a > b
-  end
-  return false
-end
+-- record (the current one wins). Without pairs it runs no command; with
+-- pairs and nothing to move, one EXISTS. Returns the number of KEYS
+-- before the pairs.
 local function migrate(kinds)
   local n = #kinds
   local first = #KEYS - 2 * n
@@ -172,8 +320,10 @@ local function migrate(kinds)
   for i = 1, n do
     local from, to, kind = old[i], KEYS[first + 2 * i], string.sub(kinds, i, i)
     if redis.call('EXISTS', from) == 1 then
-      if redis.call('EXISTS', to) == 0 or later(kind, from, to) then
+      if redis.call('EXISTS', to) == 0 then
         redis.call('RENAME', from, to)
+      elseif kind == 'r' then
+        merge_record(from, to)
       elseif kind == 'z' then
         local ttl = math.max(redis.call('PTTL', from), redis.call('PTTL', to))
         redis.call('ZUNIONSTORE', to, 2, to, from, 'AGGREGATE', 'MAX')
@@ -194,22 +344,20 @@ local function migrate(kinds)
 end
 `
 
-// keptLua reads and writes the earlier codes a record keeps valid beside
-// its latest one (code.keep_previous): fields p1 (the newest) to pN, each
-// the code's expiry in 13 decimal digits (ms) followed by its hash, and
-// nothing else: the attempt counter (a, m), the consumed mark and the
-// wrong attempts are the record's, shared by every code in it. One field
-// per code, each under Redis's hash-max-listpack-value (64 bytes), keeps
-// the record a compact listpack: one value holding several codes would
-// turn it into a hash table, about twice the memory.
+// keptLua reads and writes the earlier codes a usage type's code keeps
+// valid beside its latest one (code.keep_previous): fields <tag>p1 (the
+// newest) to <tag>pN, each the code's expiry in 13 decimal digits (ms)
+// followed by its hash, and nothing else: the attempts left (a), the
+// consumed mark and the wrong attempts are the code's, shared by every
+// code kept with it. One field per code, each under
+// hash-max-listpack-value, keeps the record a compact listpack.
 var keptLua = `
-local kept_fields = {` + keptFields() + `}
--- The kept codes among values (an HMGET reply of kept_fields from index
--- first on) that expire after now, newest first: {exp, hash}.
-local function kept_in(values, first, now)
+-- The kept codes of usage U in r that expire after now, newest first:
+-- {exp, hash}.
+local function kept(r, U, now)
   local out = {}
-  for i = first, first + #kept_fields - 1 do
-    local e = values[i]
+  for i = 1, ` + keepMax + ` do
+    local e = r[U .. 'p' .. i]
     if e then
       local exp = tonumber(string.sub(e, 1, 13))
       if exp > now then out[#out + 1] = {exp, string.sub(e, 14)} end
@@ -217,35 +365,25 @@ local function kept_in(values, first, now)
   end
   return out
 end
--- The kept codes of the record at key that expire after now.
-local function kept(key, now)
-  return kept_in(redis.call('HMGET', key, unpack(kept_fields)), 1, now)
-end
--- Writes the first limit codes of list as the record's kept codes.
-local function keep(key, list, limit)
-  redis.call('HDEL', key, unpack(kept_fields))
+-- Writes the first limit codes of list as usage U's kept codes.
+local function keep(key, r, U, list, limit)
+  local del = {}
+  for i = 1, ` + keepMax + ` do del[i] = U .. 'p' .. i; r[del[i]] = nil end
+  redis.call('HDEL', key, unpack(del))
   local args = {}
-  for i = 1, math.min(#list, limit, #kept_fields) do
-    args[#args + 1] = kept_fields[i]
-    args[#args + 1] = string.format('%013d', list[i][1]) .. list[i][2]
+  for i = 1, math.min(#list, limit, ` + keepMax + `) do
+    local v = string.format('%013d', list[i][1]) .. list[i][2]
+    args[#args + 1] = U .. 'p' .. i
+    args[#args + 1] = v
+    r[U .. 'p' .. i] = v
   end
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
--- Whether the code record c (HMGET h, exp, a, m, ok) can verify now.
-local function live(c, now)
-  return c[1] and not c[5] and tonumber(c[2]) > now and tonumber(c[3]) < tonumber(c[4])
+-- Whether usage U's code in r can verify now.
+local function live(r, U, now)
+  return r[U .. 'h'] ~= nil and not r[U .. 'o'] and tonumber(r[U .. 'e']) > now and tonumber(r[U .. 'a']) > 0
 end
 `
-
-// keptFields lists the fields of kept codes for Lua: 'p1', ..., one per
-// code service.MaxKeepPrevious allows.
-func keptFields() string {
-	f := make([]string, service.MaxKeepPrevious)
-	for i := range f {
-		f[i] = "'p" + strconv.Itoa(i+1) + "'"
-	}
-	return strings.Join(f, ", ")
-}
 
 // slotScript takes one event in a sliding-window log; a member already in
 // the log counts as taken.
@@ -309,18 +447,11 @@ return conv_credit(KEYS[1], KEYS[2], clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
 // stored, it answers accepted and changes nothing; for an id whose abort
 // left a tombstone, it answers 7 (undone) and changes nothing.
 //
-//   - KEYS[1] code: hash of h (code hash), id (verification id), exp
-//     (expiry, ms), a (attempts used), m (max attempts), c (the send's
-//     client-IP conversion subject, service.SendParams.Credit, when it
-//     has one) and once verified ok (the attempt that consumed it);
-//     x:<attempt id> per wrong attempt;
-//     p1..pN, the earlier codes kept valid (keptLua), with keep_previous only
-//   - KEYS[2] cooldown: string "<until ms>:<verification id>"
-//   - KEYS[3] per-recipient send window: sorted set
-//   - KEYS[4] idempotency record: hash of fp (fingerprint), id (the
+//   - KEYS[1] the recipient's record (recordLua)
+//   - KEYS[2] idempotency record: hash of fp (fingerprint), id (the
 //     verification id of the send that holds it), resp (answer)
-//   - KEYS[5] this verification id's tombstone
-//   - KEYS[6..] two keys per shared slot (per IP, per country, conversion):
+//   - KEYS[3] this verification id's tombstone
+//   - KEYS[4..] two keys per shared slot (per IP, per country, conversion):
 //     its window (sorted set) and its verified counts (hash; used by a
 //     conversion slot only, conversionLua). Their hash tags differ from
 //     the recipient's, so there are none on Redis Cluster, where the
@@ -328,35 +459,36 @@ return conv_credit(KEYS[1], KEYS[2], clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
 //   - then the moves of migrateLua
 //   - ARGV offset_ms, ttl_ms, max_attempts, cooldown_ms, per_count,
 //     per_window_ms, verification_id, code_hash (empty: store no code),
-//     use_idempotency (0/1),
-//     fingerprint, pending_ttl_ms, kinds, keep_previous, credit, then
-//     window_ms, limit (a conversion slot's min_unverified), ratio (empty
-//     for a plain window) and record (0/1) of each slot
+//     use_idempotency (0/1), fingerprint, pending_ttl_ms, kinds,
+//     keep_previous, credit, usage tag, then window_ms, limit (a
+//     conversion slot's min_unverified), ratio (empty for a plain window)
+//     and record (0/1) of each slot
 //
 // With keep_previous N > 0 a new code keeps a live code (and the N - 1
 // newest codes it kept that have not expired) valid beside it, each with
-// its own expiry, and the record's attempt counter as it is: a resend
-// gives nobody more guesses at codes already out. A code that cannot
-// verify (expired, consumed, out of attempts) is never kept, and the new
-// code then starts afresh, every attempt free, as with N = 0.
+// its own expiry, and the code's attempt counter as it is: a resend gives
+// nobody more guesses at codes already out. A code that cannot verify
+// (expired, consumed, out of attempts) is never kept, and the new code
+// then starts afresh, every attempt free, as with N = 0.
 //
 // Returns {status, retry_after_ms[, answer or slot number]}; status as
 // service.SendStatus, or 7. Accepted, the slot number is the first
 // conversion slot in record mode that was over its threshold, or 0.
 var sendScript = newScript(guarded + helpers + keptLua + `
-local slots = (migrate(ARGV[12]) - 5) / 2
-if redis.call('EXISTS', KEYS[5]) == 1 then return {7, 0} end
-if redis.call('HGET', KEYS[1], 'id') == ARGV[7] then return {0, 0} end
+local slots = (migrate(ARGV[12]) - 3) / 2
+if redis.call('EXISTS', KEYS[3]) == 1 then return {7, 0} end
+local R, U, id = KEYS[1], ARGV[15], ARGV[7]
+local r = record(R)
+if r[U .. 'i'] == id then return {0, 0} end
 local deliver = ARGV[8] == ''
 if deliver then
-  local cd = redis.call('GET', KEYS[2])
-  if cd and string.match(cd, ':(.*)$') == ARGV[7] then return {0, 0} end
-  if redis.call('ZSCORE', KEYS[3], ARGV[7]) then return {0, 0} end
-  if ARGV[9] == '1' and redis.call('HGET', KEYS[4], 'id') == ARGV[7] then return {0, 0} end
+  if cooldown_owner(r, U) == id then return {0, 0} end
+  if r[event('S', id)] then return {0, 0} end
+  if ARGV[9] == '1' and redis.call('HGET', KEYS[2], 'id') == id then return {0, 0} end
 end
 local now = clock(ARGV[1])
 if ARGV[9] == '1' then
-  local rec = redis.call('HMGET', KEYS[4], 'fp', 'resp')
+  local rec = redis.call('HMGET', KEYS[2], 'fp', 'resp')
   if rec[1] then
     if rec[1] ~= ARGV[10] then return {5, 0} end
     if rec[2] then return {3, 0, rec[2]} end
@@ -365,13 +497,13 @@ if ARGV[9] == '1' then
 end
 local over = 0
 for i = 1, slots do
-  local a = 11 + 4 * i
+  local a = 12 + 4 * i
   local retry
   if ARGV[a + 2] == '' then
-    retry = window_full(KEYS[4 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
+    retry = window_full(KEYS[2 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
   else
     -- A re-run of the send answered above: the id is not in the slot.
-    retry = conv_full(KEYS[4 + 2 * i], KEYS[5 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+    retry = conv_full(KEYS[2 + 2 * i], KEYS[3 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
     if retry and ARGV[a + 3] == '1' then
       retry = nil
       if over == 0 then over = i end
@@ -381,50 +513,58 @@ for i = 1, slots do
 end
 local cooldown = tonumber(ARGV[4])
 if cooldown > 0 then
-  local cd = redis.call('GET', KEYS[2])
-  if cd then
-    local until_ms = tonumber(string.match(cd, '^(%d+)'))
-    if until_ms > now then return {1, until_ms - now} end
-  end
+  local until_ms = cooldown_end(r, U)
+  if until_ms > now then return {1, until_ms - now} end
 end
+-- Every check passed: what the send takes goes in one HSET (w) and one
+-- expiry (need).
+local fresh, w, need = next(r) == nil, {}, 0
 local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 if limit > 0 then
-  local retry = window_full(KEYS[3], now, window, limit)
+  local retry = log_full(R, r, 'S', now, window, limit)
   if retry then return {2, retry} end
-  window_add(KEYS[3], now, window, ARGV[7])
+  w[#w + 1] = event('S', id); w[#w + 1] = now
+  need = window
 end
 for i = 1, slots do
-  window_add(KEYS[4 + 2 * i], now, tonumber(ARGV[11 + 4 * i]), ARGV[7])
+  window_add(KEYS[2 + 2 * i], now, tonumber(ARGV[12 + 4 * i]), id)
 end
 if cooldown > 0 then
-  redis.call('SET', KEYS[2], (now + cooldown) .. ':' .. ARGV[7], 'PX', cooldown)
+  -- A code's cooldown is owned by the code's send (its i) unless it
+  -- says otherwise: a delivery's names its id.
+  w[#w + 1] = U .. 'd'
+  w[#w + 1] = deliver and (now + cooldown) .. ':' .. id or now + cooldown
+  need = math.max(need, cooldown)
+elseif not deliver and r[U .. 'd'] and not string.find(r[U .. 'd'], ':') and r[U .. 'i'] then
+  -- The new code's id must not become the owner of an earlier send's
+  -- cooldown.
+  w[#w + 1] = U .. 'd'; w[#w + 1] = r[U .. 'd'] .. ':' .. r[U .. 'i']
 end
 if not deliver then
   local ttl, n = tonumber(ARGV[2]), tonumber(ARGV[13])
-  local c = n > 0 and redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok')
-  if c and live(c, now) then
+  local code = {U .. 'h', ARGV[8], U .. 'i', id, U .. 'e', now + ttl}
+  if n > 0 and live(r, U, now) then
     -- The live code and the newest of those it kept stay, with the
     -- attempts used and the wrong attempts' marks.
-    local list = {{tonumber(c[2]), c[1]}}
-    for _, e in ipairs(kept(KEYS[1], now)) do list[#list + 1] = e end
-    redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'm', tonumber(ARGV[3]))
-    if ARGV[14] == '' then redis.call('HDEL', KEYS[1], 'c') else redis.call('HSET', KEYS[1], 'c', ARGV[14]) end
-    keep(KEYS[1], list, n)
+    local list = {{tonumber(r[U .. 'e']), r[U .. 'h']}}
+    for _, e in ipairs(kept(r, U, now)) do list[#list + 1] = e end
+    if ARGV[14] == '' and r[U .. 'c'] then redis.call('HDEL', R, U .. 'c') end
+    keep(R, r, U, list, n)
   else
     -- The old code, if any, goes whole: its consumed mark and wrong
     -- attempts with it.
-    redis.call('DEL', KEYS[1])
-    if ARGV[14] == '' then
-      redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]))
-    else
-      redis.call('HSET', KEYS[1], 'h', ARGV[8], 'id', ARGV[7], 'exp', now + ttl, 'a', 0, 'm', tonumber(ARGV[3]), 'c', ARGV[14])
-    end
+    if r[U .. 'h'] then drop_code(R, r, U, {[U .. 'h'] = true, [U .. 'i'] = true, [U .. 'e'] = true, [U .. 'a'] = true, [U .. 'c'] = ARGV[14] ~= ''}) end
+    code[#code + 1] = U .. 'a'; code[#code + 1] = tonumber(ARGV[3])
   end
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  if ARGV[14] ~= '' then code[#code + 1] = U .. 'c'; code[#code + 1] = ARGV[14] end
+  for _, v in ipairs(code) do w[#w + 1] = v end
+  need = math.max(need, ttl)
 end
+if #w > 0 then redis.call('HSET', R, unpack(w)) end
+extend(R, need, fresh)
 if ARGV[9] == '1' then
-  redis.call('HSET', KEYS[4], 'fp', ARGV[10], 'id', ARGV[7])
-  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[11]))
+  redis.call('HSET', KEYS[2], 'fp', ARGV[10], 'id', id)
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[11]))
 end
 return {0, 0, over}
 `)
@@ -433,7 +573,7 @@ return {0, 0, over}
 //
 // KEYS[1] idempotency record, then the moves of migrateLua; ARGV answer,
 // ttl_ms, kinds.
-var completeScript = newScript(cleanUp + migrateLua + `
+var completeScript = newScript(cleanUp + recordLua + migrateLua + `
 migrate(ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'resp', ARGV[1])
@@ -449,89 +589,86 @@ return 1
 // of the send that a newer send pushed among the kept ones goes, found by
 // its hash.
 //
-// KEYS[1] code, KEYS[2] cooldown, KEYS[3] idempotency record, KEYS[4]
-// per-recipient send window, KEYS[5] the id's tombstone, then the moves of
-// migrateLua
+// KEYS[1] the recipient's record, KEYS[2] idempotency record, KEYS[3] the
+// id's tombstone, then the moves of migrateLua
 // ARGV verification_id, use_idempotency (0/1), uncount (0/1),
-// tombstone_ms, kinds, offset_ms, code_hash (empty for a delivery).
-var abortScript = newScript(cleanUp + clockLua + migrateLua + keptLua + `
+// tombstone_ms, kinds, offset_ms, code_hash (empty for a delivery), usage
+// tag.
+var abortScript = newScript(cleanUp + clockLua + recordLua + migrateLua + keptLua + `
 migrate(ARGV[5])
-local c = redis.call('HMGET', KEYS[1], 'id', 'ok')
-if c[1] == ARGV[1] then
+local R, U, id = KEYS[1], ARGV[8], ARGV[1]
+local r = record(R)
+local mine = cooldown_owner(r, U) == id
+if r[U .. 'i'] == id then
   local now = clock(ARGV[6])
-  local list = kept(KEYS[1], now)
-  if c[2] or #list == 0 then
-    redis.call('DEL', KEYS[1])
+  local list = kept(r, U, now)
+  if r[U .. 'o'] or #list == 0 then
+    drop_code(R, r, U)
   else
     local top = table.remove(list, 1)
-    redis.call('HSET', KEYS[1], 'h', top[2], 'exp', top[1], 'id', '')
-    redis.call('HDEL', KEYS[1], 'c')
-    keep(KEYS[1], list, #list)
-    redis.call('PEXPIRE', KEYS[1], top[1] - now)
+    redis.call('HSET', R, U .. 'h', top[2], U .. 'e', top[1], U .. 'i', '')
+    redis.call('HDEL', R, U .. 'c')
+    keep(R, r, U, list, #list)
   end
-elseif c[1] and ARGV[7] ~= '' then
-  local list = kept(KEYS[1], clock(ARGV[6]))
+elseif r[U .. 'h'] and ARGV[7] ~= '' then
+  local list = kept(r, U, clock(ARGV[6]))
   for i, e in ipairs(list) do
     if e[2] == ARGV[7] then
       table.remove(list, i)
-      keep(KEYS[1], list, #list)
+      keep(R, r, U, list, #list)
       break
     end
   end
 end
-local cd = redis.call('GET', KEYS[2])
-if cd and string.match(cd, ':(.*)$') == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if mine then redis.call('HDEL', R, U .. 'd') end
 if ARGV[2] == '1' then
-  local rec = redis.call('HMGET', KEYS[3], 'id', 'resp')
-  if rec[1] == ARGV[1] and not rec[2] then redis.call('DEL', KEYS[3]) end
+  local rec = redis.call('HMGET', KEYS[2], 'id', 'resp')
+  if rec[1] == id and not rec[2] then redis.call('DEL', KEYS[2]) end
 end
-if ARGV[3] == '1' then redis.call('ZREM', KEYS[4], ARGV[1]) end
+if ARGV[3] == '1' then redis.call('HDEL', R, event('S', id)) end
 local tomb = tonumber(ARGV[4])
-if tomb > 0 then redis.call('SET', KEYS[5], '1', 'PX', tomb) end
+if tomb > 0 then redis.call('SET', KEYS[3], '1', 'PX', tomb) end
 return 1
 `)
 
 // verifyScript checks a code.
 //
-// KEYS[1] code, KEYS[2] per-recipient verify window (sorted set), KEYS[3]
-// the attempt's tombstone, KEYS[4] (optional) the client IP's verify
-// window, on its own hash tag: present only when the store is not split;
-// then the moves of migrateLua
+// KEYS[1] the recipient's record, KEYS[2] the attempt's tombstone, KEYS[3]
+// (optional) the client IP's verify window, on its own hash tag: present
+// only when the store is not split; then the moves of migrateLua
 // ARGV offset_ms, code_hash, per_count, per_window_ms, attempt_id,
-// grace_ms, ip_count, ip_window_ms, kinds, then the code's hash under each
-// previous secret
+// grace_ms, ip_count, ip_window_ms, kinds, usage tag, then the code's hash
+// under each previous secret
 // Returns {status, attempts_remaining, retry_after_ms, limit}: status as
 // service.VerifyStatus, or 5 (undone); limit 1 (per recipient) or 2 (per
-// IP) for a rate limit. OK adds the record's id and c (its send's
+// IP) for a rate limit. OK adds the code's id and c (its send's
 // verification id and conversion subject, empty when none).
 var verifyScript = newScript(guarded + helpers + keptLua + `
-local ip = migrate(ARGV[9]) >= 4
-if redis.call('EXISTS', KEYS[3]) == 1 then return {5, 0, 0, 0} end
-local c = redis.call('HMGET', KEYS[1], 'h', 'exp', 'a', 'm', 'ok', 'x:' .. ARGV[5], unpack(kept_fields))
+local ip = migrate(ARGV[9]) >= 3
+if redis.call('EXISTS', KEYS[2]) == 1 then return {5, 0, 0, 0} end
+local R, U, aid = KEYS[1], ARGV[10], ARGV[5]
+local r = record(R)
+local now = clock(ARGV[1])
+if over(r, U, now) then drop_code(R, r, U) end
 -- A re-run of this attempt answers what the first run decided.
-local function ok()
-  local r = redis.call('HMGET', KEYS[1], 'id', 'c')
-  return {0, 0, 0, 0, r[1] or '', r[2] or ''}
-end
-if c[5] == ARGV[5] then return ok() end
-if c[6] then return {1, tonumber(c[4]) - tonumber(c[3]), 0, 0} end
-local now, limit, window = clock(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if r[U .. 'o'] == aid then return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''} end
+if r[U .. 'x' .. aid] then return {1, tonumber(r[U .. 'a']), 0, 0} end
+local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 if ip then
-  local retry = window_full(KEYS[4], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
+  local retry = window_full(KEYS[3], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
   if retry then return {4, 0, retry, 2} end
 end
 if limit > 0 then
-  local retry = window_full(KEYS[2], now, window, limit)
+  local retry = log_full(R, r, 'V', now, window, limit)
   if retry then return {4, 0, retry, 1} end
 end
-if not c[1] or c[5] or tonumber(c[2]) <= now then
+if not r[U .. 'h'] or r[U .. 'o'] then
   -- No live code: counted against the IP too, or probing who has a
   -- pending code would be free (a re-run adds the same member again).
-  if ip then window_add(KEYS[4], now, tonumber(ARGV[8]), ARGV[5]) end
+  if ip then window_add(KEYS[3], now, tonumber(ARGV[8]), aid) end
   return {2, 0, 0, 0}
 end
-local used, max = tonumber(c[3]), tonumber(c[4])
-if used >= max then return {3, 0, 0, 0} end
+if tonumber(r[U .. 'a']) <= 0 then return {3, 0, 0, 0} end
 -- Constant time: Lua strings are interned, so == compares two pointers,
 -- whatever the bytes. The only byte comparison is the interning's, against
 -- strings of equal length and hash, and it runs on HMAC-SHA256 outputs
@@ -540,46 +677,50 @@ if used >= max then return {3, 0, 0, 0} end
 -- double-HMAC argument. Hashing both sides again (redis.sha1hex) would
 -- only be more of the same and cost 1.7 µs of Redis CPU per call; a
 -- byte-by-byte loop in Lua, 6 µs. A code stored under a previous secret
--- matches its hash under that secret (ARGV[10..]), compared the same way,
+-- matches its hash under that secret (ARGV[11..]), compared the same way,
 -- and so does every earlier code kept valid beside the latest one (none
 -- expires later than the latest, checked above). The first right code
 -- consumes them all: they share the record.
-local right = c[1] == ARGV[2]
-for i = 10, #ARGV do right = right or c[1] == ARGV[i] end
-for _, e in ipairs(kept_in(c, 7, now)) do
+local right = r[U .. 'h'] == ARGV[2]
+for i = 11, #ARGV do right = right or r[U .. 'h'] == ARGV[i] end
+for _, e in ipairs(kept(r, U, now)) do
   right = right or e[2] == ARGV[2]
-  for i = 10, #ARGV do right = right or e[2] == ARGV[i] end
+  for i = 11, #ARGV do right = right or e[2] == ARGV[i] end
 end
 if right then
   -- Consumed, not deleted: kept for the grace, marked with the attempt,
   -- so that a re-run of it answers OK again and an undo can restore it.
   -- Every other attempt finds no live code.
-  redis.call('HSET', KEYS[1], 'ok', ARGV[5])
-  redis.call('PEXPIRE', KEYS[1], math.min(tonumber(ARGV[6]), tonumber(c[2]) - now))
-  return ok()
+  redis.call('HSET', R, U .. 'o', aid, U .. 'g', now + math.min(tonumber(ARGV[6]), tonumber(r[U .. 'e']) - now))
+  return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''}
 end
-used = redis.call('HINCRBY', KEYS[1], 'a', 1)
-redis.call('HSET', KEYS[1], 'x:' .. ARGV[5], '1')
-if limit > 0 then window_add(KEYS[2], now, window, ARGV[5]) end
-if ip then window_add(KEYS[4], now, tonumber(ARGV[8]), ARGV[5]) end
-return {1, max - used, 0, 0}
+local left = redis.call('HINCRBY', R, U .. 'a', -1)
+if limit > 0 then
+  redis.call('HSET', R, U .. 'x' .. aid, '1', event('V', aid), now)
+  extend(R, window)
+else
+  redis.call('HSET', R, U .. 'x' .. aid, '1')
+end
+if ip then window_add(KEYS[3], now, tonumber(ARGV[8]), aid) end
+return {1, left, 0, 0}
 `)
 
 // undoVerifyScript makes a code consumed by this attempt live again (until
 // its own expiry) and leaves a tombstone for the attempt.
 //
-// KEYS[1] code, KEYS[2] the attempt's tombstone, then the moves of
-// migrateLua; ARGV offset_ms, attempt_id, tombstone_ms, kinds.
-var undoVerifyScript = newScript(cleanUp + clockLua + migrateLua + `
+// KEYS[1] the recipient's record, KEYS[2] the attempt's tombstone, then
+// the moves of migrateLua; ARGV offset_ms, attempt_id, tombstone_ms,
+// kinds, usage tag.
+var undoVerifyScript = newScript(cleanUp + clockLua + recordLua + migrateLua + `
 migrate(ARGV[4])
-local c = redis.call('HMGET', KEYS[1], 'ok', 'exp')
-if c[1] == ARGV[2] then
-  local left = tonumber(c[2]) - clock(ARGV[1])
-  if left > 0 then
-    redis.call('HDEL', KEYS[1], 'ok')
-    redis.call('PEXPIRE', KEYS[1], left)
+local R, U = KEYS[1], ARGV[5]
+local r = record(R)
+local now = clock(ARGV[1])
+if r[U .. 'o'] == ARGV[2] and tonumber(r[U .. 'g']) > now then
+  if tonumber(r[U .. 'e']) > now then
+    redis.call('HDEL', R, U .. 'o', U .. 'g')
   else
-    redis.call('DEL', KEYS[1])
+    drop_code(R, r, U)
   end
 end
 local tomb = tonumber(ARGV[3])
@@ -587,19 +728,20 @@ if tomb > 0 then redis.call('SET', KEYS[2], '1', 'PX', tomb) end
 return 1
 `)
 
-// cancelScript kills the codes of a recipient and usage type under every
+// cancelScript kills the code of a recipient and usage type under every
 // secret: the live one and those it keeps, or a consumed one, which no undo
 // may bring back after a cancel. Cooldowns and windows stay. It only
 // deletes, so it runs under OOM too.
 //
-// KEYS the code under the current secret, then under each previous one
-// (one bucket, one hash slot); ARGV offset_ms.
+// KEYS the recipient's record under the current secret, then under each
+// previous one (one bucket, one hash slot); ARGV offset_ms, usage tag.
 // Returns 1 when a code that could verify was there, else 0.
-var cancelScript = newScript(cleanUp + clockLua + keptLua + `
-local now, was = clock(ARGV[1]), 0
+var cancelScript = newScript(cleanUp + clockLua + recordLua + keptLua + `
+local now, U, was = clock(ARGV[1]), ARGV[2], 0
 for i = 1, #KEYS do
-  if live(redis.call('HMGET', KEYS[i], 'h', 'exp', 'a', 'm', 'ok'), now) then was = 1 end
-  redis.call('DEL', KEYS[i])
+  local r = record(KEYS[i])
+  if live(r, U, now) then was = 1 end
+  if r[U .. 'h'] then drop_code(KEYS[i], r, U) end
 end
 return was
 `)
@@ -609,20 +751,20 @@ return was
 // the later expiry and the cooldown with the later end win, as migrateLua
 // would decide. It writes nothing, so it runs under OOM too.
 //
-// KEYS (code, cooldown) under the current secret, then under each previous
-// one; ARGV offset_ms.
+// KEYS the recipient's record under the current secret, then under each
+// previous one; ARGV offset_ms, usage tag.
 // Returns {live (0/1), expires_ms, attempts_remaining, valid_codes,
 // resend_after_ms}, times in the caller's clock, 0 for none.
-var statusScript = newScript(readOnly + clockLua + keptLua + `
-local now, best, at, cooldown = clock(ARGV[1]), nil, nil, 0
-for i = 1, #KEYS, 2 do
-  local c = redis.call('HMGET', KEYS[i], 'h', 'exp', 'a', 'm', 'ok')
-  if c[1] and (not best or tonumber(c[2]) > tonumber(best[2])) then best, at = c, KEYS[i] end
-  local until_ms = tonumber(string.match(redis.call('GET', KEYS[i + 1]) or '', '^(%d+)')) or 0
+var statusScript = newScript(readOnly + clockLua + recordLua + keptLua + `
+local now, U, best, cooldown = clock(ARGV[1]), ARGV[2], nil, 0
+for i = 1, #KEYS do
+  local r = record(KEYS[i])
+  if r[U .. 'h'] and (not best or tonumber(r[U .. 'e']) > tonumber(best[U .. 'e'])) then best = r end
+  local until_ms = cooldown_end(r, U)
   if until_ms > now and until_ms > cooldown then cooldown = until_ms end
 end
-if best and live(best, now) then
-  return {1, tonumber(best[2]), tonumber(best[4]) - tonumber(best[3]), 1 + #kept(at, now), cooldown}
+if best and live(best, U, now) then
+  return {1, tonumber(best[U .. 'e']), tonumber(best[U .. 'a']), 1 + #kept(best, U, now), cooldown}
 end
 return {0, 0, 0, 0, cooldown}
 `)
