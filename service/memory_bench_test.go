@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 	"github.com/otpd/otpd/internal/redistest"
+	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 	"github.com/otpd/otpd/service"
 )
 

@@ -192,10 +192,10 @@ type moves struct {
 // The kinds of state moved, each merged its own way where both keys of a
 // pair hold some (migrateLua).
 const (
-	moveRecord   = 'r' // a recipient's record: merged (merge_record)
-	moveWindow   = 'z' // a window: the union of both
-	moveCounts   = 'n' // counts (a hash of numbers): summed
-	moveIdem     = 'k' // an idempotency record: the current one wins
+	moveRecord = 'r' // a recipient's record: merged (merge_record)
+	moveWindow = 'z' // a window: the union of both
+	moveCounts = 'n' // counts (a hash of numbers): summed
+	moveIdem   = 'k' // an idempotency record: the current one wins
 )
 
 func (m *moves) add(kind byte, from, to string) {
