@@ -201,6 +201,10 @@ node-deps: ## make sure node and npm are installed (Debian's nodejs, npm), then 
 bench: ## Go benchmarks of the hot paths
 	OTPD_REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: bench-memory
+bench-memory: redis-server ## Redis bytes per live code: 100,000 sends on a single node and on a Cluster (BenchmarkLiveCodeMemory)
+	OTPD_REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench LiveCodeMemory -benchtime 1x ./service/
+
 load: redis-server $(GHZ) ## ghz load test of otpd next to the baseline, same settings (deploy/ghz; LOAD_STRICT=1 fails on a missed target)
 	deploy/ghz/load.sh
 
