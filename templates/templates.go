@@ -149,8 +149,13 @@ type Renderer struct {
 	appName  string
 	autofill Autofill
 	def      string
-	locales  []string         // canonical names, sorted
-	known    map[string]bool  // canonical locale names
+	locales  []string        // canonical names, sorted
+	known    map[string]bool // canonical locale names
+	// same are the locale names that MatchLocale gives for themselves,
+	// answered without parsing: the send path asks for the locale it
+	// matched already (Has, then Render), and parsing a tag costs
+	// microseconds.
+	same     map[string]bool
 	matcher  language.Matcher // over locales, in order
 	resolved map[setKey]*set  // every channel × locale × usage type
 }
@@ -251,6 +256,12 @@ func New(opts Options) (*Renderer, error) {
 		}
 	}
 	r.matcher = language.NewMatcher(tags)
+	r.same = make(map[string]bool, len(r.locales))
+	for _, loc := range r.locales {
+		if m, err := r.matchLocale(loc); err == nil && m == loc {
+			r.same[loc] = true
+		}
+	}
 	return r, nil
 }
 
@@ -444,6 +455,13 @@ func shorten(s string) string {
 // malformed tag, or one with an unknown subtag, is an error wrapping
 // ErrBadLocale.
 func (r *Renderer) MatchLocale(tag string) (string, error) {
+	if r.same[tag] {
+		return tag, nil
+	}
+	return r.matchLocale(tag)
+}
+
+func (r *Renderer) matchLocale(tag string) (string, error) {
 	tag = strings.TrimSpace(tag)
 	if tag == "" {
 		return r.def, nil
