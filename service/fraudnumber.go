@@ -45,8 +45,10 @@ func classifyNumber(n *phonenumbers.PhoneNumber) (string, phonenumbers.PhoneNumb
 			if p.leading.MatchString(nsn) {
 				return region, p.numberType(nsn)
 			}
-		} else if p.valid(nsn) {
-			return region, p.numberType(nsn)
+		} else if t := p.numberType(nsn); t != phonenumbers.UNKNOWN {
+			// A number has a type exactly when it is valid for the
+			// region: one pass answers both.
+			return region, t
 		}
 	}
 	return "", phonenumbers.UNKNOWN
@@ -62,13 +64,18 @@ var rareTypes = [...]phonenumbers.PhoneNumberType{
 
 // numberType is the library's getNumberTypeHelper: the general pattern,
 // then the rare types first, so that a premium-rate number that also fits
-// the fixed-line pattern is premium rate.
+// the fixed-line pattern is premium rate. It is UNKNOWN exactly when the
+// number is not valid for the region (numberPlan.valid): valid means the
+// general pattern and some type match, and whichever type matches, a type
+// is returned. Each pattern is matched at most once.
 func (p *numberPlan) numberType(nsn string) phonenumbers.PhoneNumberType {
-	if !p.valid(nsn) { // general pattern and some type; compiles the patterns
+	p.compile()
+	if !p.general.matches(nsn) {
 		return phonenumbers.UNKNOWN
 	}
 	same := p.md.GetSameMobileAndFixedLinePattern()
-	fixed, mobile, rare := p.types[0], p.types[0], p.types[1:]
+	fixed, rare := p.types[0], p.types[1:]
+	var mobile desc
 	if !same {
 		mobile, rare = p.types[1], p.types[2:]
 	}
@@ -77,12 +84,19 @@ func (p *numberPlan) numberType(nsn string) phonenumbers.PhoneNumberType {
 			return t
 		}
 	}
-	switch {
-	case fixed.matches(nsn) && (same || mobile.matches(nsn)):
+	isFixed := fixed.matches(nsn)
+	if same {
+		if isFixed {
+			return phonenumbers.FIXED_LINE_OR_MOBILE
+		}
+		return phonenumbers.UNKNOWN
+	}
+	switch isMobile := mobile.matches(nsn); {
+	case isFixed && isMobile:
 		return phonenumbers.FIXED_LINE_OR_MOBILE
-	case fixed.matches(nsn):
+	case isFixed:
 		return phonenumbers.FIXED_LINE
-	case !same && mobile.matches(nsn):
+	case isMobile:
 		return phonenumbers.MOBILE
 	}
 	return phonenumbers.UNKNOWN

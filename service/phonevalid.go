@@ -72,6 +72,9 @@ type numberPlan struct {
 
 // desc is a PhoneNumberDesc as the library matches it: the length must be
 // one of lengths when any are given, and the whole number must match re.
+// re is nil for the empty pattern (and an absent description, which has
+// it), which matches the empty string only: most regions lack most of the
+// rare types, and the classification asks about every one of them.
 type desc struct {
 	lengths []int32
 	re      *regexp.Regexp
@@ -81,19 +84,35 @@ func (d desc) matches(nsn string) bool {
 	if len(d.lengths) > 0 && !slices.Contains(d.lengths, int32(len(nsn))) {
 		return false
 	}
+	if d.re == nil {
+		return nsn == ""
+	}
 	return d.re.MatchString(nsn)
 }
 
 func newDesc(d *phonenumbers.PhoneNumberDesc) desc {
-	// "^(?:" + pattern + ")$", as the library builds it (isNumberMatchingDesc);
-	// an absent description has the empty pattern, which matches no number.
-	if d == nil {
-		return desc{re: regexp.MustCompile("^(?:)$")}
+	// "^(?:" + pattern + ")$", as the library builds it (isNumberMatchingDesc).
+	if d == nil || d.GetNationalNumberPattern() == "" {
+		return desc{lengths: d.GetPossibleLength()}
 	}
 	return desc{lengths: d.PossibleLength, re: regexp.MustCompile("^(?:" + d.GetNationalNumberPattern() + ")$")}
 }
 
 func (p *numberPlan) valid(nsn string) bool {
+	p.compile()
+	if !p.general.matches(nsn) {
+		return false
+	}
+	for _, d := range p.types {
+		if d.matches(nsn) {
+			return true
+		}
+	}
+	return false
+}
+
+// compile compiles the plan's patterns, once.
+func (p *numberPlan) compile() {
 	p.once.Do(func() {
 		md := p.md
 		p.general = newDesc(md.GetGeneralDesc())
@@ -106,15 +125,6 @@ func (p *numberPlan) valid(nsn string) bool {
 			p.types = append(p.types, newDesc(d))
 		}
 	})
-	if !p.general.matches(nsn) {
-		return false
-	}
-	for _, d := range p.types {
-		if d.matches(nsn) {
-			return true
-		}
-	}
-	return false
 }
 
 type numberPlanSet struct {
