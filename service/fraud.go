@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"slices"
@@ -379,10 +380,10 @@ func (s *Service) checkFraud(ctx context.Context, r sendRequest, log callLog) er
 	}
 	s.metrics.fraud.WithLabelValues(rule, action).Inc()
 	if action != actionRefused {
-		log.InfoContext(ctx, "fraud rule passed over", "rule", rule, "action", action)
+		log.InfoContext(ctx, "fraud rule passed over", slog.String("rule", rule), slog.String("action", action))
 		return nil
 	}
-	log.InfoContext(ctx, "send refused by the fraud guard", "rule", rule)
+	log.InfoContext(ctx, "send refused by the fraud guard", slog.String("rule", rule))
 	return &fraudError{rule: rule}
 }
 
@@ -447,7 +448,7 @@ func (e *lowConversionError) Error() string {
 func (s *Service) conversionRefused(ctx context.Context, log callLog, count func(provider, result string), subject string, retryAfter time.Duration) error {
 	count("", "blocked")
 	s.metrics.fraud.WithLabelValues(ruleConversion, actionRefused).Inc()
-	log.InfoContext(ctx, "send refused by the fraud guard", "rule", ruleConversion, "subject", subject, "retry_after", retryAfter.String())
+	log.InfoContext(ctx, "send refused by the fraud guard", slog.String("rule", ruleConversion), slog.String("subject", subject), slog.String("retry_after", retryAfter.String()))
 	return &lowConversionError{subject: subject, retryAfter: retryAfter}
 }
 
@@ -460,7 +461,7 @@ func (s *Service) conversionPassedOver(ctx context.Context, r sendRequest, log c
 		action = actionAllowed
 	}
 	s.metrics.fraud.WithLabelValues(ruleConversion, action).Inc()
-	log.InfoContext(ctx, "fraud rule passed over", "rule", ruleConversion, "subject", subject, "action", action)
+	log.InfoContext(ctx, "fraud rule passed over", slog.String("rule", ruleConversion), slog.String("subject", subject), slog.String("action", action))
 }
 
 // credit credits a verified SMS code's send to its conversion slots: one
@@ -472,6 +473,6 @@ func (s *Service) credit(ctx context.Context, log callLog, country string, res V
 		return
 	}
 	if err := s.store.CreditSlots(ctx, now, res.VerificationID, s.creditSlots(country, res.Credit)); err != nil {
-		log.WarnContext(ctx, "credit verified send to the conversion rule: it counts as unverified until it leaves the window", "error", err)
+		log.WarnContext(ctx, "credit verified send to the conversion rule: it counts as unverified until it leaves the window", slog.Any("error", err))
 	}
 }

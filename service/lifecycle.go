@@ -2,10 +2,10 @@ package service
 
 import (
 	"context"
+	"log/slog"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/otpd/otpd/internal/redact"
 	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
@@ -58,7 +58,7 @@ func (s *Service) cancelCode(ctx context.Context, req *otpv1.CancelCodeRequest) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	log := s.callLog("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
+	log := s.recipientLog(rcpt, usageKey)
 	var cancelled bool
 	// Asked again while the answer is lost: a cancel is idempotent (the
 	// second run finds nothing, and says so).
@@ -74,7 +74,7 @@ func (s *Service) cancelCode(ctx context.Context, req *otpv1.CancelCodeRequest) 
 	if cancelled {
 		s.metrics.cancelled.WithLabelValues(usageKey).Inc()
 	}
-	log.InfoContext(ctx, "code cancelled", "cancelled", cancelled)
+	log.InfoContext(ctx, "code cancelled", slog.Bool("cancelled", cancelled))
 	return &otpv1.CancelCodeResponse{Cancelled: cancelled}, nil
 }
 
@@ -98,7 +98,7 @@ func (s *Service) getCodeStatus(ctx context.Context, req *otpv1.GetCodeStatusReq
 		return err
 	})
 	if err != nil {
-		log := s.callLog("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
+		log := s.recipientLog(rcpt, usageKey)
 		storeFailed(ctx, log, "code status", err)
 		return nil, storeErr(ctx, err)
 	}

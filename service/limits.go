@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/otpd/otpd/otp"
@@ -114,6 +115,6 @@ func (s *Service) verifySlot(ip string) *Slot {
 func (s *Service) limited(ctx context.Context, count func(provider, result string), log callLog, limit string, retryAfter time.Duration) error {
 	count("", "rate_limited")
 	s.metrics.rateLimited.WithLabelValues(limit).Inc()
-	log.InfoContext(ctx, "send rate limited", "limit", limit, "retry_after", retryAfter.String())
+	log.InfoContext(ctx, "send rate limited", slog.String("limit", limit), slog.String("retry_after", retryAfter.String()))
 	return &rateLimitError{limit: limit, retryAfter: retryAfter}
 }

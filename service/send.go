@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -14,7 +15,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/otpd/otpd/internal/redact"
 	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 	"github.com/otpd/otpd/providers"
@@ -225,10 +225,9 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	now := s.now()
 	rid := s.storeRecipient(r.rcpt)
 	vid := newID()
-	log := s.callLog("recipient", redact.Recipient(r.rcpt.addr), "channel", string(r.rcpt.channel),
-		"usage_type", r.usageKey, "verification_id", vid)
+	log := s.recipientLog(r.rcpt, r.usageKey, slog.String("verification_id", vid))
 	if r.ip != "" {
-		log = log.with("client_net", clientNet(r.ip))
+		log = log.with(slog.String("client_net", clientNet(r.ip)))
 	}
 	entry := otp.Entry(ctx)
 	count := func(provider, result string) {
@@ -341,7 +340,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	content, err := s.renderer.Render(r.rcpt.channel, r.locale, r.usage, templates.Data{Code: code, AppName: s.cfg.AppName, TTL: ttl, Link: r.link})
 	if err != nil {
 		s.abort(ctx, log, abort, conversion)
-		log.ErrorContext(ctx, "render template", "locale", r.locale, "error", err)
+		log.ErrorContext(ctx, "render template", slog.String("locale", r.locale), slog.Any("error", err))
 		return nil, fmt.Errorf("%w: %v", errNoTemplate, err)
 	}
 	start := time.Now()
@@ -372,7 +371,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 			result = "canceled"
 		}
 		count(provider, result)
-		log.WarnContext(ctx, "delivery failed", "result", result, "elapsed_ms", ms(time.Since(start)), "error", err)
+		log.WarnContext(ctx, "delivery failed", slog.String("result", result), slog.Float64("elapsed_ms", ms(time.Since(start))), slog.Any("error", err))
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, cerr // the caller's deadline or send_timeout ended it
 		}
@@ -397,7 +396,8 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		s.completeIdempotent(ctx, log, rid, idemID, resp)
 	}
 	count(receipt.Provider, "ok")
-	log.InfoContext(ctx, msg, "provider", receipt.Provider, "message_id", receipt.MessageID, "locale", r.locale, "elapsed_ms", ms(time.Since(start)))
+	log.InfoContext(ctx, msg, slog.String("provider", receipt.Provider), slog.String("message_id", receipt.MessageID),
+		slog.String("locale", r.locale), slog.Float64("elapsed_ms", ms(time.Since(start))))
 	return resp, nil
 }
 
@@ -431,7 +431,7 @@ func (s *Service) idempotentAnswer(ctx context.Context, log callLog, count func(
 			return nil, &storeError{fmt.Errorf("decode stored answer: %w", err)}
 		}
 		count(resp.GetProvider(), "replayed")
-		log.InfoContext(ctx, "idempotent send replayed", "provider", resp.GetProvider())
+		log.InfoContext(ctx, "idempotent send replayed", slog.String("provider", resp.GetProvider()))
 		return &resp, nil
 	case SendInProgress:
 		return nil, errInProgress
@@ -461,7 +461,7 @@ func (s *Service) abort(ctx context.Context, log callLog, p AbortParams, convers
 func (s *Service) completeIdempotent(ctx context.Context, log callLog, rid Recipient, idemID IdempotencyKey, resp *otpv1.SendCodeResponse) {
 	b, err := proto.Marshal(resp)
 	if err != nil {
-		log.ErrorContext(ctx, "encode idempotent answer: a retry with the same key may send again", "error", err)
+		log.ErrorContext(ctx, "encode idempotent answer: a retry with the same key may send again", slog.Any("error", err))
 		return
 	}
 	s.cleanUp(ctx, log, "store idempotent answer", func(ctx context.Context) error {
@@ -476,7 +476,7 @@ func (s *Service) cleanUp(ctx context.Context, log callLog, what string, step fu
 	err := step(dctx)
 	cancel()
 	if err != nil {
-		log.WarnContext(ctx, what+": retrying in the background", "error", err)
+		log.WarnContext(ctx, what+": retrying in the background", slog.Any("error", err))
 		s.undo.start(log, what, step)
 	}
 }

@@ -119,7 +119,7 @@ func storeFailed(ctx context.Context, log callLog, step string, err error) strin
 		log.InfoContext(ctx, step+": call canceled by the caller")
 		return "canceled"
 	}
-	log.ErrorContext(ctx, step, "error", err)
+	log.ErrorContext(ctx, step, slog.Any("error", err))
 	return "store_error"
 }
 

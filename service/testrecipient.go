@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -163,8 +164,7 @@ func (s *Service) sendTest(ctx context.Context, r sendRequest, code string) (*ot
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 	defer cancel()
 	now, vid := s.now(), newID()
-	log := s.callLog("recipient", redact.Recipient(r.rcpt.addr), "channel", string(r.rcpt.channel),
-		"usage_type", r.usageKey, "verification_id", vid)
+	log := s.recipientLog(r.rcpt, r.usageKey, slog.String("verification_id", vid))
 	count := func(result string) {
 		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), TestRecipientProvider, r.usageKey, result, otp.Entry(ctx)).Inc()
 	}

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -120,11 +121,11 @@ func (u *undoer) start(log callLog, what string, undo func(context.Context) erro
 		for attempt := 1; ; attempt++ {
 			err := undo(ctx)
 			if err == nil {
-				log.InfoContext(ctx, what+" done", "attempts", attempt)
+				log.InfoContext(ctx, what+" done", slog.Int("attempts", attempt))
 				return
 			}
 			if ctx.Err() != nil {
-				log.ErrorContext(u.ctx, what+" gave up: what the call left stays until it expires", "attempts", attempt, "error", err)
+				log.ErrorContext(u.ctx, what+" gave up: what the call left stays until it expires", slog.Int("attempts", attempt), slog.Any("error", err))
 				return
 			}
 			t := time.NewTimer(pause)

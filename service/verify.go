@@ -3,8 +3,8 @@ package service
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
-	"github.com/otpd/otpd/internal/redact"
 	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
@@ -32,9 +32,9 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	log := s.callLog("recipient", redact.Recipient(rcpt.addr), "channel", string(rcpt.channel), "usage_type", usageKey)
+	log := s.recipientLog(rcpt, usageKey)
 	if ip != "" {
-		log = log.with("client_net", clientNet(ip))
+		log = log.with(slog.String("client_net", clientNet(ip)))
 	}
 	rid := s.storeRecipient(rcpt)
 	hash, previous := s.codeHashes(rid, usageKey, code)
@@ -84,7 +84,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		}
 		s.metrics.verified.WithLabelValues(usageKey, "rate_limited", rcpt.country).Inc()
 		s.metrics.rateLimited.WithLabelValues(limit).Inc()
-		log.InfoContext(ctx, "verify rate limited", "limit", limit, "retry_after", res.RetryAfter.String())
+		log.InfoContext(ctx, "verify rate limited", slog.String("limit", limit), slog.String("retry_after", res.RetryAfter.String()))
 		return nil, &rateLimitError{limit: limit, retryAfter: res.RetryAfter}
 	default:
 		err := fmt.Errorf("verify: unknown status %d from the store", res.Status)
@@ -95,7 +95,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		s.credit(ctx, log, rcpt.country, res, p.Now)
 	}
 	s.metrics.verified.WithLabelValues(usageKey, label, rcpt.country).Inc()
-	log.InfoContext(ctx, "code verified", "result", label, "attempts_remaining", res.AttemptsRemaining)
+	log.InfoContext(ctx, "code verified", slog.String("result", label), slog.Int("attempts_remaining", res.AttemptsRemaining))
 	return &otpv1.VerifyCodeResponse{Result: result, AttemptsRemaining: int32(res.AttemptsRemaining)}, nil
 }
 
