@@ -176,29 +176,36 @@ local function record(key)
   for i = 1, #f, 2 do r[f[i]] = f[i + 1] end
   return r
 end
+-- The fields of usage U's code and cooldown, and extra, as a table read
+-- from the record at key: what a send or a verification needs, read in
+-- one HMGET however many other fields the record has.
+local function code_of(key, U, extra)
+  local names = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'd', extra}
+  for i = 1, ` + keepMax + ` do names[#names + 1] = U .. 'p' .. i end
+  local v, r = redis.call('HMGET', key, unpack(names)), {}
+  for i, f in ipairs(names) do
+    if v[i] then r[f] = v[i] end
+  end
+  return r
+end
 -- Keeps the record at key at least ms more; fresh: it had no fields
 -- before this script, so no expiry to keep.
 local function extend(key, ms, fresh)
   if ms > 0 and (fresh or redis.call('PTTL', key) < ms) then redis.call('PEXPIRE', key, ms) end
 end
--- The fields of usage U's code in r (a record table), its cooldown d not
--- among them.
-local function code_fields(r, U)
-  local out = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g'}
-  for i = 1, ` + keepMax + ` do out[#out + 1] = U .. 'p' .. i end
-  local x = U .. 'x'
-  for f in pairs(r) do
-    if string.sub(f, 1, #x) == x then out[#out + 1] = f end
-  end
-  return out
-end
--- Deletes usage U's code from the record at key (r its table), and from
--- r; but for the fields in the set rewrite, which the caller writes next.
+-- Deletes usage U's code (its cooldown d stays) from the record at key,
+-- and from r, a table of some of its fields; but for the fields in the
+-- set rewrite, which the caller writes next.
 local function drop_code(key, r, U, rewrite)
-  local del = {}
-  for _, f in ipairs(code_fields(r, U)) do
-    if r[f] and not (rewrite and rewrite[f]) then del[#del + 1] = f end
-    r[f] = nil
+  local del, x = {}, U .. 'x'
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    local k = string.sub(f, 1, #U + 1)
+    if k == U .. 'h' or k == U .. 'i' or k == U .. 'e' or k == U .. 'a' or k == U .. 'c' or k == U .. 'o' or k == U .. 'g' or k == U .. 'p' or k == x then
+      if not (rewrite and rewrite[f]) then del[#del + 1] = f end
+    end
+  end
+  for f in pairs(r) do
+    if f ~= U .. 'd' and string.sub(f, 1, #U) == U then r[f] = nil end
   end
   if #del > 0 then redis.call('HDEL', key, unpack(del)) end
 end
@@ -226,12 +233,16 @@ end
 local function event(W, id)
   return W .. string.sub(id, 1, 8)
 end
--- When the window W (S or V) of the record at key (r its table) holds
--- limit events of the last window ms, returns the ms until its oldest
--- leaves it, else nil. Events out of the window go.
-local function log_full(key, r, W, now, window, limit)
+-- When the window W (S or V) of the record at key holds limit events of
+-- the last window ms, returns the ms until its oldest leaves it, else
+-- nil. Events out of the window go (from r too, a table of some of the
+-- record's fields). A record of fewer than limit fields (size, when the
+-- caller has read it) cannot hold limit events: the usual call costs one
+-- HLEN.
+local function log_full(key, r, W, now, window, limit, size)
+  if (size or redis.call('HLEN', key)) < limit then return nil end
   local n, oldest, old = 0, nil, {}
-  for f, v in pairs(r) do
+  for f, v in pairs(record(key)) do
     if string.sub(f, 1, 1) == W then
       local at = tonumber(v)
       if at > now - window then
@@ -478,7 +489,7 @@ var sendScript = newScript(guarded + helpers + keptLua + `
 local slots = (migrate(ARGV[12]) - 3) / 2
 if redis.call('EXISTS', KEYS[3]) == 1 then return {7, 0} end
 local R, U, id = KEYS[1], ARGV[15], ARGV[7]
-local r = record(R)
+local r = code_of(R, U, event('S', id))
 if r[U .. 'i'] == id then return {0, 0} end
 local deliver = ARGV[8] == ''
 if deliver then
@@ -518,10 +529,11 @@ if cooldown > 0 then
 end
 -- Every check passed: what the send takes goes in one HSET (w) and one
 -- expiry (need).
-local fresh, w, need = next(r) == nil, {}, 0
+local size = redis.call('HLEN', R)
+local w, need = {}, 0
 local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 if limit > 0 then
-  local retry = log_full(R, r, 'S', now, window, limit)
+  local retry = log_full(R, r, 'S', now, window, limit, size)
   if retry then return {2, retry} end
   w[#w + 1] = event('S', id); w[#w + 1] = now
   need = window
@@ -561,7 +573,7 @@ if not deliver then
   need = math.max(need, ttl)
 end
 if #w > 0 then redis.call('HSET', R, unpack(w)) end
-extend(R, need, fresh)
+extend(R, need, size == 0)
 if ARGV[9] == '1' then
   redis.call('HSET', KEYS[2], 'fp', ARGV[10], 'id', id)
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[11]))
@@ -647,7 +659,7 @@ var verifyScript = newScript(guarded + helpers + keptLua + `
 local ip = migrate(ARGV[9]) >= 3
 if redis.call('EXISTS', KEYS[2]) == 1 then return {5, 0, 0, 0} end
 local R, U, aid = KEYS[1], ARGV[10], ARGV[5]
-local r = record(R)
+local r = code_of(R, U, U .. 'x' .. aid)
 local now = clock(ARGV[1])
 if over(r, U, now) then drop_code(R, r, U) end
 -- A re-run of this attempt answers what the first run decided.
