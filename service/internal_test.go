@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math"
@@ -248,15 +249,18 @@ const (
 	secretB = "secret-b-0123456789abcdef0123456789"
 )
 
+// sumBytes is an hmacPool sum as a slice.
+func sumBytes(sum [sha256.Size]byte) []byte { return sum[:] }
+
 func TestKeyringPurposesDiffer(t *testing.T) {
 	t.Parallel()
 	k := testKeyring(t, secretA)
 	const in = "+14155550123"
 	sums := map[string][]byte{
-		"recipient":   k.recipient.sum(in),
-		"code":        k.code.sum(in),
-		"ip":          k.ip.sum(in),
-		"idempotency": k.idem.sum(in),
+		"recipient":   sumBytes(k.recipient.sum(in)),
+		"code":        sumBytes(k.code.sum(in)),
+		"ip":          sumBytes(k.ip.sum(in)),
+		"idempotency": sumBytes(k.idem.sum(in)),
 	}
 	for a, sa := range sums {
 		for b, sb := range sums {
@@ -344,7 +348,7 @@ func TestCodeHashBindsRecipientAndUsage(t *testing.T) {
 		{"other code", k.codeHash(rid, "sign_in", "123457")},
 		{"other secret", testKeyring(t, secretB).codeHash(rid, "sign_in", "123456")},
 		{"parts shifted", k.codeHash(rid+"s", "ign_in", "123456")},
-		{"recipient hash instead", k.recipient.sum(rid, "sign_in", "123456")},
+		{"recipient hash instead", sumBytes(k.recipient.sum(rid, "sign_in", "123456"))},
 	}
 	for _, tt := range tests {
 		if bytes.Equal(tt.hash, base) {

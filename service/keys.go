@@ -5,8 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
+	"fmt"
 	"hash"
+	"strings"
 	"sync"
 )
 
@@ -43,20 +44,39 @@ func newKeyring(secret []byte) *keyring {
 // recipientID is the recipient's identity in the store: 128 bits of its
 // keyed hash, URL-safe base64.
 func (k *keyring) recipientID(r recipient) string {
-	return enc(k.recipient.sum(string(r.channel), r.key())[:16])
+	sum := k.recipient.sum(string(r.channel), r.key())
+	return enc16("", &sum)
 }
 
 // codeHash binds a code to its recipient and usage type, so that a stored
 // hash verifies nothing else.
 func (k *keyring) codeHash(recipientID, usage, code string) []byte {
-	return k.code.sum(recipientID, usage, code)
+	sum := k.code.sum(recipientID, usage, code)
+	return sum[:]
 }
 
-func (k *keyring) ipID(ip string) string { return "ip:" + enc(k.ip.sum(ip)[:16]) }
+func (k *keyring) ipID(ip string) string {
+	sum := k.ip.sum(ip)
+	return enc16("ip:", &sum)
+}
 
-func (k *keyring) idempotencyID(key string) string { return enc(k.idem.sum(key)[:16]) }
+func (k *keyring) idempotencyID(key string) string {
+	sum := k.idem.sum(key)
+	return enc16("", &sum)
+}
 
-func enc(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+// enc16 is prefix and the first 16 bytes of sum in URL-safe base64, built
+// in one allocation: these ids are made several times per call.
+func enc16(prefix string, sum *[sha256.Size]byte) string {
+	const n = 22 // base64.RawURLEncoding.EncodedLen(16)
+	var b [8 + n]byte
+	if len(prefix) > len(b)-n {
+		return prefix + base64.RawURLEncoding.EncodeToString(sum[:16])
+	}
+	copy(b[:], prefix)
+	base64.RawURLEncoding.Encode(b[len(prefix):], sum[:16])
+	return string(b[:len(prefix)+n])
+}
 
 // A bucket is what the store groups a subject's keys by (the Redis Cluster
 // hash tag): the same under every secret, so that the keys of one
@@ -72,19 +92,31 @@ func enc(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // Cluster's load less evenly over its masters.
 const bucketHexDigits = 3
 
-// bucket hashes the parts, length-prefixed, to a bucket.
+// bucket hashes the parts, length-prefixed, to a bucket: the first
+// bucketHexDigits hex digits of the SHA-256.
 func bucket(parts ...string) string {
-	h := sha256.New()
-	h.Write([]byte("otpd/v2/bucket"))
-	var n [2]byte
+	var a [128]byte // the usual input, on the stack
+	b := append(a[:0], "otpd/v2/bucket"...)
 	for _, s := range parts {
-		n[0], n[1] = byte(len(s)>>8), byte(len(s))
-		h.Write(n[:])
-		h.Write([]byte(s))
+		b = append(b, byte(len(s)>>8), byte(len(s)))
+		b = append(b, s...)
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:2])[:bucketHexDigits]
+	sum := sha256.Sum256(b)
+	i := (int(sum[0])<<8 | int(sum[1])) >> (16 - 4*bucketHexDigits)
+	return bucketNames()[i*bucketHexDigits : (i+1)*bucketHexDigits]
 }
+
+// bucketNames holds the names of every bucket, in order, one after the
+// other: a bucket's name is a substring of it, not a new string.
+var bucketNames = sync.OnceValue(func() string {
+	var b strings.Builder
+	n := 1 << (4 * bucketHexDigits)
+	b.Grow(n * bucketHexDigits)
+	for i := range n {
+		fmt.Fprintf(&b, "%0*x", bucketHexDigits, i)
+	}
+	return b.String()
+})
 
 func recipientBucket(r recipient) string { return bucket("recipient", string(r.channel), r.key()) }
 
@@ -93,28 +125,42 @@ func recipientBucket(r recipient) string { return bucket("recipient", string(r.c
 func ipBucket(ip string) string { return bucket("ip", ip) }
 
 // hmacPool reuses HMAC states: building one costs two SHA-256 key blocks
-// and a few allocations, which adds up on the hot path.
+// and a few allocations, which adds up on the hot path. Each state keeps a
+// buffer for the message and one for the sum, so that a hash allocates
+// nothing.
 type hmacPool struct{ p *sync.Pool }
 
+type hmacState struct {
+	mac hash.Hash
+	msg []byte
+	sum [sha256.Size]byte
+}
+
 func newHMACPool(key []byte) hmacPool {
-	return hmacPool{&sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+	return hmacPool{&sync.Pool{New: func() any { return &hmacState{mac: hmac.New(sha256.New, key)} }}}
 }
 
 // sum hashes the parts, each length-prefixed so that ("ab","c") and
 // ("a","bc") differ.
-func (p hmacPool) sum(parts ...string) []byte {
-	m := p.p.Get().(hash.Hash)
-	m.Reset()
-	var n [2]byte
+func (p hmacPool) sum(parts ...string) [sha256.Size]byte {
+	st := p.p.Get().(*hmacState)
+	msg := st.msg[:0]
 	for _, s := range parts {
-		n[0], n[1] = byte(len(s)>>8), byte(len(s))
-		m.Write(n[:])
-		m.Write([]byte(s))
+		msg = append(msg, byte(len(s)>>8), byte(len(s)))
+		msg = append(msg, s...)
 	}
-	out := m.Sum(nil)
-	p.p.Put(m)
+	st.mac.Reset()
+	st.mac.Write(msg)
+	out := [sha256.Size]byte(st.mac.Sum(st.sum[:0]))
+	if cap(msg) <= maxPooledMessage {
+		st.msg = msg
+	}
+	p.p.Put(st)
 	return out
 }
+
+// maxPooledMessage bounds the message buffer a pooled state keeps.
+const maxPooledMessage = 1 << 10
 
 // storeRecipient is r as the store knows it: its ids under the current
 // and every previous secret, and its bucket.
@@ -169,9 +215,9 @@ func (s *Service) ipSlot(limit, prefix, ip string, w Window) Slot {
 
 // newID returns a random 128-bit identifier, URL-safe base64.
 func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return enc(b[:])
+	var b [sha256.Size]byte
+	_, _ = rand.Read(b[:16]) // crypto/rand.Read never fails on supported platforms
+	return enc16("", &b)
 }
 
 // newCode returns a code of n decimal digits from crypto/rand, free of

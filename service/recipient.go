@@ -152,16 +152,12 @@ func clientKey(ip netip.Addr) string {
 
 // clientNet is what logs show of a client IP: its /24 (IPv4) or /64 (IPv6)
 // network, enough to see an attack's source without logging a person's
-// address.
-func clientNet(ip string) string {
-	if p, err := netip.ParsePrefix(ip); err == nil {
-		return p.String()
+// address. key is clientKey(ip), which for IPv6 is that network already.
+func clientNet(ip netip.Addr, key string) string {
+	if !ip.Is4() {
+		return key
 	}
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ""
-	}
-	p, _ := a.Prefix(24)
+	p, _ := ip.Prefix(24)
 	return p.String()
 }
 

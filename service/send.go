@@ -227,7 +227,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	vid := newID()
 	log := s.recipientLog(r.rcpt, r.usageKey, slog.String("verification_id", vid))
 	if r.ip != "" {
-		log = log.with(slog.String("client_net", clientNet(r.ip)))
+		log = log.with(slog.String("client_net", clientNet(r.clientAddr, r.ip)))
 	}
 	entry := otp.Entry(ctx)
 	count := func(provider, result string) {

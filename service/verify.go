@@ -25,7 +25,11 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	case len(code) > maxCodeInputLen || len(code) < 4 || len(code) > 10 || !digits(code):
 		v.add("code", "must be 4 to 10 digits")
 	}
-	ip, _ := parseClientIP(req.GetClientIp(), &v)
+	var ip string // what the per-IP limit counts, "" for none
+	addr, _ := parseClientAddr(req.GetClientIp(), &v)
+	if addr.IsValid() {
+		ip = clientKey(addr)
+	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -34,7 +38,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	defer cancel()
 	log := s.recipientLog(rcpt, usageKey)
 	if ip != "" {
-		log = log.with(slog.String("client_net", clientNet(ip)))
+		log = log.with(slog.String("client_net", clientNet(addr, ip)))
 	}
 	rid := s.storeRecipient(rcpt)
 	hash, previous := s.codeHashes(rid, usageKey, code)
