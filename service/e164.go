@@ -34,13 +34,42 @@ func parseNumber(raw string) (*phonenumbers.PhoneNumber, error) {
 // parseE164 is the fast path of parseNumber; ok is false when raw is not
 // plain E.164 or is a case it leaves to phonenumbers.Parse.
 func parseE164(raw string) (*phonenumbers.PhoneNumber, bool) {
-	if len(raw) < 9 || len(raw) > 16 || raw[0] != '+' || raw[1] == '0' {
+	cc, ccLen, ok := splitE164(raw)
+	if !ok {
 		return nil, false
+	}
+	nsn := raw[1+ccLen:]
+	v, err := strconv.ParseUint(nsn, 10, 64)
+	if err != nil {
+		return nil, false
+	}
+	n := &phonenumbers.PhoneNumber{CountryCode: proto.Int32(int32(cc)), NationalNumber: proto.Uint64(v)}
+	if len(nsn) > 1 && nsn[0] == '0' {
+		n.ItalianLeadingZero = proto.Bool(true)
+		zeros := 1
+		for zeros < len(nsn)-1 && nsn[zeros] == '0' {
+			zeros++
+		}
+		if zeros != 1 {
+			n.NumberOfLeadingZeros = proto.Int32(int32(zeros))
+		}
+	}
+	return n, true
+}
+
+// splitE164 is parseE164 without building the number: the country calling
+// code and the length of its digits, so that raw[1+ccLen:] is the national
+// significant number, exactly as phonenumbers.GetNationalSignificantNumber
+// gives it for parseE164's number (leading zeros included), and raw itself
+// is the number's E.164 form. ok is false when parseE164's would be.
+func splitE164(raw string) (cc, ccLen int, ok bool) {
+	if len(raw) < 9 || len(raw) > 16 || raw[0] != '+' || raw[1] == '0' {
+		return 0, 0, false
 	}
 	digits := raw[1:]
 	for i := range len(digits) {
 		if digits[i] < '0' || digits[i] > '9' {
-			return nil, false
+			return 0, 0, false
 		}
 	}
 	prefixes := nationalPrefixes()
@@ -49,33 +78,21 @@ func parseE164(raw string) (*phonenumbers.PhoneNumber, bool) {
 		prefix, known := prefixes[cc]
 		if !known {
 			if phonenumbers.GetRegionCodeForCountryCode(cc) != phonenumbers.UNKNOWN_REGION {
-				return nil, false // a code Parse knows and the table does not
+				return 0, 0, false // a code Parse knows and the table does not
 			}
 			continue
 		}
 		// The first known code is the country code, as in Parse.
 		nsn := digits[i:]
 		if prefix != nil && prefix.MatchString(nsn) {
-			return nil, false
+			return 0, 0, false
 		}
-		v, err := strconv.ParseUint(nsn, 10, 64)
-		if err != nil {
-			return nil, false
+		if _, err := strconv.ParseUint(nsn, 10, 64); err != nil {
+			return 0, 0, false
 		}
-		n := &phonenumbers.PhoneNumber{CountryCode: proto.Int32(int32(cc)), NationalNumber: proto.Uint64(v)}
-		if len(nsn) > 1 && nsn[0] == '0' {
-			n.ItalianLeadingZero = proto.Bool(true)
-			zeros := 1
-			for zeros < len(nsn)-1 && nsn[zeros] == '0' {
-				zeros++
-			}
-			if zeros != 1 {
-				n.NumberOfLeadingZeros = proto.Int32(int32(zeros))
-			}
-		}
-		return n, true
+		return cc, i, true
 	}
-	return nil, false
+	return 0, 0, false
 }
 
 // nationalPrefixes maps every country calling code to the national prefix

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/otpd/otpd/otp"
 )
 
 // checkE164 fails t when the fast path takes raw and answers otherwise than
@@ -244,4 +246,53 @@ func exampleNumbers() []*phonenumbers.PhoneNumber {
 		}
 	}
 	return out
+}
+
+// checkParsePhone fails t when parsePhone or classifyE164 answers raw
+// otherwise than the library: Parse, IsValidNumber, Format(E164) and the
+// country calling code; GetRegionCodeForNumber and GetNumberType.
+func checkParsePhone(t *testing.T, raw string) {
+	t.Helper()
+	var v violations
+	got, ok := parsePhone(raw, &v)
+	var want recipient
+	n, err := phonenumbers.Parse(raw, "")
+	wantOK := err == nil && phonenumbers.IsValidNumber(n)
+	if wantOK {
+		want = recipient{channel: otp.SMS, addr: phonenumbers.Format(n, phonenumbers.E164), country: strconv.Itoa(int(n.GetCountryCode()))}
+	}
+	if ok != wantOK || got != want {
+		t.Errorf("parsePhone(%q) = %+v, %v; the library says %+v, %v", raw, got, ok, want, wantOK)
+	}
+	if !ok {
+		return
+	}
+	region, typ := classifyE164(got.addr)
+	if wr, wt := phonenumbers.GetRegionCodeForNumber(n), phonenumbers.GetNumberType(n); region != wr || typ != wt {
+		t.Errorf("classifyE164(%q) = %q, %v; the library says %q, %v", got.addr, region, typ, wr, wt)
+	}
+}
+
+// parsePhone and classifyE164 answer from the E.164 string itself when
+// they can: every example number, and random ones, as the library does.
+func TestParsePhoneMatchesLibrary(t *testing.T) {
+	t.Parallel()
+	for _, n := range exampleNumbers() {
+		checkParsePhone(t, phonenumbers.Format(n, phonenumbers.E164))
+	}
+	r, codes, n := randomCases(3)
+	for i := range n / 4 {
+		var b strings.Builder
+		b.WriteString("+")
+		if i%2 == 0 {
+			b.WriteString(strconv.Itoa(codes[r.IntN(len(codes))]))
+		}
+		for range 4 + r.IntN(12) {
+			b.WriteByte(byte('0' + r.IntN(10)))
+		}
+		checkParsePhone(t, b.String())
+		if t.Failed() {
+			return
+		}
+	}
 }

@@ -12,7 +12,10 @@ import (
 // checks both answers against the library's on every example number of
 // every region and type and on random numbers.
 func classifyE164(addr string) (string, phonenumbers.PhoneNumberType) {
-	n, err := parseNumber(addr)
+	if cc, ccLen, ok := splitE164(addr); ok {
+		return classifyNSN(cc, addr[1+ccLen:])
+	}
+	n, err := phonenumbers.Parse(addr, "")
 	if err != nil {
 		return "", phonenumbers.UNKNOWN
 	}
@@ -21,12 +24,16 @@ func classifyE164(addr string) (string, phonenumbers.PhoneNumberType) {
 
 // classifyNumber is classifyE164 of a parsed number.
 func classifyNumber(n *phonenumbers.PhoneNumber) (string, phonenumbers.PhoneNumberType) {
-	cc := int(n.GetCountryCode())
+	return classifyNSN(int(n.GetCountryCode()), phonenumbers.GetNationalSignificantNumber(n))
+}
+
+// classifyNSN is classifyE164 of the number with country calling code cc
+// and national significant number nsn.
+func classifyNSN(cc int, nsn string) (string, phonenumbers.PhoneNumberType) {
 	regions := phonenumbers.GetRegionCodesForCountryCode(cc)
 	if len(regions) == 0 {
 		return "", phonenumbers.UNKNOWN
 	}
-	nsn := phonenumbers.GetNationalSignificantNumber(n)
 	plans := numberPlans()
 	if len(regions) == 1 {
 		p := plans.forRegion(regions[0], cc)

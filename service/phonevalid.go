@@ -25,12 +25,16 @@ import (
 // region's answer is reused. A test checks the two agree on every example
 // number of every region and type and on 60,000 random numbers.
 func isValidNumber(n *phonenumbers.PhoneNumber) bool {
-	cc := int(n.GetCountryCode())
+	return validNSN(int(n.GetCountryCode()), phonenumbers.GetNationalSignificantNumber(n))
+}
+
+// validNSN is isValidNumber of the number with country calling code cc and
+// national significant number nsn.
+func validNSN(cc int, nsn string) bool {
 	regions := phonenumbers.GetRegionCodesForCountryCode(cc)
 	if len(regions) == 0 {
 		return false
 	}
-	nsn := phonenumbers.GetNationalSignificantNumber(n)
 	plans := numberPlans()
 	if len(regions) == 1 {
 		p := plans.forRegion(regions[0], cc)

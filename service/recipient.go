@@ -98,7 +98,16 @@ func parsePhone(raw string, v *violations) (recipient, bool) {
 			return recipient{}, false
 		}
 	}
-	num, err := parseNumber(raw)
+	if cc, ccLen, ok := splitE164(raw); ok {
+		// Plain E.164 (the API's form): raw is the number's E.164 form
+		// and raw[1:1+ccLen] its country calling code, as below.
+		if !validNSN(cc, raw[1+ccLen:]) {
+			v.add("recipient", "is not a valid phone number")
+			return recipient{}, false
+		}
+		return recipient{channel: otp.SMS, addr: raw, country: raw[1 : 1+ccLen]}, true
+	}
+	num, err := phonenumbers.Parse(raw, "")
 	if err != nil || !isValidNumber(num) {
 		v.add("recipient", "is not a valid phone number")
 		return recipient{}, false
