@@ -25,11 +25,6 @@ type callLog struct {
 	shared []slog.Attr
 }
 
-// with returns a callLog whose lines also carry attrs.
-func (c callLog) with(attrs ...slog.Attr) callLog {
-	return callLog{c.log, append(c.shared[:len(c.shared):len(c.shared)], attrs...)}
-}
-
 func (c callLog) write(ctx context.Context, level slog.Level, msg string, attrs []slog.Attr) {
 	h := c.log.Handler()
 	if !h.Enabled(ctx, level) {
@@ -58,7 +53,7 @@ func (c callLog) ErrorContext(ctx context.Context, msg string, attrs ...slog.Att
 
 // recipientLog is the callLog of a call about rcpt and a usage type: its
 // lines carry the masked recipient, the channel and the usage type, then
-// more.
+// more (copied: a caller's slice may live on its stack).
 func (s *Service) recipientLog(rcpt recipient, usageKey string, more ...slog.Attr) callLog {
 	shared := make([]slog.Attr, 0, 3+len(more))
 	shared = append(shared, slog.String("recipient", redact.Recipient(rcpt.addr)),

@@ -45,7 +45,7 @@ func newKeyring(secret []byte) *keyring {
 // keyed hash, URL-safe base64.
 func (k *keyring) recipientID(r recipient) string {
 	sum := k.recipient.sum(string(r.channel), r.key())
-	return enc16("", &sum)
+	return enc16("", "", &sum)
 }
 
 // codeHash binds a code to its recipient and usage type, so that a stored
@@ -55,27 +55,31 @@ func (k *keyring) codeHash(recipientID, usage, code string) []byte {
 	return sum[:]
 }
 
-func (k *keyring) ipID(ip string) string {
+func (k *keyring) ipID(ip string) string { return k.ipKey("", ip) }
+
+// ipKey is prefix and ipID(ip), in one allocation.
+func (k *keyring) ipKey(prefix, ip string) string {
 	sum := k.ip.sum(ip)
-	return enc16("ip:", &sum)
+	return enc16(prefix, "ip:", &sum)
 }
 
 func (k *keyring) idempotencyID(key string) string {
 	sum := k.idem.sum(key)
-	return enc16("", &sum)
+	return enc16("", "", &sum)
 }
 
-// enc16 is prefix and the first 16 bytes of sum in URL-safe base64, built
+// enc16 is p1, p2 and the first 16 bytes of sum in URL-safe base64, built
 // in one allocation: these ids are made several times per call.
-func enc16(prefix string, sum *[sha256.Size]byte) string {
+func enc16(p1, p2 string, sum *[sha256.Size]byte) string {
 	const n = 22 // base64.RawURLEncoding.EncodedLen(16)
-	var b [8 + n]byte
-	if len(prefix) > len(b)-n {
-		return prefix + base64.RawURLEncoding.EncodeToString(sum[:16])
+	var b [10 + n]byte
+	if len(p1)+len(p2) > len(b)-n {
+		return p1 + p2 + base64.RawURLEncoding.EncodeToString(sum[:16])
 	}
-	copy(b[:], prefix)
-	base64.RawURLEncoding.Encode(b[len(prefix):], sum[:16])
-	return string(b[:len(prefix)+n])
+	i := copy(b[:], p1)
+	i += copy(b[i:], p2)
+	base64.RawURLEncoding.Encode(b[i:], sum[:16])
+	return string(b[:i+n])
 }
 
 // A bucket is what the store groups a subject's keys by (the Redis Cluster
@@ -203,11 +207,11 @@ func (s *Service) codeHashes(r Recipient, usage, code string) (current []byte, p
 // ipSlot is the window of limit for a client IP; prefix tells the send
 // window ("") from the verification one ("v") of the same IP.
 func (s *Service) ipSlot(limit, prefix, ip string, w Window) Slot {
-	sl := Slot{Limit: limit, Key: prefix + s.keys.ipID(ip), Bucket: ipBucket(ip), Window: w}
+	sl := Slot{Limit: limit, Key: s.keys.ipKey(prefix, ip), Bucket: ipBucket(ip), Window: w}
 	if len(s.previous) > 0 {
 		sl.Previous = make([]string, len(s.previous))
 		for i, k := range s.previous {
-			sl.Previous[i] = prefix + k.ipID(ip)
+			sl.Previous[i] = k.ipKey(prefix, ip)
 		}
 	}
 	return sl
@@ -217,7 +221,7 @@ func (s *Service) ipSlot(limit, prefix, ip string, w Window) Slot {
 func newID() string {
 	var b [sha256.Size]byte
 	_, _ = rand.Read(b[:16]) // crypto/rand.Read never fails on supported platforms
-	return enc16("", &b)
+	return enc16("", "", &b)
 }
 
 // newCode returns a code of n decimal digits from crypto/rand, free of

@@ -62,6 +62,13 @@ func TestKeysStable(t *testing.T) {
 			t.Errorf("bucket(%d bytes) = %q, want %q", n, got, want)
 		}
 	}
+	// The window keys of an IP: its id behind the window's prefix, short
+	// or (no such prefix today) long.
+	for _, prefix := range []string{"", "v", conversionPrefix, "0123456789"} {
+		if got, want := k.ipKey(prefix, "203.0.113.9"), prefix+k.ipID("203.0.113.9"); got != want {
+			t.Errorf("ipKey(%q) = %q, want %q", prefix, got, want)
+		}
+	}
 	if id := newID(); len(id) != 22 {
 		t.Errorf("newID() = %q, want 22 characters", id)
 	}

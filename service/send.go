@@ -225,10 +225,12 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	now := s.now()
 	rid := s.storeRecipient(r.rcpt)
 	vid := newID()
-	log := s.recipientLog(r.rcpt, r.usageKey, slog.String("verification_id", vid))
+	attrs := make([]slog.Attr, 1, 2)
+	attrs[0] = slog.String("verification_id", vid)
 	if r.ip != "" {
-		log = log.with(slog.String("client_net", clientNet(r.clientAddr, r.ip)))
+		attrs = append(attrs, slog.String("client_net", clientNet(r.clientAddr, r.ip)))
 	}
+	log := s.recipientLog(r.rcpt, r.usageKey, attrs...)
 	entry := otp.Entry(ctx)
 	count := func(provider, result string) {
 		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result, entry).Inc()

@@ -36,10 +36,11 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 
 	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
-	log := s.recipientLog(rcpt, usageKey)
+	var attrs []slog.Attr
 	if ip != "" {
-		log = log.with(slog.String("client_net", clientNet(addr, ip)))
+		attrs = []slog.Attr{slog.String("client_net", clientNet(addr, ip))}
 	}
+	log := s.recipientLog(rcpt, usageKey, attrs...)
 	rid := s.storeRecipient(rcpt)
 	hash, previous := s.codeHashes(rid, usageKey, code)
 	p := VerifyParams{
