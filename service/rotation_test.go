@@ -456,8 +456,8 @@ func TestRedisCommandsPerCall(t *testing.T) {
 			"send with client_ip and idempotency_key": {"evalsha=2 exists=2 hlen=1 hmget=3 hset=3 pexpire=4 time=1 zadd=1 zcard=1",
 				"evalsha=2 exists=4 hlen=1 hmget=4 hset=3 pexpire=4 time=1 zadd=1 zcard=1"},
 			"idempotent retry": {"hmget=1", "hmget=2"},
-			"wrong verify with client_ip": {"evalsha=1 exists=1 hincrby=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1",
-				"evalsha=1 exists=2 hincrby=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1"},
+			"wrong verify with client_ip": {"evalsha=1 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1",
+				"evalsha=1 exists=2 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1"},
 			"verify without a live code": {"evalsha=1 exists=1 hlen=1 hmget=1 time=1", "evalsha=1 exists=2 hlen=1 hmget=1 time=1"},
 		},
 		"cluster": {
@@ -466,8 +466,8 @@ func TestRedisCommandsPerCall(t *testing.T) {
 			"send with client_ip and idempotency_key": {"evalsha=3 exists=2 hlen=1 hmget=3 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1",
 				"evalsha=3 exists=5 hlen=1 hmget=4 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1"},
 			"idempotent retry": {"hmget=1", "hmget=2"},
-			"wrong verify with client_ip": {"evalsha=2 exists=1 hincrby=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1",
-				"evalsha=2 exists=3 hincrby=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1"},
+			"wrong verify with client_ip": {"evalsha=2 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1",
+				"evalsha=2 exists=3 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1"},
 			"verify without a live code": {"evalsha=1 exists=1 hlen=1 hmget=1 time=1", "evalsha=1 exists=2 hlen=1 hmget=1 time=1"},
 		},
 	}

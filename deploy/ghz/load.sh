@@ -38,6 +38,17 @@
 #                        rule's per-IP count run; 0: none, as before
 #                        2026-11-30 (those steps are skipped)
 #   LOAD_LOG_LEVEL=info  otpd's log level (otpd's stderr goes to a file)
+#   LOAD_DATA=file       file: ghz reads each run's requests from a file
+#                        written before the run (ghz -B, binary call data,
+#                        deploy/ghz/reqgen), decoded once; template: ghz
+#                        builds each request from
+#                        a template (-d), as before 2026-11-30, which costs
+#                        ghz 20-30 µs more per otpd call than per floor call
+#                        on the same two cores
+#   LOAD_MAX_RPS=25000   with LOAD_DATA=file: requests written per second
+#                        of a SendCode or floor run (each call needs a
+#                        fresh recipient or key); a run faster than that
+#                        would reuse them and fail
 #   LOAD_FLOOR=$ROOT/../shared/bench/floor
 #                        the floor's Go module
 #   LOAD_OUT=bin/load    where the ghz JSON reports and logs are kept
@@ -63,6 +74,8 @@ LOAD_DURATION=${LOAD_DURATION:-10s}
 LOAD_WARMUP=${LOAD_WARMUP:-3s}
 LOAD_POOL=${LOAD_POOL:-20000}
 LOAD_CLIENT_IP=${LOAD_CLIENT_IP:-1}
+LOAD_DATA=${LOAD_DATA:-file}
+LOAD_MAX_RPS=${LOAD_MAX_RPS:-25000}
 LOAD_FLOOR=${LOAD_FLOOR:-$ROOT/../shared/bench/floor}
 LOAD_STRICT=${LOAD_STRICT:-0}
 LOAD_PROFILE=${LOAD_PROFILE:-0}
@@ -90,6 +103,8 @@ if [ "$LOAD_PROFILE" = 1 ]; then
 fi
 [[ $LOAD_ROUNDS =~ ^[1-5]$ ]] || { echo "load: LOAD_ROUNDS must be 1 to 5 (got $LOAD_ROUNDS)" >&2; exit 1; }
 [[ $LOAD_CLIENT_IP =~ ^[01]$ ]] || { echo "load: LOAD_CLIENT_IP must be 0 or 1 (got $LOAD_CLIENT_IP)" >&2; exit 1; }
+[[ $LOAD_DATA =~ ^(file|template)$ ]] || { echo "load: LOAD_DATA must be file or template (got $LOAD_DATA)" >&2; exit 1; }
+[[ $LOAD_MAX_RPS =~ ^[1-9][0-9]*$ ]] || { echo "load: LOAD_MAX_RPS must be a positive number (got $LOAD_MAX_RPS)" >&2; exit 1; }
 if ! [[ $LOAD_POOL =~ ^[1-9][0-9]*$ ]] || [ "$LOAD_POOL" -gt 1000000 ]; then
 	echo "load: LOAD_POOL must be 1 to 1000000 (got $LOAD_POOL)" >&2
 	exit 1
@@ -111,8 +126,9 @@ fi
 # shellcheck source=deploy/ghz/lib.sh
 . "$ROOT/deploy/ghz/lib.sh"
 
-echo "== build (bin/otpd -trimpath, bin/otpctl, bin/otpd-load-baseline, bin/otpd-load-floor, bin/ghz)"
-(cd "$ROOT" && $GO build -trimpath "${TAGS[@]}" -o "$BIN/otpd" ./cmd/otpd && $GO build -trimpath -o "$BIN/otpctl" ./cmd/otpctl)
+echo "== build (bin/otpd -trimpath, bin/otpctl, bin/otpd-load-baseline, bin/otpd-load-floor, bin/otpd-load-reqgen, bin/ghz)"
+(cd "$ROOT" && $GO build -trimpath "${TAGS[@]}" -o "$BIN/otpd" ./cmd/otpd && $GO build -trimpath -o "$BIN/otpctl" ./cmd/otpctl &&
+	$GO build -trimpath -o "$BIN/otpd-load-reqgen" ./deploy/ghz/reqgen)
 (cd "$ROOT/deploy/ghz/baseline" && $GO build -trimpath -o "$BIN/otpd-load-baseline" .)
 if [ -z "$NO_FLOOR" ]; then
 	# The floor's directory may be read-only: when its go.sum lacks an
@@ -163,7 +179,7 @@ done
 
 echo "== machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== redis 127.0.0.1:$REDIS_PORT, otpd ${ADDR[otpd]} (log level $OTPD_LOAD_LOG_LEVEL, client_ip: $([ "$LOAD_CLIENT_IP" = 1 ] && echo yes || echo no)), baseline ${ADDR[baseline]}, floor ${ADDR[floor]:-SKIPPED}"
-echo "== ghz: -c $LOAD_C --connections $LOAD_CONNECTIONS, warm-up $LOAD_WARMUP, $LOAD_ROUNDS rounds of $LOAD_DURATION; reports in $LOAD_OUT"
+echo "== ghz: -c $LOAD_C --connections $LOAD_CONNECTIONS, warm-up $LOAD_WARMUP, $LOAD_ROUNDS rounds of $LOAD_DURATION, request data from a ${LOAD_DATA}; reports in $LOAD_OUT"
 
 # Request data (ghz templates; -d is parsed as JSON before templating, hence
 # the backticks). Both otpd methods send the recipient +1415 followed by a
@@ -216,7 +232,7 @@ redis_cpu_us() {
 }
 
 FAILED=0
-# ghz_run name server method data ghz-flags...: one ghz run, its JSON report
+# ghz_run name server method -d|-D data ghz-flags...: one ghz run, its JSON report
 # kept in $LOAD_OUT/name.json, failing the load test on any non-OK call
 # (ghz itself exits 0 even when every call fails). $LOAD_OUT/name.cpu gets
 # the CPU the server (clock ticks), redis-server (µs) and ghz (clock ticks)
@@ -224,10 +240,14 @@ FAILED=0
 # commandstats (calls and microseconds per command and per script), the
 # keys that expired during it and the keyspace after it.
 ghz_run() {
-	local name=$1 server=$2 method=$3 data=$4 spid s0 r0
-	shift 4
+	local name=$1 server=$2 method=$3 dflag=$4 data=$5 spid s0 r0
+	shift 5
 	spid=${PID[$server]}
-	local cmd=("$GHZ" --insecure --call "$(call_of "$server" "$method")" -d "$data"
+	if [ "$dflag" = -B ] && [ ! -s "$data" ]; then
+		echo "load: $name: no request data in '$data'" >&2
+		exit 1
+	fi
+	local cmd=("$GHZ" --insecure --call "$(call_of "$server" "$method")" "$dflag" "$data"
 		-c "$LOAD_C" --connections "$LOAD_CONNECTIONS" "$@" -O json "${ADDR[$server]}")
 	local a line=ghz
 	for a in "${cmd[@]:1}"; do
@@ -274,32 +294,83 @@ ghz_run() {
 # as errors.
 TIMED=(--duration-stop=wait)
 
-echo "== seed: $LOAD_POOL live codes for VerifyCode (otpd SendCode, also otpd's first warm-up)"
-ghz_run seed otpd SendCode "$(send_data "$POOL_OFFSET")" -n "$LOAD_POOL"
 
 # data_of server method round: the request data of a run (round 0: the
-# warm-up).
+# warm-up) as ghz flags: -d with a template, or -D with the file of the
+# same requests in binary, written once (data_file).
 data_of() {
+	if [ "$LOAD_DATA" = template ]; then
+		if [ "$1" = floor ]; then
+			if [ "$2" = SendCode ]; then echo -d; floor_data s "$3"; else echo -d; floor_data v "$3"; fi
+		elif [ "$2" = SendCode ]; then
+			echo -d; send_data $((2000000 + $3 * 1000000))
+		else
+			echo -d; echo "$VERIFY_DATA"
+		fi
+		return
+	fi
+	local n=$((${3:-0} == 0 ? WARMUP_CALLS : RUN_CALLS))
+	echo -B
 	if [ "$1" = floor ]; then
-		if [ "$2" = SendCode ]; then floor_data s "$3"; else floor_data v "$3"; fi
+		data_file "floor-${2:0:1}$3" floor "${2:0:1}$3" "$n"
 	elif [ "$2" = SendCode ]; then
-		send_data $((2000000 + $3 * 1000000))
+		data_file "send-$3" send $((2000000 + $3 * 1000000)) "$n"
 	else
-		echo "$VERIFY_DATA"
+		data_file verify verify "$POOL_OFFSET" "$LOAD_POOL"
 	fi
 }
+# seconds d: a ghz duration (3s, 10s, 1m) in whole seconds, at least 1.
+seconds() {
+	case $1 in
+	*ms) echo 1 ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*s) local v=${1%s}; echo $((v > 0 ? v : 1)) ;;
+	*) echo 1 ;;
+	esac
+}
+WARMUP_CALLS=$(($(seconds "$LOAD_WARMUP") * LOAD_MAX_RPS))
+RUN_CALLS=$(($(seconds "$LOAD_DURATION") * LOAD_MAX_RPS))
+if [ "$RUN_CALLS" -gt 1000000 ]; then
+	echo "load: LOAD_DURATION x LOAD_MAX_RPS must be at most 1000000 (a million numbers per round)" >&2
+	exit 1
+fi
+# data_file name kind first n: writes (once) and names $TMP/name.bin, the n
+# requests that the templates above give for request numbers 0..n-1, in
+# ghz's binary call data (bin/otpd-load-reqgen: kind send or verify,
+# recipients from +1415<first>; kind floor, services <first>.r0,
+# <first>.r1...). ghz decodes the file once and sends request number k the
+# element k mod n.
+data_file() {
+	local f=$TMP/$1.bin
+	if [ ! -f "$f" ]; then
+		local args=(-kind "$2" -n "$4")
+		if [ "$2" = floor ]; then args+=(-prefix "$3"); else args+=(-first "$3"); fi
+		[ "$LOAD_CLIENT_IP" = 1 ] && args+=(-client-ip)
+		"$BIN/otpd-load-reqgen" "${args[@]}" >"$f"
+	fi
+	echo "$f"
+}
+echo "== seed: $LOAD_POOL live codes for VerifyCode (otpd SendCode, also otpd's first warm-up)"
+if [ "$LOAD_DATA" = template ]; then
+	ghz_run seed otpd SendCode -d "$(send_data "$POOL_OFFSET")" -n "$LOAD_POOL"
+else
+	ghz_run seed otpd SendCode -B "$(data_file seed send "$POOL_OFFSET" "$LOAD_POOL")" -n "$LOAD_POOL"
+fi
+
 NS=${#SERVERS[@]}
 for method in VerifyCode SendCode; do
 	echo "== $method"
 	for target in "${SERVERS[@]}"; do
-		ghz_run "$method-$target-warmup" "$target" "$method" "$(data_of "$target" "$method" 0)" -z "$LOAD_WARMUP" "${TIMED[@]}"
+		mapfile -t data < <(data_of "$target" "$method" 0)
+		ghz_run "$method-$target-warmup" "$target" "$method" "${data[@]}" -z "$LOAD_WARMUP" "${TIMED[@]}"
 	done
 	for round in $(seq "$LOAD_ROUNDS"); do
 		# The order rotates by one each round: every server comes first,
 		# second and last in turn.
 		for i in $(seq 0 $((NS - 1))); do
 			target=${SERVERS[$(((i + round - 1) % NS))]}
-			ghz_run "$method-$target-$round" "$target" "$method" "$(data_of "$target" "$method" "$round")" -z "$LOAD_DURATION" "${TIMED[@]}"
+			mapfile -t data < <(data_of "$target" "$method" "$round")
+			ghz_run "$method-$target-$round" "$target" "$method" "${data[@]}" -z "$LOAD_DURATION" "${TIMED[@]}"
 		done
 	done
 done

@@ -157,15 +157,17 @@ var conversionBuckets = strconv.Itoa(service.ConversionBuckets)
 //	   when it has one
 //	o  once verified, the attempt that consumed it; g until when (ms) the
 //	   consumed code answers that attempt's re-run (the grace)
-//	x<attempt id>  one per wrong attempt
 //	p1..pN  the earlier codes kept valid (keptLua), with keep_previous only
 //	d  the resend cooldown: its end (ms), taken by the code's send; or
 //	   "<end ms>:<verification id>" when another send took it (a
 //	   delivery of the caller's code, which stores no code)
 //
-// A window's fields are S and V followed by the first 8 characters of
-// a send's verification id or an attempt's id (event), each valued with
-// its time (ms). Redis 7.0 has no expiry per field: the
+// A window's fields are S and V followed by the last 8 characters of
+// a send's verification id or a wrong attempt's id (event), each valued
+// with its time (ms). A V event is also what makes a wrong attempt
+// idempotent: run again, it answers MISMATCH and counts nothing; with
+// verify_per_recipient off, V events are kept markWindow (15 min) for
+// that alone. Redis 7.0 has no expiry per field: the
 // record expires with the longest-lived of its parts (extend), and a part
 // that is over (a code past its expiry or its grace, an event out of its
 // window) reads as absent and goes when a script next passes by.
@@ -197,17 +199,14 @@ end
 -- and from r, a table of some of its fields; but for the fields in the
 -- set rewrite, which the caller writes next.
 local function drop_code(key, r, U, rewrite)
-  local del, x = {}, U .. 'x'
-  for _, f in ipairs(redis.call('HKEYS', key)) do
-    local k = string.sub(f, 1, #U + 1)
-    if k == U .. 'h' or k == U .. 'i' or k == U .. 'e' or k == U .. 'a' or k == U .. 'c' or k == U .. 'o' or k == U .. 'g' or k == U .. 'p' or k == x then
-      if not (rewrite and rewrite[f]) then del[#del + 1] = f end
-    end
+  local del = {}
+  local fields = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g'}
+  for i = 1, ` + keepMax + ` do fields[#fields + 1] = U .. 'p' .. i end
+  for _, f in ipairs(fields) do
+    if not (rewrite and rewrite[f]) then del[#del + 1] = f end
+    r[f] = nil
   end
-  for f in pairs(r) do
-    if f ~= U .. 'd' and string.sub(f, 1, #U) == U then r[f] = nil end
-  end
-  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+  redis.call('HDEL', key, unpack(del))
 end
 -- Whether usage U's code in r is over for good: past its expiry, or
 -- consumed and past its grace. Such a code reads as no code at all.
@@ -227,11 +226,11 @@ local function cooldown_owner(r, U)
   if not d then return nil end
   return string.match(d, ':(.*)$') or r[U .. 'i']
 end
--- A send's or an attempt's event in a window: W and the id's first 8
--- characters (48 random bits: two ids of one recipient's window never
--- share them in practice, and a window holds a few).
+-- A send's or an attempt's event in a window: W and the id's last 8
+-- characters (48 random bits of otpd's ids: two ids of one recipient's
+-- window never share them in practice, and a window holds a few).
 local function event(W, id)
-  return W .. string.sub(id, 1, 8)
+  return W .. string.sub(id, -8)
 end
 -- When the window W (S or V) of the record at key holds limit events of
 -- the last window ms, returns the ms until its oldest leaves it, else
@@ -264,6 +263,12 @@ end
 
 // keepMax is service.MaxKeepPrevious for Lua.
 var keepMax = strconv.Itoa(service.MaxKeepPrevious)
+
+// markWindow is how long, in ms, a wrong attempt's V event stays in a
+// record whose verify window is off (verify_per_recipient count 0): long
+// enough to answer a re-run of the attempt (a lost answer retried), as
+// the attempt's tombstone is kept. With the window on, its events serve.
+var markWindow = strconv.Itoa(15 * 60 * 1000)
 
 // migrateLua moves state from a rotated secret's keys to the current
 // secret's before a script decides anything, so that codes, cooldowns,
@@ -659,12 +664,12 @@ var verifyScript = newScript(guarded + helpers + keptLua + `
 local ip = migrate(ARGV[9]) >= 3
 if redis.call('EXISTS', KEYS[2]) == 1 then return {5, 0, 0, 0} end
 local R, U, aid = KEYS[1], ARGV[10], ARGV[5]
-local r = code_of(R, U, U .. 'x' .. aid)
+local r = code_of(R, U, event('V', aid))
 local now = clock(ARGV[1])
 if over(r, U, now) then drop_code(R, r, U) end
 -- A re-run of this attempt answers what the first run decided.
 if r[U .. 'o'] == aid then return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''} end
-if r[U .. 'x' .. aid] then return {1, tonumber(r[U .. 'a']), 0, 0} end
+if r[event('V', aid)] then return {1, tonumber(r[U .. 'a']) or 0, 0, 0} end
 local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 if ip then
   local retry = window_full(KEYS[3], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
@@ -706,12 +711,15 @@ if right then
   redis.call('HSET', R, U .. 'o', aid, U .. 'g', now + math.min(tonumber(ARGV[6]), tonumber(r[U .. 'e']) - now))
   return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''}
 end
-local left = redis.call('HINCRBY', R, U .. 'a', -1)
+-- One attempt less, and the attempt's V event: in the window, and the
+-- mark that answers its re-run.
+local left = tonumber(r[U .. 'a']) - 1
+redis.call('HSET', R, U .. 'a', left, event('V', aid), now)
 if limit > 0 then
-  redis.call('HSET', R, U .. 'x' .. aid, '1', event('V', aid), now)
   extend(R, window)
 else
-  redis.call('HSET', R, U .. 'x' .. aid, '1')
+  extend(R, ` + markWindow + `)
+  log_full(R, r, 'V', now, ` + markWindow + `, 64)
 end
 if ip then window_add(KEYS[3], now, tonumber(ARGV[8]), aid) end
 return {1, left, 0, 0}
