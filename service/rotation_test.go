@@ -441,34 +441,34 @@ var callScenarios = []struct {
 // more record in the same round trip; the round trips (EVALSHA, the
 // pipelines) are the same.
 //
-// Before the recipient's record (2026-11-30: code, cooldown and both
-// windows in one hash, read by one HMGET of the fields a call needs) a
-// plain send ran 14 commands on a single node
+// Before the recipient's record (2026-11-30: code, cooldown, both
+// windows and tombstones in one hash, read by one HMGET of the fields a
+// call needs) a plain send ran 14 commands on a single node
 // (del=1 evalsha=1 exists=1 get=1 hget=1 hset=1 pexpire=3 set=1 time=1
-// zadd=2 zcard=2), a wrong verification with a client IP 11 and one
-// without a live code 5.
+// zadd=2 zcard=2), now 8; a wrong verification with a client IP 11, now
+// 8; one without a live code 5, now 4.
 func TestRedisCommandsPerCall(t *testing.T) {
 	t.Parallel()
 	want := map[string]map[string][2]string{ // topology → scenario → {no previous secret, one}
 		"single node": {
-			"send": {"evalsha=1 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1",
-				"evalsha=1 exists=2 hlen=1 hmget=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1"},
-			"send with client_ip and idempotency_key": {"evalsha=2 exists=2 hlen=1 hmget=3 hset=3 pexpire=4 time=1 zadd=1 zcard=1",
-				"evalsha=2 exists=4 hlen=1 hmget=4 hset=3 pexpire=4 time=1 zadd=1 zcard=1"},
+			"send": {"evalsha=1 hlen=1 hmget=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1",
+				"evalsha=1 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1"},
+			"send with client_ip and idempotency_key": {"evalsha=2 exists=1 hlen=1 hmget=3 hset=3 pexpire=4 time=1 zadd=1 zcard=1",
+				"evalsha=2 exists=3 hlen=1 hmget=4 hset=3 pexpire=4 time=1 zadd=1 zcard=1"},
 			"idempotent retry": {"hmget=1", "hmget=2"},
-			"wrong verify with client_ip": {"evalsha=1 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1",
-				"evalsha=1 exists=2 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=1 zadd=1 zcard=1"},
-			"verify without a live code": {"evalsha=1 exists=1 hlen=1 hmget=1 time=1", "evalsha=1 exists=2 hlen=1 hmget=1 time=1"},
+			"wrong verify with client_ip": {"evalsha=1 hlen=1 hmget=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1",
+				"evalsha=1 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 time=1 zadd=1 zcard=1"},
+			"verify without a live code": {"evalsha=1 hlen=1 hmget=1 time=1", "evalsha=1 exists=1 hlen=1 hmget=1 time=1"},
 		},
 		"cluster": {
-			"send": {"evalsha=2 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1",
-				"evalsha=2 exists=2 hlen=1 hmget=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1"},
-			"send with client_ip and idempotency_key": {"evalsha=3 exists=2 hlen=1 hmget=3 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1",
-				"evalsha=3 exists=5 hlen=1 hmget=4 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1"},
+			"send": {"evalsha=2 hlen=1 hmget=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1",
+				"evalsha=2 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1"},
+			"send with client_ip and idempotency_key": {"evalsha=3 exists=1 hlen=1 hmget=3 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1",
+				"evalsha=3 exists=4 hlen=1 hmget=4 hset=3 pexpire=4 time=2 zadd=1 zcard=1 zscore=1"},
 			"idempotent retry": {"hmget=1", "hmget=2"},
-			"wrong verify with client_ip": {"evalsha=2 exists=1 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1",
-				"evalsha=2 exists=3 hlen=1 hmget=1 hset=1 pexpire=2 pttl=1 time=2 zadd=1 zcard=1 zscore=1"},
-			"verify without a live code": {"evalsha=1 exists=1 hlen=1 hmget=1 time=1", "evalsha=1 exists=2 hlen=1 hmget=1 time=1"},
+			"wrong verify with client_ip": {"evalsha=2 hlen=1 hmget=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1",
+				"evalsha=2 exists=2 hlen=1 hmget=1 hset=1 pexpire=2 time=2 zadd=1 zcard=1 zscore=1"},
+			"verify without a live code": {"evalsha=1 hlen=1 hmget=1 time=1", "evalsha=1 exists=1 hlen=1 hmget=1 time=1"},
 		},
 	}
 	for _, env := range rotationEnvs(t) {

@@ -156,12 +156,6 @@ func usageTag(usage string) string {
 	return "{" + strings.ReplaceAll(usage, "}", "") + "}"
 }
 
-// undone is the tombstone of a verification or attempt id that was undone.
-// Tombstones are not moved on a rotation: only the replica that undid a
-// call looks for its tombstone (a late copy of its own call), under the
-// names it wrote it with.
-func (k recipientKeys) undone(id string) string { return k.t + ":undone:" + id }
-
 // slotKey is a shared slot's window.
 func (s *Store) slotKey(sl service.Slot) string { return s.windowKey(sl.Bucket, sl.Key) }
 
@@ -413,8 +407,8 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	for _, sl := range slots {
 		m.slot(s, sl)
 	}
-	keys := make([]string, 3, 3+2*len(slots)+len(m.keys))
-	keys[0], keys[1], keys[2] = k.rec, k.idem, k.undone(p.VerificationID)
+	keys := make([]string, 2, 2+2*len(slots)+len(m.keys))
+	keys[0], keys[1] = k.rec, k.idem
 	args := make([]any, 15, 15+4*len(slots))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), ms(p.TTL), p.MaxAttempts, ms(p.Cooldown), perCount, perWindow
 	codeHash := stored(p.CodeHash)
@@ -548,7 +542,7 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 			m.add(moveIdem, old.idem, k.idem)
 		}
 	}
-	keys := append([]string{k.rec, k.idem, k.undone(p.VerificationID)}, m.keys...)
+	keys := append([]string{k.rec, k.idem}, m.keys...)
 	_, err := s.run(ctx, abortScript, keys, p.VerificationID, useIdem, uncount, ms(p.Tombstone), string(m.kinds),
 		s.offset(p.Now), stored(p.CodeHash), usageTag(p.Usage))
 	return wrap("abort send", err)
@@ -643,7 +637,7 @@ func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool)
 	for _, old := range s.previousKeys(p.Recipient, service.IdempotencyKey{}) {
 		m.add(moveRecord, old.rec, k.rec)
 	}
-	keys := []string{k.rec, k.undone(p.AttemptID)}
+	keys := []string{k.rec}
 	args := make([]any, 10, 10+len(p.PreviousCodeHashes))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), stored(p.CodeHash), perCount, perWindow, p.AttemptID, ms(p.Grace)
 	args[6], args[7] = 0, 0
@@ -686,7 +680,7 @@ func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) erro
 	for _, old := range s.previousKeys(p.Recipient, service.IdempotencyKey{}) {
 		m.add(moveRecord, old.rec, k.rec)
 	}
-	keys := append([]string{k.rec, k.undone(p.AttemptID)}, m.keys...)
+	keys := append([]string{k.rec}, m.keys...)
 	_, err := s.run(ctx, undoVerifyScript, keys, s.offset(p.Now), p.AttemptID, ms(p.Tombstone), string(m.kinds), usageTag(p.Usage))
 	return wrap("undo verify", err)
 }

@@ -167,7 +167,11 @@ var conversionBuckets = strconv.Itoa(service.ConversionBuckets)
 // with its time (ms). A V event is also what makes a wrong attempt
 // idempotent: run again, it answers MISMATCH and counts nothing; with
 // verify_per_recipient off, V events are kept markWindow (15 min) for
-// that alone. Redis 7.0 has no expiry per field: the
+// that alone. T and the same 8 characters is a send's or an attempt's
+// tombstone (bury), valued with its end: the call was undone after its
+// answer was lost, and a late copy of it must change nothing. Tombstones
+// move with the record on a rotation, harmlessly: only the replica that
+// undid a call looks for them. Redis 7.0 has no expiry per field: the
 // record expires with the longest-lived of its parts (extend), and a part
 // that is over (a code past its expiry or its grace, an event out of its
 // window) reads as absent and goes when a script next passes by.
@@ -178,11 +182,12 @@ local function record(key)
   for i = 1, #f, 2 do r[f[i]] = f[i + 1] end
   return r
 end
--- The fields of usage U's code and cooldown, and extra, as a table read
--- from the record at key: what a send or a verification needs, read in
--- one HMGET however many other fields the record has.
-local function code_of(key, U, extra)
-  local names = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'd', extra}
+-- The fields of usage U's code and cooldown, and the fields named after
+-- U, as a table read from the record at key: what a send or a
+-- verification needs, read in one HMGET however many other fields the
+-- record has.
+local function code_of(key, U, ...)
+  local names = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'd', ...}
   for i = 1, ` + keepMax + ` do names[#names + 1] = U .. 'p' .. i end
   local v, r = redis.call('HMGET', key, unpack(names)), {}
   for i, f in ipairs(names) do
@@ -191,9 +196,16 @@ local function code_of(key, U, extra)
   return r
 end
 -- Keeps the record at key at least ms more; fresh: it had no fields
--- before this script, so no expiry to keep.
+-- before this script, so no expiry to keep. GT sets a later expiry only;
+-- it never sets one on a key without (never left so by a script, but
+-- checked: such a record would never go).
 local function extend(key, ms, fresh)
-  if ms > 0 and (fresh or redis.call('PTTL', key) < ms) then redis.call('PEXPIRE', key, ms) end
+  if ms <= 0 then return end
+  if fresh then
+    redis.call('PEXPIRE', key, ms)
+  elseif redis.call('PEXPIRE', key, ms, 'GT') == 0 and redis.call('PTTL', key) == -1 then
+    redis.call('PEXPIRE', key, ms)
+  end
 end
 -- Deletes usage U's code (its cooldown d stays) from the record at key,
 -- and from r, a table of some of its fields; but for the fields in the
@@ -231,6 +243,17 @@ end
 -- window never share them in practice, and a window holds a few).
 local function event(W, id)
   return W .. string.sub(id, -8)
+end
+-- Whether the id's tombstone (its T event, valued with its end) in r is
+-- there at now: its call was undone after its answer was lost.
+local function undone(r, id, now)
+  return (tonumber(r[event('T', id)]) or 0) > now
+end
+-- Leaves the id's tombstone in the record at key for ms.
+local function bury(key, id, now, ms)
+  if ms <= 0 then return end
+  redis.call('HSET', key, event('T', id), now + ms)
+  extend(key, ms)
 end
 -- When the window W (S or V) of the record at key holds limit events of
 -- the last window ms, returns the ms until its oldest leaves it, else
@@ -280,7 +303,7 @@ const migrateLua = `
 -- The usage tag of a record's field, nil for a window's event.
 local function tag_of(f)
   local b = string.sub(f, 1, 1)
-  if b == 'S' or b == 'V' then return nil end
+  if b == 'S' or b == 'V' or b == 'T' then return nil end
   if b == '{' then return string.match(f, '^{[^}]*}') end
   return b
 end
@@ -466,8 +489,7 @@ return conv_credit(KEYS[1], KEYS[2], clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
 //   - KEYS[1] the recipient's record (recordLua)
 //   - KEYS[2] idempotency record: hash of fp (fingerprint), id (the
 //     verification id of the send that holds it), resp (answer)
-//   - KEYS[3] this verification id's tombstone
-//   - KEYS[4..] two keys per shared slot (per IP, per country, conversion):
+//   - KEYS[3..] two keys per shared slot (per IP, per country, conversion):
 //     its window (sorted set) and its verified counts (hash; used by a
 //     conversion slot only, conversionLua). Their hash tags differ from
 //     the recipient's, so there are none on Redis Cluster, where the
@@ -491,10 +513,11 @@ return conv_credit(KEYS[1], KEYS[2], clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
 // service.SendStatus, or 7. Accepted, the slot number is the first
 // conversion slot in record mode that was over its threshold, or 0.
 var sendScript = newScript(guarded + helpers + keptLua + `
-local slots = (migrate(ARGV[12]) - 3) / 2
-if redis.call('EXISTS', KEYS[3]) == 1 then return {7, 0} end
+local slots = (migrate(ARGV[12]) - 2) / 2
 local R, U, id = KEYS[1], ARGV[15], ARGV[7]
-local r = code_of(R, U, event('S', id))
+local r = code_of(R, U, event('S', id), event('T', id))
+local now = clock(ARGV[1])
+if undone(r, id, now) then return {7, 0} end
 if r[U .. 'i'] == id then return {0, 0} end
 local deliver = ARGV[8] == ''
 if deliver then
@@ -502,7 +525,6 @@ if deliver then
   if r[event('S', id)] then return {0, 0} end
   if ARGV[9] == '1' and redis.call('HGET', KEYS[2], 'id') == id then return {0, 0} end
 end
-local now = clock(ARGV[1])
 if ARGV[9] == '1' then
   local rec = redis.call('HMGET', KEYS[2], 'fp', 'resp')
   if rec[1] then
@@ -516,10 +538,10 @@ for i = 1, slots do
   local a = 12 + 4 * i
   local retry
   if ARGV[a + 2] == '' then
-    retry = window_full(KEYS[2 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
+    retry = window_full(KEYS[1 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]))
   else
     -- A re-run of the send answered above: the id is not in the slot.
-    retry = conv_full(KEYS[2 + 2 * i], KEYS[3 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+    retry = conv_full(KEYS[1 + 2 * i], KEYS[2 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
     if retry and ARGV[a + 3] == '1' then
       retry = nil
       if over == 0 then over = i end
@@ -544,7 +566,7 @@ if limit > 0 then
   need = window
 end
 for i = 1, slots do
-  window_add(KEYS[2 + 2 * i], now, tonumber(ARGV[12 + 4 * i]), id)
+  window_add(KEYS[1 + 2 * i], now, tonumber(ARGV[12 + 4 * i]), id)
 end
 if cooldown > 0 then
   -- A code's cooldown is owned by the code's send (its i) unless it
@@ -606,8 +628,8 @@ return 1
 // of the send that a newer send pushed among the kept ones goes, found by
 // its hash.
 //
-// KEYS[1] the recipient's record, KEYS[2] idempotency record, KEYS[3] the
-// id's tombstone, then the moves of migrateLua
+// KEYS[1] the recipient's record, KEYS[2] idempotency record, then the
+// moves of migrateLua
 // ARGV verification_id, use_idempotency (0/1), uncount (0/1),
 // tombstone_ms, kinds, offset_ms, code_hash (empty for a delivery), usage
 // tag.
@@ -643,15 +665,14 @@ if ARGV[2] == '1' then
   if rec[1] == id and not rec[2] then redis.call('DEL', KEYS[2]) end
 end
 if ARGV[3] == '1' then redis.call('HDEL', R, event('S', id)) end
-local tomb = tonumber(ARGV[4])
-if tomb > 0 then redis.call('SET', KEYS[3], '1', 'PX', tomb) end
+bury(R, id, clock(ARGV[6]), tonumber(ARGV[4]))
 return 1
 `)
 
 // verifyScript checks a code.
 //
-// KEYS[1] the recipient's record, KEYS[2] the attempt's tombstone, KEYS[3]
-// (optional) the client IP's verify window, on its own hash tag: present
+// KEYS[1] the recipient's record, KEYS[2] (optional) the client IP's
+// verify window, on its own hash tag: present
 // only when the store is not split; then the moves of migrateLua
 // ARGV offset_ms, code_hash, per_count, per_window_ms, attempt_id,
 // grace_ms, ip_count, ip_window_ms, kinds, usage tag, then the code's hash
@@ -661,18 +682,18 @@ return 1
 // IP) for a rate limit. OK adds the code's id and c (its send's
 // verification id and conversion subject, empty when none).
 var verifyScript = newScript(guarded + helpers + keptLua + `
-local ip = migrate(ARGV[9]) >= 3
-if redis.call('EXISTS', KEYS[2]) == 1 then return {5, 0, 0, 0} end
+local ip = migrate(ARGV[9]) >= 2
 local R, U, aid = KEYS[1], ARGV[10], ARGV[5]
-local r = code_of(R, U, event('V', aid))
+local r = code_of(R, U, event('V', aid), event('T', aid))
 local now = clock(ARGV[1])
+if undone(r, aid, now) then return {5, 0, 0, 0} end
 if over(r, U, now) then drop_code(R, r, U) end
 -- A re-run of this attempt answers what the first run decided.
 if r[U .. 'o'] == aid then return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''} end
 if r[event('V', aid)] then return {1, tonumber(r[U .. 'a']) or 0, 0, 0} end
 local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 if ip then
-  local retry = window_full(KEYS[3], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
+  local retry = window_full(KEYS[2], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
   if retry then return {4, 0, retry, 2} end
 end
 if limit > 0 then
@@ -682,7 +703,7 @@ end
 if not r[U .. 'h'] or r[U .. 'o'] then
   -- No live code: counted against the IP too, or probing who has a
   -- pending code would be free (a re-run adds the same member again).
-  if ip then window_add(KEYS[3], now, tonumber(ARGV[8]), aid) end
+  if ip then window_add(KEYS[2], now, tonumber(ARGV[8]), aid) end
   return {2, 0, 0, 0}
 end
 if tonumber(r[U .. 'a']) <= 0 then return {3, 0, 0, 0} end
@@ -721,15 +742,15 @@ else
   extend(R, ` + markWindow + `)
   log_full(R, r, 'V', now, ` + markWindow + `, 64)
 end
-if ip then window_add(KEYS[3], now, tonumber(ARGV[8]), aid) end
+if ip then window_add(KEYS[2], now, tonumber(ARGV[8]), aid) end
 return {1, left, 0, 0}
 `)
 
 // undoVerifyScript makes a code consumed by this attempt live again (until
 // its own expiry) and leaves a tombstone for the attempt.
 //
-// KEYS[1] the recipient's record, KEYS[2] the attempt's tombstone, then
-// the moves of migrateLua; ARGV offset_ms, attempt_id, tombstone_ms,
+// KEYS[1] the recipient's record, then the moves of migrateLua; ARGV
+// offset_ms, attempt_id, tombstone_ms,
 // kinds, usage tag.
 var undoVerifyScript = newScript(cleanUp + clockLua + recordLua + migrateLua + `
 migrate(ARGV[4])
@@ -743,8 +764,7 @@ if r[U .. 'o'] == ARGV[2] and tonumber(r[U .. 'g']) > now then
     drop_code(R, r, U)
   end
 end
-local tomb = tonumber(ARGV[3])
-if tomb > 0 then redis.call('SET', KEYS[2], '1', 'PX', tomb) end
+bury(R, ARGV[2], now, tonumber(ARGV[3]))
 return 1
 `)
 
