@@ -24,7 +24,8 @@
 # Every SOAK_INTERVAL seconds, a line of $SOAK_OUT/soak.csv: otpd's RSS
 # (VmRSS), goroutines (go_goroutines), open file descriptors and heap in
 # use (go_memstats_heap_inuse_bytes), Redis's used_memory, keys (DBSIZE) and
-# live codes (keys *:code:*, counted with SCAN) and connected clients
+# live codes (the sign-in codes in the recipients' records that can still
+# verify, counted with SCAN) and connected clients
 # (otpd's pool, and this script's redis-cli), the sends and verifications
 # otpd counted so far and the machine's load average. Then a summary: first,
 # last and max of each, the slopes over the second half, Redis's bytes per
@@ -164,15 +165,25 @@ start_ghz() { # name method rps data
 metrics() { curl -fsS --max-time 5 "http://$HTTP/metrics"; }
 redis_used() { redis-cli -p "$REDIS_PORT" info memory | tr -d '\r' | awk -F: '$1 == "used_memory" {print $2}'; }
 
-# live_codes: the keys of codes (otpd:{bucket}:<recipient>:code:<usage>),
-# counted with SCAN, a thousand keys a call.
+# live_codes: the sign-in codes that can still verify, in the recipients'
+# records (otpd:{bucket}:<recipient>:r; fields sh, se, sa, so: README,
+# "What Redis holds"): a read-only script per thousand keys of a SCAN, so
+# that Redis is never blocked for long.
+LIVE_LUA="local r = redis.call('SCAN', ARGV[1], 'MATCH', 'otpd:{*}:*:r', 'COUNT', 1000)
+local t = redis.call('TIME')
+local now, n = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 0
+for _, k in ipairs(r[2]) do
+  local c = redis.call('HMGET', k, 'sh', 'se', 'sa', 'so')
+  if c[1] and not c[4] and tonumber(c[2]) > now and tonumber(c[3]) > 0 then n = n + 1 end
+end
+return {r[1], n}"
 live_codes() {
 	local cur=0 n=0 out
 	while :; do
-		mapfile -t out < <(redis-cli -p "$REDIS_PORT" scan "$cur" match 'otpd:{*}:*:code:*' count 1000)
-		[ "${#out[@]}" -ge 1 ] || die "SCAN failed"
+		mapfile -t out < <(redis-cli -p "$REDIS_PORT" eval "$LIVE_LUA" 0 "$cur")
+		[ "${#out[@]}" -eq 2 ] || die "counting live codes failed: ${out[*]}"
 		cur=${out[0]}
-		n=$((n + ${#out[@]} - 1))
+		n=$((n + out[1]))
 		[ "$cur" != 0 ] || break
 	done
 	echo "$n"
