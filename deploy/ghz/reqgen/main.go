@@ -14,6 +14,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -40,10 +41,10 @@ func main() {
 
 func write(kind string, first, n int, clientIP bool, prefix string) error {
 	if n <= 0 {
-		return fmt.Errorf("-n must be positive")
+		return errors.New("-n must be positive")
 	}
 	if (kind == "send" || kind == "verify") && (first < 1000000 || first+n > 9999999) {
-		return fmt.Errorf("-first and -n must keep the numbers within 1000000..9999999")
+		return errors.New("-first and -n must keep the numbers within 1000000..9999999")
 	}
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	var buf []byte
