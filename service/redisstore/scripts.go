@@ -187,11 +187,14 @@ end
 -- verification needs, read in one HMGET however many other fields the
 -- record has.
 local function code_of(key, U, ...)
-  local names = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'd', ...}
-  for i = 1, ` + keepMax + ` do names[#names + 1] = U .. 'p' .. i end
+  local names = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'd', U .. 'p1', ...}
   local v, r = redis.call('HMGET', key, unpack(names)), {}
   for i, f in ipairs(names) do
     if v[i] then r[f] = v[i] end
+  end
+  -- Kept codes (keep_previous) fill p1, p2... in order: without p1, none.
+  if r[U .. 'p1'] then
+    for i = 2, ` + keepMax + ` do r[U .. 'p' .. i] = redis.call('HGET', key, U .. 'p' .. i) or nil end
   end
   return r
 end
@@ -213,7 +216,9 @@ end
 local function drop_code(key, r, U, rewrite)
   local del = {}
   local fields = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g'}
-  for i = 1, ` + keepMax + ` do fields[#fields + 1] = U .. 'p' .. i end
+  if r[U .. 'p1'] then
+    for i = 1, ` + keepMax + ` do fields[#fields + 1] = U .. 'p' .. i end
+  end
   for _, f in ipairs(fields) do
     if not (rewrite and rewrite[f]) then del[#del + 1] = f end
     r[f] = nil
