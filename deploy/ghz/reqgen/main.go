@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"google.golang.org/grpc/health/grpc_health_v1"
@@ -33,20 +34,21 @@ func main() {
 	clientIP := flag.Bool("client-ip", false, "send, verify: a client_ip per request")
 	prefix := flag.String("prefix", "", "floor: the services' prefix")
 	flag.Parse()
-	if err := write(*kind, *first, *n, *clientIP, *prefix); err != nil {
+	if err := write(os.Stdout, *kind, *first, *n, *clientIP, *prefix); err != nil {
 		fmt.Fprintln(os.Stderr, "reqgen:", err)
 		os.Exit(2)
 	}
 }
 
-func write(kind string, first, n int, clientIP bool, prefix string) error {
+// write writes the n requests of kind to out, each preceded by its length.
+func write(out io.Writer, kind string, first, n int, clientIP bool, prefix string) error {
 	if n <= 0 {
 		return errors.New("-n must be positive")
 	}
 	if (kind == "send" || kind == "verify") && (first < 1000000 || first+n > 9999999) {
 		return errors.New("-first and -n must keep the numbers within 1000000..9999999")
 	}
-	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	w := bufio.NewWriterSize(out, 1<<20)
 	var buf []byte
 	for k := range n {
 		var m proto.Message
