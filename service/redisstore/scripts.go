@@ -62,8 +62,9 @@ end
 `
 )
 
-// windowLua is the sliding-window log every limit uses: a sorted set of
-// events scored by time.
+// windowLua is the sliding-window log of the shared limits (per IP, per
+// country): a sorted set of events scored by time. A recipient's own
+// windows are events in its record (recordLua).
 const windowLua = `
 -- When the window is full, returns the milliseconds until its oldest event
 -- leaves it, else nil. Events older than the window are dropped only when
