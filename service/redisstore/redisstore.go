@@ -82,7 +82,7 @@ func (s *Store) offset(now time.Time) int64 { return now.Sub(s.local()).Millisec
 // calling code), its own key.
 func (s *Store) tag(id string) string { return s.prefix + "{" + id + "}" }
 
-type recipientKeys struct{ t, rec, idem string }
+type recipientKeys struct{ rec, idem string }
 
 // recipientKeys are the keys of the recipient whose id (under one secret)
 // is id; idem is an idempotency key's id under the same secret, or empty.
@@ -90,7 +90,7 @@ type recipientKeys struct{ t, rec, idem string }
 // windows, one hash.
 func (s *Store) recipientKeys(bucket, id, idem string) recipientKeys {
 	t := s.tag(bucket) + ":" + id
-	return recipientKeys{t: t, rec: t + ":r", idem: t + ":idem:" + idem}
+	return recipientKeys{rec: t + ":r", idem: t + ":idem:" + idem}
 }
 
 // keysOf are r's keys under the current secret.
@@ -397,13 +397,7 @@ func (s *Store) beginSend(ctx context.Context, p service.SendParams, slots []ser
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
-	var m moves
-	for _, old := range s.previousKeys(p.Recipient, p.IdempotencyKey) {
-		m.add(moveRecord, old.rec, k.rec)
-		if old.idem != "" {
-			m.add(moveIdem, old.idem, k.idem)
-		}
-	}
+	m := s.recordMoves(p.Recipient, k, p.IdempotencyKey)
 	for _, sl := range slots {
 		m.slot(s, sl)
 	}
@@ -535,17 +529,25 @@ func (s *Store) AbortSend(ctx context.Context, p service.AbortParams) error {
 	if p.Uncount {
 		uncount = "1"
 	}
+	m := s.recordMoves(p.Recipient, k, p.IdempotencyKey)
+	keys := append([]string{k.rec, k.idem}, m.keys...)
+	_, err := s.run(ctx, abortScript, keys, p.VerificationID, useIdem, uncount, ms(p.Tombstone), string(m.kinds),
+		s.offset(p.Now), stored(p.CodeHash), usageTag(p.Usage))
+	return wrap("abort send", err)
+}
+
+// recordMoves are the moves (migrateLua) of r's record to k.rec, and of
+// its idempotency record to k.idem where the call has a key, from r's
+// keys under each previous secret.
+func (s *Store) recordMoves(r service.Recipient, k recipientKeys, idem service.IdempotencyKey) moves {
 	var m moves
-	for _, old := range s.previousKeys(p.Recipient, p.IdempotencyKey) {
+	for _, old := range s.previousKeys(r, idem) {
 		m.add(moveRecord, old.rec, k.rec)
 		if old.idem != "" {
 			m.add(moveIdem, old.idem, k.idem)
 		}
 	}
-	keys := append([]string{k.rec, k.idem}, m.keys...)
-	_, err := s.run(ctx, abortScript, keys, p.VerificationID, useIdem, uncount, ms(p.Tombstone), string(m.kinds),
-		s.offset(p.Now), stored(p.CodeHash), usageTag(p.Usage))
-	return wrap("abort send", err)
+	return m
 }
 
 // records are r's records under the current and every previous secret
@@ -633,10 +635,7 @@ func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool)
 	if !p.PerRecipient.Enabled() {
 		perCount, perWindow = 0, 0
 	}
-	var m moves
-	for _, old := range s.previousKeys(p.Recipient, service.IdempotencyKey{}) {
-		m.add(moveRecord, old.rec, k.rec)
-	}
+	m := s.recordMoves(p.Recipient, k, service.IdempotencyKey{})
 	keys := []string{k.rec}
 	args := make([]any, 10, 10+len(p.PreviousCodeHashes))
 	args[0], args[1], args[2], args[3], args[4], args[5] = s.offset(p.Now), stored(p.CodeHash), perCount, perWindow, p.AttemptID, ms(p.Grace)
@@ -676,10 +675,7 @@ func (s *Store) verify(ctx context.Context, p service.VerifyParams, withIP bool)
 // UndoVerify implements service.Store.
 func (s *Store) UndoVerify(ctx context.Context, p service.UndoVerifyParams) error {
 	k := s.keysOf(p.Recipient, service.IdempotencyKey{})
-	var m moves
-	for _, old := range s.previousKeys(p.Recipient, service.IdempotencyKey{}) {
-		m.add(moveRecord, old.rec, k.rec)
-	}
+	m := s.recordMoves(p.Recipient, k, service.IdempotencyKey{})
 	keys := append([]string{k.rec}, m.keys...)
 	_, err := s.run(ctx, undoVerifyScript, keys, s.offset(p.Now), p.AttemptID, ms(p.Tombstone), string(m.kinds), usageTag(p.Usage))
 	return wrap("undo verify", err)

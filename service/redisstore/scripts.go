@@ -183,12 +183,17 @@ local function record(key)
   for i = 1, #f, 2 do r[f[i]] = f[i + 1] end
   return r
 end
+-- The fields of usage U's code, its kept codes (keptLua) aside.
+local function code_names(U)
+  return {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g'}
+end
 -- The fields of usage U's code and cooldown, and the fields named after
 -- U, as a table read from the record at key: what a send or a
 -- verification needs, read in one HMGET however many other fields the
 -- record has.
 local function code_of(key, U, ...)
-  local names = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'd', U .. 'p1', ...}
+  local names = code_names(U)
+  for _, f in ipairs({U .. 'd', U .. 'p1', ...}) do names[#names + 1] = f end
   local v, r = redis.call('HMGET', key, unpack(names)), {}
   for i, f in ipairs(names) do
     if v[i] then r[f] = v[i] end
@@ -215,8 +220,7 @@ end
 -- and from r, a table of some of its fields; but for the fields in the
 -- set rewrite, which the caller writes next.
 local function drop_code(key, r, U, rewrite)
-  local del = {}
-  local fields = {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g'}
+  local del, fields = {}, code_names(U)
   if r[U .. 'p1'] then
     for i = 1, ` + keepMax + ` do fields[#fields + 1] = U .. 'p' .. i end
   end
@@ -539,7 +543,7 @@ if ARGV[9] == '1' then
     return {4, 0}
   end
 end
-local over = 0
+local over_slot = 0
 for i = 1, slots do
   local a = 12 + 4 * i
   local retry
@@ -550,7 +554,7 @@ for i = 1, slots do
     retry = conv_full(KEYS[1 + 2 * i], KEYS[2 + 2 * i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
     if retry and ARGV[a + 3] == '1' then
       retry = nil
-      if over == 0 then over = i end
+      if over_slot == 0 then over_slot = i end
     end
   end
   if retry then return {6, retry, i} end
@@ -590,14 +594,14 @@ if not deliver then
   local code = {U .. 'h', ARGV[8], U .. 'i', id, U .. 'e', now + ttl}
   if n > 0 and live(r, U, now) then
     -- The live code and the newest of those it kept stay, with the
-    -- attempts used and the wrong attempts' marks.
+    -- attempts left.
     local list = {{tonumber(r[U .. 'e']), r[U .. 'h']}}
     for _, e in ipairs(kept(r, U, now)) do list[#list + 1] = e end
     if ARGV[14] == '' and r[U .. 'c'] then redis.call('HDEL', R, U .. 'c') end
     keep(R, r, U, list, n)
   else
-    -- The old code, if any, goes whole: its consumed mark and wrong
-    -- attempts with it.
+    -- The old code, if any, goes whole: its consumed mark and attempt
+    -- count with it.
     if r[U .. 'h'] then drop_code(R, r, U, {[U .. 'h'] = true, [U .. 'i'] = true, [U .. 'e'] = true, [U .. 'a'] = true, [U .. 'c'] = ARGV[14] ~= ''}) end
     code[#code + 1] = U .. 'a'; code[#code + 1] = tonumber(ARGV[3])
   end
@@ -611,7 +615,7 @@ if ARGV[9] == '1' then
   redis.call('HSET', KEYS[2], 'fp', ARGV[10], 'id', id)
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[11]))
 end
-return {0, 0, over}
+return {0, 0, over_slot}
 `)
 
 // completeScript stores the answer of an idempotent send.
@@ -643,9 +647,8 @@ var abortScript = newScript(cleanUp + clockLua + recordLua + migrateLua + keptLu
 migrate(ARGV[5])
 local R, U, id = KEYS[1], ARGV[8], ARGV[1]
 local r = record(R)
-local mine = cooldown_owner(r, U) == id
+local now, mine = clock(ARGV[6]), cooldown_owner(r, U) == id
 if r[U .. 'i'] == id then
-  local now = clock(ARGV[6])
   local list = kept(r, U, now)
   if r[U .. 'o'] or #list == 0 then
     drop_code(R, r, U)
@@ -656,7 +659,7 @@ if r[U .. 'i'] == id then
     keep(R, r, U, list, #list)
   end
 elseif r[U .. 'h'] and ARGV[7] ~= '' then
-  local list = kept(r, U, clock(ARGV[6]))
+  local list = kept(r, U, now)
   for i, e in ipairs(list) do
     if e[2] == ARGV[7] then
       table.remove(list, i)
@@ -671,7 +674,7 @@ if ARGV[2] == '1' then
   if rec[1] == id and not rec[2] then redis.call('DEL', KEYS[2]) end
 end
 if ARGV[3] == '1' then redis.call('HDEL', R, event('S', id)) end
-bury(R, id, clock(ARGV[6]), tonumber(ARGV[4]))
+bury(R, id, now, tonumber(ARGV[4]))
 return 1
 `)
 
@@ -694,8 +697,10 @@ local r = code_of(R, U, event('V', aid), event('T', aid))
 local now = clock(ARGV[1])
 if undone(r, aid, now) then return {5, 0, 0, 0} end
 if over(r, U, now) then drop_code(R, r, U) end
+-- OK, with the code's send: its verification id and conversion subject.
+local function ok() return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''} end
 -- A re-run of this attempt answers what the first run decided.
-if r[U .. 'o'] == aid then return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''} end
+if r[U .. 'o'] == aid then return ok() end
 if r[event('V', aid)] then return {1, tonumber(r[U .. 'a']) or 0, 0, 0} end
 local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 if ip then
@@ -736,7 +741,7 @@ if right then
   -- so that a re-run of it answers OK again and an undo can restore it.
   -- Every other attempt finds no live code.
   redis.call('HSET', R, U .. 'o', aid, U .. 'g', now + math.min(tonumber(ARGV[6]), tonumber(r[U .. 'e']) - now))
-  return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''}
+  return ok()
 end
 -- One attempt less, and the attempt's V event: in the window, and the
 -- mark that answers its re-run.
