@@ -131,7 +131,7 @@ func FuzzParseClientIP(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		var v violations
-		ip, ok := parseClientIP(raw, &v)
+		_, ip, ok := parseClientIP(raw, &v)
 		if ok != (len(v.list) == 0) {
 			t.Fatalf("%q: ok=%v with violations %v", raw, ok, v.list)
 		}

@@ -154,7 +154,7 @@ func TestParseClientIP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var v violations
-			got, ok := parseClientIP(tt.raw, &v)
+			_, got, ok := parseClientIP(tt.raw, &v)
 			if tt.bad {
 				if ok || len(v.list) != 1 || v.list[0].GetField() != "client_ip" {
 					t.Errorf("parseClientIP(%q) = %q, %v, %v; want a client_ip violation", tt.raw, got, ok, v.list)

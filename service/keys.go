@@ -100,12 +100,7 @@ const bucketHexDigits = 3
 // bucketHexDigits hex digits of the SHA-256.
 func bucket(parts ...string) string {
 	var a [128]byte // the usual input, on the stack
-	b := append(a[:0], "otpd/v2/bucket"...)
-	for _, s := range parts {
-		b = append(b, byte(len(s)>>8), byte(len(s)))
-		b = append(b, s...)
-	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(appendParts(append(a[:0], "otpd/v2/bucket"...), parts))
 	i := (int(sum[0])<<8 | int(sum[1])) >> (16 - 4*bucketHexDigits)
 	return bucketNames()[i*bucketHexDigits : (i+1)*bucketHexDigits]
 }
@@ -148,11 +143,7 @@ func newHMACPool(key []byte) hmacPool {
 // ("a","bc") differ.
 func (p hmacPool) sum(parts ...string) [sha256.Size]byte {
 	st := p.p.Get().(*hmacState)
-	msg := st.msg[:0]
-	for _, s := range parts {
-		msg = append(msg, byte(len(s)>>8), byte(len(s)))
-		msg = append(msg, s...)
-	}
+	msg := appendParts(st.msg[:0], parts)
 	st.mac.Reset()
 	st.mac.Write(msg)
 	out := [sha256.Size]byte(st.mac.Sum(st.sum[:0]))
@@ -161,6 +152,16 @@ func (p hmacPool) sum(parts ...string) [sha256.Size]byte {
 	}
 	p.p.Put(st)
 	return out
+}
+
+// appendParts appends the parts to b, each preceded by its length in two
+// bytes, so that ("ab","c") and ("a","bc") differ.
+func appendParts(b []byte, parts []string) []byte {
+	for _, s := range parts {
+		b = append(b, byte(len(s)>>8), byte(len(s)))
+		b = append(b, s...)
+	}
+	return b
 }
 
 // maxPooledMessage bounds the message buffer a pooled state keeps.

@@ -119,15 +119,16 @@ func parsePhone(raw string, v *violations) (recipient, bool) {
 	}, true
 }
 
-// parseClientIP returns the address the per-IP limit counts under: the IP
-// itself for IPv4, its /64 network for IPv6 (one subscriber commonly holds
-// a whole /64). Empty input means no per-IP limit.
-func parseClientIP(raw string, v *violations) (string, bool) {
-	ip, ok := parseClientAddr(raw, v)
-	if !ok || !ip.IsValid() {
-		return "", ok
+// parseClientIP parses client_ip into the address (parseClientAddr) and
+// the key the per-IP limits count under (clientKey): the IP itself for
+// IPv4, its /64 network for IPv6 (one subscriber commonly holds a whole
+// /64). Empty input means no per-IP limit: the zero Addr and "".
+func parseClientIP(raw string, v *violations) (addr netip.Addr, key string, ok bool) {
+	addr, ok = parseClientAddr(raw, v)
+	if !ok || !addr.IsValid() {
+		return netip.Addr{}, "", ok
 	}
-	return clientKey(ip), true
+	return addr, clientKey(addr), true
 }
 
 // parseClientAddr parses client_ip into the address itself (IPv4-mapped

@@ -184,9 +184,7 @@ func (s *Service) parseSend(req sendFields, v *violations) sendRequest {
 	} else {
 		r.locale = loc
 	}
-	if a, ok := parseClientAddr(req.GetClientIp(), v); ok && a.IsValid() {
-		r.clientAddr, r.ip = a, clientKey(a)
-	}
+	r.clientAddr, r.ip, _ = parseClientIP(req.GetClientIp(), v)
 	switch k := req.GetIdempotencyKey(); {
 	case len(k) > maxIdempotencyKeyLen:
 		v.add("idempotency_key", "must be at most "+strconv.Itoa(maxIdempotencyKeyLen)+" bytes")
@@ -208,15 +206,22 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	if code, ok := s.tests.code(r.rcpt); ok {
 		return s.sendTest(ctx, r, code)
 	}
+	entry := otp.Entry(ctx)
+	count := func(provider, result string) {
+		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result, entry).Inc()
+		if result == "ok" && r.rcpt.country != "" {
+			s.metrics.smsCountry.WithLabelValues(r.rcpt.country).Inc()
+		}
+	}
 	// Refusals that need the operator, before anything counts: an
 	// invitation only the operator's templates render, a recipient no
 	// provider serves.
 	if !s.renderer.Has(r.rcpt.channel, r.locale, r.usage) {
-		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error", otp.Entry(ctx)).Inc()
+		count("", "permanent_error")
 		return nil, &noTemplateError{channel: r.rcpt.channel, usage: r.usage, locale: r.locale}
 	}
 	if !s.sender.Serves(r.rcpt.channel, r.rcpt.addr, r.usage) {
-		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), "", r.usageKey, "permanent_error", otp.Entry(ctx)).Inc()
+		count("", "permanent_error")
 		return nil, errNoProvider
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
@@ -231,13 +236,6 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		attrs = append(attrs, slog.String("client_net", clientNet(r.clientAddr, r.ip)))
 	}
 	log := s.recipientLog(r.rcpt, r.usageKey, attrs...)
-	entry := otp.Entry(ctx)
-	count := func(provider, result string) {
-		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result, entry).Inc()
-		if result == "ok" && r.rcpt.country != "" {
-			s.metrics.smsCountry.WithLabelValues(r.rcpt.country).Inc()
-		}
-	}
 
 	// In memory, before the store is asked: a refused send costs nothing.
 	if err := s.checkFraud(ctx, r, log); err != nil {

@@ -25,11 +25,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 	case len(code) > maxCodeInputLen || len(code) < 4 || len(code) > 10 || !digits(code):
 		v.add("code", "must be 4 to 10 digits")
 	}
-	var ip string // what the per-IP limit counts, "" for none
-	addr, _ := parseClientAddr(req.GetClientIp(), &v)
-	if addr.IsValid() {
-		ip = clientKey(addr)
-	}
+	addr, ip, _ := parseClientIP(req.GetClientIp(), &v) // ip: what the per-IP limit counts, "" for none
 	if err := v.err(); err != nil {
 		return nil, err
 	}
