@@ -49,6 +49,20 @@ func ASCIIDomain(d string) (string, bool) {
 	return a, true
 }
 
+// HostLabel reports whether l is a label of an ASCII host name: 1 to 63
+// bytes of lower-case letters, digits and inner hyphens.
+func HostLabel(l string) bool {
+	if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		return false
+	}
+	for i := range len(l) {
+		if c := l[i]; c != '-' && (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
 func isASCII(s string) bool {
 	for i := range len(s) {
 		if s[i] >= 0x80 {

@@ -112,13 +112,8 @@ func hostName(d string) bool {
 		return false
 	}
 	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+		if !otp.HostLabel(l) {
 			return false
-		}
-		for i := range len(l) {
-			if c := l[i]; c != '-' && (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-				return false
-			}
 		}
 	}
 	return strings.Trim(labels[len(labels)-1], "0123456789") != ""

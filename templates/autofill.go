@@ -158,8 +158,7 @@ func webOTPDomain(d string) (string, error) {
 	}
 	labels := strings.Split(a, ".")
 	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' ||
-			strings.TrimLeft(l, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+		if !otp.HostLabel(l) {
 			return "", errors.New("is not a valid host name: want labels of letters, digits and inner hyphens")
 		}
 	}
