@@ -30,6 +30,7 @@ const DefaultPrefix = "otpd:"
 // Store is a service.Store on Redis.
 type Store struct {
 	rdb    redis.UniversalClient
+	batch  batcher // the scripts of concurrent calls, sent together
 	prefix string
 	// local is the clock the callers' times are compared with: a call's
 	// offset from it moves Redis's clock in the scripts.
@@ -63,6 +64,7 @@ func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
 		prefix = DefaultPrefix
 	}
 	s := &Store{rdb: rdb, prefix: prefix, local: time.Now}
+	s.batch.rdb = rdb
 	for _, o := range opts {
 		o(s)
 	}
@@ -691,15 +693,14 @@ type noRetry struct{ *redis.Cmd }
 func (noRetry) NoRetry() bool { return true }
 
 // run runs a script by SHA and, when the server does not have it cached,
-// by body; neither is ever re-sent by the client.
+// by body; neither is ever re-sent by the client. Concurrent calls' scripts
+// leave together (batcher).
 func (s *Store) run(ctx context.Context, sc *script, keys []string, args ...any) (any, error) {
-	cmd := sc.cmd(ctx, true, keys, args)
-	_ = s.rdb.Process(ctx, noRetry{cmd})
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd = sc.cmd(ctx, false, keys, args)
-		_ = s.rdb.Process(ctx, noRetry{cmd})
+	val, err := s.batch.process(ctx, sc.cmd(ctx, true, keys, args))
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		val, err = s.batch.process(ctx, sc.cmd(ctx, false, keys, args))
 	}
-	return cmd.Result()
+	return val, err
 }
 
 // cmd is an EVALSHA (bySHA) or EVAL of the script.

@@ -213,14 +213,24 @@ func (c *slotChecker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (c *slotChecker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		// Each command of a pipeline is refused or run on its own, as a
+		// sharding proxy answers each.
+		var pass []redis.Cmder
+		var err error
 		for _, cmd := range cmds {
-			if !c.check(cmd) {
-				// Only single-tag scripts are pipelined (TakeSlots).
+			if c.check(cmd) {
+				pass = append(pass, cmd)
+			} else {
 				cmd.SetErr(crossSlotError{})
-				return cmd.Err()
+				err = cmd.Err()
 			}
 		}
-		return next(ctx, cmds)
+		if len(pass) > 0 {
+			if perr := next(ctx, pass); err == nil {
+				err = perr
+			}
+		}
+		return err
 	}
 }
 
