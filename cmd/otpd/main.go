@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -33,7 +34,19 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr)) }
+func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// defaultGCPercent is the garbage collector's target when GOGC is not set:
+// otpd's live heap is small (a few MB: configuration, templates,
+// connections), so collecting at 4x the live heap instead of Go's 2x costs
+// a few MB of memory and saves most of the collector's CPU per call (it
+// was 15-20 % of otpd's CPU under load). GOGC, set, wins.
+const defaultGCPercent = 300
 
 // run is otpd without process globals: it returns the exit code, 2 for
 // bad flags or configuration, 1 when serving failed.
