@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
 
 	"github.com/otpd/otpd/otp"
@@ -25,14 +24,19 @@ func callStateFrom(ctx context.Context) *callState {
 	return cs
 }
 
-// markReached is the first unary interceptor: a call that gets here is
-// counted and logged by the interceptors, one that does not is callStats'.
-func markReached(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+// markReached is the first step of the unary interceptors: a call that
+// gets here is counted and logged by the interceptors, one that does not
+// is callStats'. It returns the context the service gets.
+func markReached(ctx context.Context) context.Context {
 	if cs := callStateFrom(ctx); cs != nil {
 		cs.reached = true
 	}
-	// The service labels its metrics with the entry point too.
-	return handler(otp.WithEntry(ctx, entryOf(ctx)), req)
+	// The service labels its metrics with the entry point too; without
+	// one in ctx, it reads "grpc".
+	if entry := entryOf(ctx); otp.Entry(ctx) != entry {
+		ctx = otp.WithEntry(ctx, entry)
+	}
+	return ctx
 }
 
 // callStats sees every call end, including the unary calls that grpc-go

@@ -284,18 +284,18 @@ func (bad malformed) err(typ protoreflect.FullName) error {
 	return st.Err()
 }
 
-// refuseMalformed answers a request that requestCodec marked. It runs after
-// the metrics and call-log interceptors, so that they count and log it.
-func refuseMalformed() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if bad, ok := takeMark(req); ok {
-			if cs := callStateFrom(ctx); cs != nil {
-				cs.malformed = bad.kind
-			}
-			return nil, bad.err(req.(proto.Message).ProtoReflect().Descriptor().FullName())
-		}
-		return handler(ctx, req)
+// refuseMalformed is the answer to a request that requestCodec marked,
+// nil for any other. It runs after the metrics and the call log, so that
+// they count and log it.
+func refuseMalformed(ctx context.Context, req any) error {
+	bad, ok := takeMark(req)
+	if !ok {
+		return nil
 	}
+	if cs := callStateFrom(ctx); cs != nil {
+		cs.malformed = bad.kind
+	}
+	return bad.err(req.(proto.Message).ProtoReflect().Descriptor().FullName())
 }
 
 // checkStreams makes streaming calls (health Watch, reflection) answer a

@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -58,19 +57,18 @@ type GRPC struct {
 // RESOURCE_EXHAUSTED (see requestCodec), counted and logged like any call.
 // tlsCfg nil serves plaintext.
 func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator, tlsCfg *tls.Config, reg prometheus.Registerer, log *slog.Logger) GRPC {
-	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	reg.MustRegister(grpcMetrics)
+	grpcMetrics := newGRPCMetrics()
+	grpcMetrics.register(reg)
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "otpd_rpc_calls_total",
 		Help: "Unary calls by authenticated caller (\"anonymous\" when caller auth is off or the service is open), method, status code and entry point (grpc, connect, grpc_web, logto).",
 	}, []string{"caller", "method", "code", "entry"})
 	reg.MustRegister(calls)
 	record := recordCall(log, calls)
-	countUnary := grpcMetrics.UnaryServerInterceptor()
 	cst := &callStats{unary: map[string]bool{}, report: func(ctx context.Context, method string, err error, elapsed time.Duration) {
 		// Counted through the metrics interceptor itself, so that the
 		// grpc_server_* series mean the same whoever answered.
-		_, _ = countUnary(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(context.Context, any) (any, error) { return nil, err })
+		_, _ = grpcMetrics.unaryInterceptor(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(context.Context, any) (any, error) { return nil, err })
 		attrs := []any{"answered_by", "grpc-go"}
 		if ac := apiCallFrom(ctx); ac != nil {
 			if who, refused := ac.refusal(); refused != nil { // the API listener answered the caller
@@ -102,18 +100,16 @@ func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator
 		// grows its stack on every call (about 10% of the CPU of a verify
 		// under ghz).
 		grpc.NumStreamWorkers(64),
-		grpc.ChainUnaryInterceptor(
-			markReached,
-			grpcMetrics.UnaryServerInterceptor(),
-			auth.Unary(),
-			logCalls(record),
-			refuseMalformed(),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		grpc.UnaryInterceptor((&unaryChain{
+			metrics: grpcMetrics,
+			auth:    auth.Unary(),
+			record:  record,
+			recover: recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 				log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				return status.Error(codes.Internal, "internal error")
 			})),
-		),
-		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), auth.Stream(), checkStreams()),
+		}).intercept),
+		grpc.ChainStreamInterceptor(grpcMetrics.streamInterceptor, auth.Stream(), checkStreams()),
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
@@ -123,7 +119,7 @@ func NewGRPC(lc Listen, svc otpv1.OtpServiceServer, auth *grpcauth.Authenticator
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	reflection.Register(gs)
-	grpcMetrics.InitializeMetrics(gs)
+	grpcMetrics.initialize(gs)
 	for name, info := range gs.GetServiceInfo() {
 		for _, m := range info.Methods {
 			if !m.IsClientStream && !m.IsServerStream {
@@ -355,9 +351,10 @@ func listen(addr string) (net.Listener, func(), error) {
 // otpd_rpc_calls_total and logs it: every failed call with its code (never
 // the request: it holds recipients and codes), and every call at debug.
 func recordCall(log *slog.Logger, calls *prometheus.CounterVec) func(ctx context.Context, method string, code codes.Code, elapsed time.Duration, attrs ...any) {
+	counters := newCallCounters(calls)
 	return func(ctx context.Context, method string, code codes.Code, elapsed time.Duration, attrs ...any) {
 		entry := entryOf(ctx)
-		calls.WithLabelValues(grpcauth.Caller(ctx), method, code.String(), entry).Inc()
+		counters.get(grpcauth.Caller(ctx), method, code, entry).Inc()
 		level := slog.LevelDebug
 		switch code {
 		case codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.NotFound, codes.Canceled:
@@ -373,19 +370,74 @@ func recordCall(log *slog.Logger, calls *prometheus.CounterVec) func(ctx context
 	}
 }
 
-// logCalls records every unary call that reaches it, with why a malformed
-// request was refused.
-func logCalls(record func(context.Context, string, codes.Code, time.Duration, ...any)) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		var attrs []any
-		if cs := callStateFrom(ctx); cs != nil && cs.malformed != "" {
-			attrs = []any{"malformed", cs.malformed}
-		}
-		record(ctx, info.FullMethod, status.Code(err), time.Since(start), attrs...)
-		return resp, err
+// callCounters are the otpd_rpc_calls_total series, each looked up in the
+// vector once: the vector hashes the four label values on every lookup.
+// Their label values are few (the configured callers, the methods served,
+// the codes, the entry points).
+type callCounters struct {
+	vec *prometheus.CounterVec
+	m   sync.Map // callLabels → prometheus.Counter
+}
+
+type callLabels struct {
+	caller, method, entry string
+	code                  codes.Code
+}
+
+func newCallCounters(vec *prometheus.CounterVec) *callCounters { return &callCounters{vec: vec} }
+
+func (c *callCounters) get(caller, method string, code codes.Code, entry string) prometheus.Counter {
+	k := callLabels{caller: caller, method: method, entry: entry, code: code}
+	if v, ok := c.m.Load(k); ok {
+		return v.(prometheus.Counter)
 	}
+	ctr := c.vec.WithLabelValues(caller, method, code.String(), entry)
+	c.m.Store(k, ctr)
+	return ctr
+}
+
+// unaryChain is otpd's unary interceptors as one: in order, markReached,
+// the grpc_server_* metrics, caller authentication, the call log,
+// refuseMalformed and panic recovery. One interceptor instead of a chain
+// of six: grpc-go's chain allocates a handler closure for every link on
+// every call.
+type unaryChain struct {
+	metrics *grpcMetrics
+	auth    grpc.UnaryServerInterceptor
+	record  func(context.Context, string, codes.Code, time.Duration, ...any)
+	recover grpc.UnaryServerInterceptor
+}
+
+func (u *unaryChain) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx = markReached(ctx)
+	c := u.metrics.beginUnary(info.FullMethod)
+	resp, err := u.auth(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+		return u.logged(ctx, req, info, handler)
+	})
+	c.endUnary(err)
+	return resp, err
+}
+
+// logged records every unary call that gets past authentication, with why
+// a malformed request was refused.
+func (u *unaryChain) logged(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := u.recoverMalformed(ctx, req, info, handler)
+	var attrs []any
+	if cs := callStateFrom(ctx); cs != nil && cs.malformed != "" {
+		attrs = []any{"malformed", cs.malformed}
+	}
+	u.record(ctx, info.FullMethod, status.Code(err), time.Since(start), attrs...)
+	return resp, err
+}
+
+// recoverMalformed answers a request that requestCodec marked, and
+// otherwise calls handler, a panic answering INTERNAL.
+func (u *unaryChain) recoverMalformed(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := refuseMalformed(ctx, req); err != nil {
+		return nil, err
+	}
+	return u.recover(ctx, req, info, handler)
 }
 
 // ms is d in milliseconds, to the microsecond, as every elapsed_ms.
