@@ -40,6 +40,7 @@ func BenchmarkSendCode(b *testing.B) {
 	b.SetParallelism(25) // 50 calls in flight on 2 cores, as in the ghz load test
 	b.ResetTimer()
 	defer reportCPU(b)()
+	defer reportRedisCPU(b, h)()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
@@ -66,6 +67,7 @@ func BenchmarkVerifyCode(b *testing.B) {
 	b.SetParallelism(25) // 50 calls in flight on 2 cores, as in the ghz load test
 	b.ResetTimer()
 	defer reportCPU(b)()
+	defer reportRedisCPU(b, h)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
