@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/otpd/otpd/internal/redistest"
+	"github.com/otpd/otpd/service"
 )
 
 // pipelineSizes counts the scripts the batcher sends (EVALSHA; the
@@ -200,4 +201,79 @@ func waitFlying(t *testing.T, s *Store, n int) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatalf("never %d pipelines out", n)
+}
+
+// Calls in flight when the connection is cut each return, none hangs, and
+// every error is one the service retries (Redis unavailable) or its own
+// deadline; once the network heals, calls go through again.
+func TestBatcherConnectionCut(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	proxy := redistest.StartProxy(t, srv.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.Addr(), MaxRetries: -1, ReadTimeout: 2 * time.Second,
+		DialTimeout: time.Second, ContextTimeoutEnabled: true})
+	defer rdb.Close()
+	loadEcho(t, srv.Client())
+	s := New(rdb, "")
+	proxy.Delay(5 * time.Millisecond) // calls queue behind each pipeline
+	var (
+		wg         sync.WaitGroup
+		ok, failed atomic.Int64
+		stop       = make(chan struct{})
+		errs       = make(chan error, 1000)
+	)
+	for g := range 40 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				want := fmt.Sprint(g, "-", i)
+				val, err := s.run(ctx, echo, []string{"k"}, want)
+				cancel()
+				switch {
+				case err == nil && val == want:
+					ok.Add(1)
+				case err == nil:
+					errs <- fmt.Errorf("answer %v, want %s", val, want)
+				default:
+					failed.Add(1)
+					if werr := wrap("echo", err); !errors.Is(werr, service.ErrStoreUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+						select {
+						case errs <- fmt.Errorf("error not marked unavailable: %v", err):
+						default:
+						}
+					}
+				}
+			}
+		})
+	}
+	waitFor(t, func() bool { return ok.Load() > 200 })
+	proxy.Cut()
+	waitFor(t, func() bool { return failed.Load() > 40 })
+	proxy.Heal()
+	proxy.Delay(0)
+	before := ok.Load()
+	waitFor(t, func() bool { return ok.Load() > before+200 })
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for range 1000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("condition never met")
 }
