@@ -117,6 +117,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return 0
 	}
 
+	// From here on, what otpd logs is written out in batches (logBuffer).
+	logs := newLogBuffer(stderr)
+	defer logs.Close()
+	stderr = logs
 	log := slog.New(grpcauth.LogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.Log.SlogLevel()})))
 	if cfg.Dev {
 		warnDev(stderr, log)
