@@ -31,3 +31,22 @@ func TestClientNet(t *testing.T) {
 		}
 	}
 }
+
+// TestClientNetIPv4: an IPv4 client's network reads as netip.Prefix
+// writes it, for every value of each byte.
+func TestClientNetIPv4(t *testing.T) {
+	t.Parallel()
+	for i := range 256 {
+		for _, a := range []netip.Addr{
+			netip.AddrFrom4([4]byte{byte(i), 0, 0, 0}),
+			netip.AddrFrom4([4]byte{255, byte(i), 255, byte(i)}),
+			netip.AddrFrom4([4]byte{1, 2, byte(i), 255}),
+			netip.AddrFrom4([4]byte{byte(i), byte(255 - i), byte(i / 2), byte(i)}),
+		} {
+			p, _ := a.Prefix(24)
+			if got := clientNet(a, clientKey(a)); got != p.String() {
+				t.Fatalf("clientNet(%s) = %q, want %q", a, got, p.String())
+			}
+		}
+	}
+}

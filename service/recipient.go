@@ -167,8 +167,16 @@ func clientNet(ip netip.Addr, key string) string {
 	if !ip.Is4() {
 		return key
 	}
-	p, _ := ip.Prefix(24)
-	return p.String()
+	// netip.Prefix.String's text, "a.b.c.0/24", in one allocation
+	// instead of its two.
+	a := ip.As4()
+	b := make([]byte, 0, len("255.255.255.0/24"))
+	b = strconv.AppendUint(b, uint64(a[0]), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(a[1]), 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, uint64(a[2]), 10)
+	return string(append(b, ".0/24"...))
 }
 
 func usageKey(u otpv1.UsageType) (otp.UsageType, string, bool) {
