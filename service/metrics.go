@@ -1,6 +1,8 @@
 package service
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -14,6 +16,59 @@ type metrics struct {
 	smsCountry  *prometheus.CounterVec
 	cancelled   *prometheus.CounterVec
 	fraud       *prometheus.CounterVec
+
+	// The series every send and verification counts in, each looked up
+	// in its vector once: a vector hashes the label values on every
+	// lookup. Their label values are bounded as the vectors' own are.
+	sentSeries       counterCache[sentLabels]
+	verifiedSeries   counterCache[verifiedLabels]
+	smsCountrySeries counterCache[string]
+}
+
+type sentLabels struct{ channel, provider, usage, result, entry string }
+
+type verifiedLabels struct{ usage, result, country string }
+
+// counterCache holds the series of a counter vector by their label values.
+type counterCache[K comparable] struct{ m sync.Map }
+
+func (c *counterCache[K]) load(k K) (prometheus.Counter, bool) {
+	v, ok := c.m.Load(k)
+	if !ok {
+		return nil, false
+	}
+	return v.(prometheus.Counter), true
+}
+
+func (c *counterCache[K]) store(k K, ctr prometheus.Counter) prometheus.Counter {
+	c.m.Store(k, ctr)
+	return ctr
+}
+
+// sentCounter is sent.WithLabelValues(channel, provider, usage, result, entry).
+func (m *metrics) sentCounter(channel, provider, usage, result, entry string) prometheus.Counter {
+	k := sentLabels{channel, provider, usage, result, entry}
+	if ctr, ok := m.sentSeries.load(k); ok {
+		return ctr
+	}
+	return m.sentSeries.store(k, m.sent.WithLabelValues(channel, provider, usage, result, entry))
+}
+
+// verifiedCounter is verified.WithLabelValues(usage, result, country).
+func (m *metrics) verifiedCounter(usage, result, country string) prometheus.Counter {
+	k := verifiedLabels{usage, result, country}
+	if ctr, ok := m.verifiedSeries.load(k); ok {
+		return ctr
+	}
+	return m.verifiedSeries.store(k, m.verified.WithLabelValues(usage, result, country))
+}
+
+// smsCountryCounter is smsCountry.WithLabelValues(country).
+func (m *metrics) smsCountryCounter(country string) prometheus.Counter {
+	if ctr, ok := m.smsCountrySeries.load(country); ok {
+		return ctr
+	}
+	return m.smsCountrySeries.store(country, m.smsCountry.WithLabelValues(country))
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

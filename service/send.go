@@ -208,9 +208,9 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 	}
 	entry := otp.Entry(ctx)
 	count := func(provider, result string) {
-		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), provider, r.usageKey, result, entry).Inc()
+		s.metrics.sentCounter(string(r.rcpt.channel), provider, r.usageKey, result, entry).Inc()
 		if result == "ok" && r.rcpt.country != "" {
-			s.metrics.smsCountry.WithLabelValues(r.rcpt.country).Inc()
+			s.metrics.smsCountryCounter(r.rcpt.country).Inc()
 		}
 	}
 	// Refusals that need the operator, before anything counts: an

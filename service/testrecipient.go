@@ -166,7 +166,7 @@ func (s *Service) sendTest(ctx context.Context, r sendRequest, code string) (*ot
 	now, vid := s.now(), newID()
 	log := s.recipientLog(r.rcpt, r.usageKey, slog.String("verification_id", vid))
 	count := func(result string) {
-		s.metrics.sent.WithLabelValues(string(r.rcpt.channel), TestRecipientProvider, r.usageKey, result, otp.Entry(ctx)).Inc()
+		s.metrics.sentCounter(string(r.rcpt.channel), TestRecipientProvider, r.usageKey, result, otp.Entry(ctx)).Inc()
 	}
 	resp := &otpv1.SendCodeResponse{
 		VerificationId: vid,

@@ -64,7 +64,7 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		if unknown {
 			s.undoVerify(log, p)
 		}
-		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err), rcpt.country).Inc()
+		s.metrics.verifiedCounter(usageKey, storeFailed(ctx, log, "verify code", err), rcpt.country).Inc()
 		return nil, storeErr(ctx, err)
 	}
 	var result otpv1.VerifyResult
@@ -83,19 +83,19 @@ func (s *Service) verifyCode(ctx context.Context, req *otpv1.VerifyCodeRequest) 
 		if res.ByIP {
 			limit = limitVerifyPerIP
 		}
-		s.metrics.verified.WithLabelValues(usageKey, "rate_limited", rcpt.country).Inc()
+		s.metrics.verifiedCounter(usageKey, "rate_limited", rcpt.country).Inc()
 		s.metrics.rateLimited.WithLabelValues(limit).Inc()
 		log.InfoContext(ctx, "verify rate limited", slog.String("limit", limit), slog.String("retry_after", res.RetryAfter.String()))
 		return nil, &rateLimitError{limit: limit, retryAfter: res.RetryAfter}
 	default:
 		err := fmt.Errorf("verify: unknown status %d from the store", res.Status)
-		s.metrics.verified.WithLabelValues(usageKey, storeFailed(ctx, log, "verify code", err), rcpt.country).Inc()
+		s.metrics.verifiedCounter(usageKey, storeFailed(ctx, log, "verify code", err), rcpt.country).Inc()
 		return nil, storeErr(ctx, err)
 	}
 	if res.Status == VerifyOK && rcpt.channel == otp.SMS {
 		s.credit(ctx, log, rcpt.country, res, p.Now)
 	}
-	s.metrics.verified.WithLabelValues(usageKey, label, rcpt.country).Inc()
+	s.metrics.verifiedCounter(usageKey, label, rcpt.country).Inc()
 	log.InfoContext(ctx, "code verified", slog.String("result", label), slog.Int("attempts_remaining", res.AttemptsRemaining))
 	return &otpv1.VerifyCodeResponse{Result: result, AttemptsRemaining: int32(res.AttemptsRemaining)}, nil
 }
