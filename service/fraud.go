@@ -400,6 +400,11 @@ func (s *Service) conversionSlots(r sendRequest) (slots []Slot, credit string) {
 	}
 	rule := &ConversionRule{MinUnverified: c.MinUnverified, Ratio: c.Ratio,
 		Record: s.fraud.record || s.fraud.allowed(r.rcpt, r.clientAddr)}
+	n := 1
+	if r.ip != "" {
+		n = 2
+	}
+	slots = make([]Slot, 0, n)
 	slots = append(slots, s.countryConversion(r.rcpt.country, rule))
 	if r.ip != "" {
 		sl := s.ipSlot(conversionIP, conversionPrefix, r.ip, Window{Window: c.Window})

@@ -89,16 +89,29 @@ func (l Limits) validate() error {
 	return errors.Join(errs...)
 }
 
-// sendSlots lists the shared limits a send counts against.
-func (s *Service) sendSlots(r sendRequest) []Slot {
-	var slots []Slot
-	if r.ip != "" && s.cfg.Limits.PerIP.Enabled() {
+// sendSlots lists the shared limits a send counts against, then more (the
+// conversion rule's slots), in one allocation.
+func (s *Service) sendSlots(r sendRequest, more []Slot) []Slot {
+	perIP := r.ip != "" && s.cfg.Limits.PerIP.Enabled()
+	perCountry := r.rcpt.channel == otp.SMS && s.cfg.Limits.PerCountry.Enabled()
+	n := len(more)
+	if perIP {
+		n++
+	}
+	if perCountry {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	slots := make([]Slot, 0, n)
+	if perIP {
 		slots = append(slots, s.ipSlot(limitPerIP, "", r.ip, s.cfg.Limits.PerIP))
 	}
-	if r.rcpt.channel == otp.SMS && s.cfg.Limits.PerCountry.Enabled() {
+	if perCountry {
 		slots = append(slots, Slot{Limit: limitPerCountry, Key: "cc:" + r.rcpt.country, Window: s.cfg.Limits.PerCountry})
 	}
-	return slots
+	return append(slots, more...)
 }
 
 // verifySlot is the client IP's verify window, nil when the caller gave no

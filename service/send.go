@@ -282,7 +282,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		IdempotencyKey: idemID,
 		Fingerprint:    fingerprint,
 		PendingTTL:     s.cfg.SendTimeout + 5*time.Second,
-		Slots:          append(s.sendSlots(r), conversion...),
+		Slots:          s.sendSlots(r, conversion),
 		Credit:         credit,
 	}
 	var res SendResult
