@@ -158,7 +158,7 @@ func exposition(t *testing.T, reg *prometheus.Registry) string {
 // count what the vector's own lookups would, from many goroutines at once.
 func TestCallCountersMatchVector(t *testing.T) {
 	t.Parallel()
-	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "calls_total"}, []string{"caller", "method", "code", "entry"})
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "calls_total", Help: "Calls, as otpd_rpc_calls_total."}, []string{"caller", "method", "code", "entry"})
 	c := newCallCounters(vec)
 	type call struct {
 		caller, method string
