@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/otpd/otpd/internal/benchcpu"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 	"github.com/otpd/otpd/service"
 	"github.com/otpd/otpd/service/memstore"
@@ -39,7 +40,7 @@ func BenchmarkSendCode(b *testing.B) {
 	b.ReportAllocs()
 	b.SetParallelism(25) // 50 calls in flight on 2 cores, as in the ghz load test
 	b.ResetTimer()
-	defer reportCPU(b)()
+	defer benchcpu.Report(b)()
 	defer reportRedisCPU(b, h)()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
@@ -66,7 +67,7 @@ func BenchmarkVerifyCode(b *testing.B) {
 	b.ReportAllocs()
 	b.SetParallelism(25) // 50 calls in flight on 2 cores, as in the ghz load test
 	b.ResetTimer()
-	defer reportCPU(b)()
+	defer benchcpu.Report(b)()
 	defer reportRedisCPU(b, h)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -92,7 +93,7 @@ func BenchmarkGoSide(b *testing.B) {
 	b.Run("SendCode", func(b *testing.B) {
 		h := benchHarnessOn(b, mem)
 		b.ReportAllocs()
-		defer reportCPU(b)()
+		defer benchcpu.Report(b)()
 		for i := 0; b.Loop(); i++ {
 			// A new number and client IP per call, as in the ghz load.
 			to := "+1415" + strconv.Itoa(2000000+i)
@@ -112,7 +113,7 @@ func BenchmarkGoSide(b *testing.B) {
 			}
 		}
 		b.ReportAllocs()
-		defer reportCPU(b)()
+		defer benchcpu.Report(b)()
 		for i := 0; b.Loop(); i++ {
 			// A wrong code, as in BenchmarkVerifyCode.
 			if _, err := h.svc.VerifyCode(ctx, &otpv1.VerifyCodeRequest{

@@ -46,31 +46,28 @@ type methodMetrics struct {
 }
 
 func (mm *methodMetrics) startedCounter() prometheus.Counter {
-	if mm.started != nil {
-		return mm.started
-	}
-	return mm.m.started.WithLabelValues(mm.typ, mm.service, mm.method)
+	return orLookUp(mm.started, mm.m.started, mm)
 }
 
 func (mm *methodMetrics) receivedCounter() prometheus.Counter {
-	if mm.msgReceived != nil {
-		return mm.msgReceived
-	}
-	return mm.m.msgReceived.WithLabelValues(mm.typ, mm.service, mm.method)
+	return orLookUp(mm.msgReceived, mm.m.msgReceived, mm)
 }
 
 func (mm *methodMetrics) sentCounter() prometheus.Counter {
-	if mm.msgSent != nil {
-		return mm.msgSent
-	}
-	return mm.m.msgSent.WithLabelValues(mm.typ, mm.service, mm.method)
+	return orLookUp(mm.msgSent, mm.m.msgSent, mm)
 }
 
 func (mm *methodMetrics) handlingObserver() prometheus.Observer {
-	if mm.handling != nil {
-		return mm.handling
+	return orLookUp(mm.handling, mm.m.handling, mm)
+}
+
+// orLookUp is the series looked up once, or when there is none (a method
+// the server does not serve), vec's series of mm's labels, looked up now.
+func orLookUp[T any](series T, vec interface{ WithLabelValues(...string) T }, mm *methodMetrics) T {
+	if any(series) != nil {
+		return series
 	}
-	return mm.m.handling.WithLabelValues(mm.typ, mm.service, mm.method)
+	return vec.WithLabelValues(mm.typ, mm.service, mm.method)
 }
 
 // handledCounter is the grpc_server_handled_total series of code.

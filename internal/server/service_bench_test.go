@@ -1,5 +1,3 @@
-//go:build unix
-
 package server
 
 import (
@@ -9,12 +7,12 @@ import (
 	"net"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otpd/otpd/internal/benchcpu"
 	"github.com/otpd/otpd/internal/grpcauth"
 	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
@@ -39,7 +37,7 @@ func BenchmarkGRPCService(b *testing.B) {
 	b.Run("SendCode", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(25) // 50 calls in flight on 2 cores, as in the ghz load test
-		defer reportCPU(b)()
+		defer benchcpu.Report(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := int(n.Add(1))
@@ -68,7 +66,7 @@ func BenchmarkGRPCService(b *testing.B) {
 	b.Run("VerifyCode", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(25)
-		defer reportCPU(b)()
+		defer benchcpu.Report(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := int(n.Add(1)) % recipients
@@ -85,24 +83,6 @@ func BenchmarkGRPCService(b *testing.B) {
 			}
 		})
 	})
-}
-
-// reportCPU starts counting the process's CPU time (user and system, every
-// goroutine: client and server) and returns the function that reports it
-// per call as cpu-ns/op, steadier than the wall time on a machine that
-// runs other work too.
-func reportCPU(b *testing.B) func() {
-	b.Helper()
-	start := cpuTime()
-	return func() { b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op") }
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchService serves the real service as otpd-load.yaml configures it and

@@ -68,19 +68,25 @@ func loadEcho(t *testing.T, rdb *redis.Client) {
 	}
 }
 
+// countedStore is a store on a redis-server of its own whose scripts are
+// counted (pipelineSizes, before) and echo cached.
+func countedStore(t *testing.T, before func()) (*Store, *redis.Client, *pipelineSizes) {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	loadEcho(t, rdb)
+	sizes := &pipelineSizes{before: before}
+	rdb.AddHook(sizes)
+	return New(rdb, ""), rdb, sizes
+}
+
 // Many calls at once: each gets its own answer, none is lost or run twice,
 // and they leave in pipelines of several calls, never more than maxBatch.
 func TestBatcherConcurrentCalls(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
-	defer rdb.Close()
-	loadEcho(t, rdb)
-	sizes := &pipelineSizes{}
 	// Slow every pipeline a little, so that calls queue behind it.
-	sizes.before = func() { time.Sleep(2 * time.Millisecond) }
-	rdb.AddHook(sizes)
-	s := New(rdb, "")
+	s, rdb, sizes := countedStore(t, func() { time.Sleep(2 * time.Millisecond) })
 	const n = 400
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -127,13 +133,7 @@ func TestBatcherConcurrentCalls(t *testing.T) {
 // A lone call leaves alone, as a plain command.
 func TestBatcherLoneCall(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
-	defer rdb.Close()
-	loadEcho(t, rdb)
-	sizes := &pipelineSizes{}
-	rdb.AddHook(sizes)
-	s := New(rdb, "")
+	s, _, sizes := countedStore(t, nil)
 	for i := range 3 {
 		if val, err := s.run(context.Background(), echo, []string{"k"}, "x"); err != nil || val != "x" {
 			t.Fatalf("call %d: %v, %v", i, val, err)
