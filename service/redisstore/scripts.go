@@ -218,10 +218,11 @@ end
 -- checked: such a record would never go).
 local function extend(key, ms, fresh)
   if ms <= 0 then return end
+  local arg = int(ms)
   if fresh then
-    redis.call('PEXPIRE', key, ms)
-  elseif redis.call('PEXPIRE', key, ms, 'GT') == 0 and redis.call('PTTL', key) == -1 then
-    redis.call('PEXPIRE', key, ms)
+    redis.call('PEXPIRE', key, arg)
+  elseif redis.call('PEXPIRE', key, arg, 'GT') == 0 and redis.call('PTTL', key) == -1 then
+    redis.call('PEXPIRE', key, arg)
   end
 end
 -- Deletes usage U's code (its cooldown d stays) from the record at key,
@@ -413,6 +414,9 @@ var keptLua = `
 -- {exp, hash}.
 local function kept(r, U, now)
   local out = {}
+  -- Kept codes fill p1, p2... in order (keep): without p1, none, and no
+  -- field name to build.
+  if not r[U .. 'p1'] then return out end
   for i = 1, ` + keepMax + ` do
     local e = r[U .. 'p' .. i]
     if e then
@@ -612,7 +616,7 @@ if not deliver then
     -- The old code, if any, goes whole: its consumed mark and attempt
     -- count with it.
     if r[U .. 'h'] then drop_code(R, r, U, {[U .. 'h'] = true, [U .. 'i'] = true, [U .. 'e'] = true, [U .. 'a'] = true, [U .. 'c'] = ARGV[14] ~= ''}) end
-    code[#code + 1] = U .. 'a'; code[#code + 1] = tonumber(ARGV[3])
+    code[#code + 1] = U .. 'a'; code[#code + 1] = ARGV[3]
   end
   if ARGV[14] ~= '' then code[#code + 1] = U .. 'c'; code[#code + 1] = ARGV[14] end
   for _, v in ipairs(code) do w[#w + 1] = v end
@@ -756,7 +760,7 @@ end
 -- One attempt less, and the attempt's V event: in the window, and the
 -- mark that answers its re-run.
 local left = tonumber(r[U .. 'a']) - 1
-redis.call('HSET', R, U .. 'a', left, event('V', aid), nows)
+redis.call('HSET', R, U .. 'a', int(left), event('V', aid), nows)
 if limit > 0 then
   extend(R, window)
 else
