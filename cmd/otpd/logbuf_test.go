@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/otpd/otpd/internal/benchcpu"
 )
 
 // countingWriter records each write it is given.
@@ -93,5 +98,48 @@ func TestLogBufferConcurrent(t *testing.T) {
 		if strings.Trim(l, l[:1]) != "" {
 			t.Fatalf("a line mixes writers: %q", l)
 		}
+	}
+}
+
+// BenchmarkLogLine is one info line, as a call logs it, from 50 goroutines
+// at once, to a pipe that another goroutine drains (as a container
+// runtime reads otpd's stderr): written directly, each line its own
+// system call, and through logBuffer.
+func BenchmarkLogLine(b *testing.B) {
+	for _, buffered := range []bool{false, true} {
+		name := "direct"
+		if buffered {
+			name = "logBuffer"
+		}
+		b.Run(name, func(b *testing.B) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				b.Fatal(err)
+			}
+			drained := make(chan struct{})
+			go func() { _, _ = io.Copy(io.Discard, r); close(drained) }()
+			var out io.Writer = w
+			var buf *logBuffer
+			if buffered {
+				buf = newLogBuffer(w)
+				out = buf
+			}
+			log := slog.New(slog.NewJSONHandler(out, nil))
+			b.ReportAllocs()
+			b.SetParallelism(25)
+			b.ResetTimer()
+			defer benchcpu.Report(b)()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					log.Info("code verified", "recipient", "+14******123", "usage_type", "sign_in", "result", "mismatch", "attempts_remaining", 4)
+				}
+			})
+			b.StopTimer()
+			if buf != nil {
+				_ = buf.Close()
+			}
+			_ = w.Close()
+			<-drained
+		})
 	}
 }
