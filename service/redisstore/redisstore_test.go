@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -274,14 +273,7 @@ func hashTag(key string) string {
 
 func TestUnreachableIsUnavailable(t *testing.T) {
 	t.Parallel()
-	// A port nothing listens on.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: refusedAddr(t), MaxRetries: -1})
 	defer rdb.Close()
 	s := redisstore.New(rdb, "")
 	ctx := context.Background()
