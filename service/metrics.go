@@ -1,10 +1,10 @@
 package service
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/otpd/otpd/internal/promcache"
 )
 
 // metrics are the service's Prometheus metrics, registered on an injected
@@ -18,57 +18,30 @@ type metrics struct {
 	fraud       *prometheus.CounterVec
 
 	// The series every send and verification counts in, each looked up
-	// in its vector once: a vector hashes the label values on every
-	// lookup. Their label values are bounded as the vectors' own are.
-	sentSeries       counterCache[sentLabels]
-	verifiedSeries   counterCache[verifiedLabels]
-	smsCountrySeries counterCache[string]
+	// in its vector once (promcache). Their label values are bounded as
+	// the vectors' own are.
+	sentSeries       *promcache.Counters[sentLabels]
+	verifiedSeries   *promcache.Counters[verifiedLabels]
+	smsCountrySeries *promcache.Counters[string]
 }
 
 type sentLabels struct{ channel, provider, usage, result, entry string }
 
 type verifiedLabels struct{ usage, result, country string }
 
-// counterCache holds the series of a counter vector by their label values.
-type counterCache[K comparable] struct{ m sync.Map }
-
-func (c *counterCache[K]) load(k K) (prometheus.Counter, bool) {
-	v, ok := c.m.Load(k)
-	if !ok {
-		return nil, false
-	}
-	return v.(prometheus.Counter), true
-}
-
-func (c *counterCache[K]) store(k K, ctr prometheus.Counter) prometheus.Counter {
-	c.m.Store(k, ctr)
-	return ctr
-}
-
 // sentCounter is sent.WithLabelValues(channel, provider, usage, result, entry).
 func (m *metrics) sentCounter(channel, provider, usage, result, entry string) prometheus.Counter {
-	k := sentLabels{channel, provider, usage, result, entry}
-	if ctr, ok := m.sentSeries.load(k); ok {
-		return ctr
-	}
-	return m.sentSeries.store(k, m.sent.WithLabelValues(channel, provider, usage, result, entry))
+	return m.sentSeries.Get(sentLabels{channel, provider, usage, result, entry})
 }
 
 // verifiedCounter is verified.WithLabelValues(usage, result, country).
 func (m *metrics) verifiedCounter(usage, result, country string) prometheus.Counter {
-	k := verifiedLabels{usage, result, country}
-	if ctr, ok := m.verifiedSeries.load(k); ok {
-		return ctr
-	}
-	return m.verifiedSeries.store(k, m.verified.WithLabelValues(usage, result, country))
+	return m.verifiedSeries.Get(verifiedLabels{usage, result, country})
 }
 
 // smsCountryCounter is smsCountry.WithLabelValues(country).
 func (m *metrics) smsCountryCounter(country string) prometheus.Counter {
-	if ctr, ok := m.smsCountrySeries.load(country); ok {
-		return ctr
-	}
-	return m.smsCountrySeries.store(country, m.smsCountry.WithLabelValues(country))
+	return m.smsCountrySeries.Get(country)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -102,6 +75,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Sends a fraud rule refuses, by rule (sms_countries, sms_number_types: the destination; conversion: too few of the SMS codes sent to the country or from the client IP are verified) and action: refused (fraud.mode enforce), recorded (fraud.mode record_only: sent anyway), allowed (fraud.always_allow names the recipient or the client IP: sent anyway).",
 		}, []string{"rule", "action"}),
 	}
+	m.sentSeries = promcache.New(m.sent, func(l sentLabels) []string {
+		return []string{l.channel, l.provider, l.usage, l.result, l.entry}
+	})
+	m.verifiedSeries = promcache.New(m.verified, func(l verifiedLabels) []string { return []string{l.usage, l.result, l.country} })
+	m.smsCountrySeries = promcache.New(m.smsCountry, func(country string) []string { return []string{country} })
 	for _, l := range []string{limitResend, limitPerRecipient, limitPerIP, limitPerCountry, limitVerifyPerRecipient, limitVerifyPerIP} {
 		m.rateLimited.WithLabelValues(l)
 	}

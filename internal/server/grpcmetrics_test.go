@@ -160,12 +160,7 @@ func TestCallCountersMatchVector(t *testing.T) {
 	t.Parallel()
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "calls_total", Help: "Calls, as otpd_rpc_calls_total."}, []string{"caller", "method", "code", "entry"})
 	c := newCallCounters(vec)
-	type call struct {
-		caller, method string
-		code           codes.Code
-		entry          string
-	}
-	calls := []call{
+	calls := []callLabels{
 		{"anonymous", "/otp.v1.OtpService/SendCode", codes.OK, "grpc"},
 		{"anonymous", "/otp.v1.OtpService/SendCode", codes.InvalidArgument, "grpc"},
 		{"logto", "/otp.v1.OtpService/DeliverCode", codes.OK, "logto"},
@@ -178,7 +173,7 @@ func TestCallCountersMatchVector(t *testing.T) {
 		wg.Go(func() {
 			for range rounds {
 				for _, k := range calls {
-					c.get(k.caller, k.method, k.code, k.entry).Inc()
+					c.Get(k).Inc()
 				}
 			}
 		})

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/otpd/otpd/internal/grpcauth"
+	"github.com/otpd/otpd/internal/promcache"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
@@ -354,7 +355,7 @@ func recordCall(log *slog.Logger, calls *prometheus.CounterVec) func(ctx context
 	counters := newCallCounters(calls)
 	return func(ctx context.Context, method string, code codes.Code, elapsed time.Duration, attrs ...any) {
 		entry := entryOf(ctx)
-		counters.get(grpcauth.Caller(ctx), method, code, entry).Inc()
+		counters.Get(callLabels{caller: grpcauth.Caller(ctx), method: method, code: code, entry: entry}).Inc()
 		level := slog.LevelDebug
 		switch code {
 		case codes.OK, codes.InvalidArgument, codes.ResourceExhausted, codes.NotFound, codes.Canceled:
@@ -370,30 +371,18 @@ func recordCall(log *slog.Logger, calls *prometheus.CounterVec) func(ctx context
 	}
 }
 
-// callCounters are the otpd_rpc_calls_total series, each looked up in the
-// vector once: the vector hashes the four label values on every lookup.
-// Their label values are few (the configured callers, the methods served,
-// the codes, the entry points).
-type callCounters struct {
-	vec *prometheus.CounterVec
-	m   sync.Map // callLabels → prometheus.Counter
-}
-
+// callLabels are the label values of an otpd_rpc_calls_total series.
 type callLabels struct {
-	caller, method, entry string
-	code                  codes.Code
+	caller, method string
+	code           codes.Code
+	entry          string
 }
 
-func newCallCounters(vec *prometheus.CounterVec) *callCounters { return &callCounters{vec: vec} }
-
-func (c *callCounters) get(caller, method string, code codes.Code, entry string) prometheus.Counter {
-	k := callLabels{caller: caller, method: method, entry: entry, code: code}
-	if v, ok := c.m.Load(k); ok {
-		return v.(prometheus.Counter)
-	}
-	ctr := c.vec.WithLabelValues(caller, method, code.String(), entry)
-	c.m.Store(k, ctr)
-	return ctr
+// newCallCounters caches the otpd_rpc_calls_total series (promcache):
+// their label values are few (the configured callers, the methods served,
+// the codes, the entry points).
+func newCallCounters(vec *prometheus.CounterVec) *promcache.Counters[callLabels] {
+	return promcache.New(vec, func(l callLabels) []string { return []string{l.caller, l.method, l.code.String(), l.entry} })
 }
 
 // unaryChain is otpd's unary interceptors as one: in order, markReached,
