@@ -51,12 +51,26 @@ const (
 // process runs cmd, alone or in a pipeline with other calls', and returns
 // its result.
 func (b *batcher) process(ctx context.Context, cmd *redis.Cmd) (any, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.processAll(ctx, cmd); err != nil {
 		return nil, err
 	}
-	p := &pending{ctx: ctx, cmd: cmd, done: make(chan struct{})}
+	return cmd.Result()
+}
+
+// processAll runs cmds, independent of one another, alone or in
+// pipelines with other calls', and returns once each has its result; or
+// with ctx's error when ctx ends first, the commands sent or about to be,
+// their outcome unknown.
+func (b *batcher) processAll(ctx context.Context, cmds ...*redis.Cmd) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ps := make([]*pending, len(cmds))
+	for i, cmd := range cmds {
+		ps[i] = &pending{ctx: ctx, cmd: cmd, done: make(chan struct{})}
+	}
 	b.mu.Lock()
-	b.queue = append(b.queue, p)
+	b.queue = append(b.queue, ps...)
 	if b.flying < maxFlying {
 		b.flying++
 		batch := b.take()
@@ -65,13 +79,14 @@ func (b *batcher) process(ctx context.Context, cmd *redis.Cmd) (any, error) {
 	} else {
 		b.mu.Unlock()
 	}
-	select {
-	case <-p.done:
-		return cmd.Result()
-	case <-ctx.Done():
-		// Sent or about to be: its outcome is unknown.
-		return nil, ctx.Err()
+	for _, p := range ps {
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // take removes up to maxBatch calls from the queue; b.mu is held.

@@ -729,19 +729,21 @@ type scriptResult struct {
 	err error
 }
 
-// runAll runs independent scripts in one pipelined round trip by SHA, and
-// any the server did not have cached (after a restart or a failover) again
-// by body.
+// runAll runs independent scripts by SHA, together (batcher: in one
+// pipeline, with other calls' scripts), and any the server did not have
+// cached (after a restart or a failover) again by body.
 func (s *Store) runAll(ctx context.Context, calls []scriptCall) ([]scriptResult, error) {
 	cmds := make([]*redis.Cmd, len(calls))
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, c := range calls {
-			cmds[i] = c.script.cmd(ctx, true, c.keys, c.args)
-			_ = p.Process(ctx, noRetry{cmds[i]})
-		}
-		return nil
-	})
+	for i, c := range calls {
+		cmds[i] = c.script.cmd(ctx, true, c.keys, c.args)
+	}
 	out := make([]scriptResult, len(calls))
+	if err := s.batch.processAll(ctx, cmds...); err != nil {
+		for i := range out {
+			out[i].err = err
+		}
+		return out, err
+	}
 	var errs []error
 	for i, c := range calls {
 		val, err := cmds[i].Result()
