@@ -14,13 +14,9 @@ import (
 
 	"github.com/otpd/otpd/internal/benchcpu"
 	"github.com/otpd/otpd/internal/grpcauth"
-	"github.com/otpd/otpd/otp"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
-	"github.com/otpd/otpd/providers"
-	"github.com/otpd/otpd/providers/fake"
 	"github.com/otpd/otpd/service"
-	"github.com/otpd/otpd/service/memstore"
-	"github.com/otpd/otpd/templates"
+	"github.com/otpd/otpd/service/servicetest"
 )
 
 // BenchmarkGRPCService is SendCode and VerifyCode over gRPC on loopback,
@@ -89,36 +85,20 @@ func BenchmarkGRPCService(b *testing.B) {
 // returns a client of it.
 func benchService(b *testing.B) otpv1.OtpServiceClient {
 	b.Helper()
-	sms, err := fake.New("fake", fake.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	router, err := providers.NewRouter([]providers.Route{{Name: "fake", Channel: otp.SMS, Sender: sms}}, providers.RouterOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	renderer, err := templates.New(templates.DefaultOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := service.DefaultConfig()
-	cfg.Secret = "bench-secret-0123456789abcdef0123456789"
-	cfg.Code.MaxAttempts = 100
-	// The in-memory store scans a window's entries on each send: the
-	// windows every send shares (per country, the conversion rule's per
-	// country) would make the store all a send costs. Off.
-	cfg.Limits.PerCountry = service.Window{}
-	cfg.Fraud.Conversion.Window = 0
-	cfg.Limits.PerIP.Count = 1 << 30
-	cfg.Limits.VerifyPerRecipient.Count = 1 << 30
-	cfg.Limits.VerifyPerIP.Count = 1 << 30
-	cfg.Fraud.SMSCountries.Deny = []string{"001"}
 	reg := prometheus.NewRegistry()
 	log := slog.New(grpcauth.LogHandler(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	svc, err := service.New(cfg, memstore.New(), router, renderer, service.WithRegisterer(reg), service.WithLogger(log))
-	if err != nil {
-		b.Fatal(err)
-	}
+	svc, _ := servicetest.New(b, func(cfg *service.Config) {
+		cfg.Code.MaxAttempts = 100
+		// The in-memory store scans a window's entries on each send: the
+		// windows every send shares (per country, the conversion rule's
+		// per country) would make the store all a send costs. Off.
+		cfg.Limits.PerCountry = service.Window{}
+		cfg.Fraud.Conversion.Window = 0
+		cfg.Limits.PerIP.Count = 1 << 30
+		cfg.Limits.VerifyPerRecipient.Count = 1 << 30
+		cfg.Limits.VerifyPerIP.Count = 1 << 30
+		cfg.Fraud.SMSCountries.Deny = []string{"001"}
+	}, service.WithRegisterer(reg), service.WithLogger(log))
 	// No tokens and no client CA: caller auth off, as in the load test.
 	g := NewGRPC(DefaultConfig().Listen, svc, grpcauth.New(grpcauth.DefaultConfig(), nil, reg, log), nil, reg, log)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
