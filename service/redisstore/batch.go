@@ -118,7 +118,7 @@ func (b *batcher) flush(batch []*pending) {
 // send runs the calls of batch whose context has not ended, one alone as a
 // plain command, more in one pipeline, and marks every call done.
 func (b *batcher) send(batch []*pending) {
-	live := batch[:0:0]
+	live := batch[:0] // filtered in place: batch is not read again
 	for _, p := range batch {
 		if err := p.ctx.Err(); err != nil {
 			p.cmd.SetErr(err)
