@@ -185,6 +185,7 @@ var conversionBuckets = strconv.Itoa(service.ConversionBuckets)
 // that is over (a code past its expiry or its grace, an event out of its
 // window) reads as absent and goes when a script next passes by.
 var recordLua = `
+-- (Comes after clockLua: extend and bury use int and clock's times.)
 -- The record at key as a table, field -> value.
 local function record(key)
   local r, f = {}, redis.call('HGETALL', key)
@@ -635,7 +636,7 @@ return {0, 0, over_slot}
 //
 // KEYS[1] idempotency record, then the moves of migrateLua; ARGV answer,
 // ttl_ms, kinds.
-var completeScript = newScript(cleanUp + recordLua + migrateLua + `
+var completeScript = newScript(cleanUp + clockLua + recordLua + migrateLua + `
 migrate(ARGV[3])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'resp', ARGV[1])
