@@ -148,7 +148,8 @@ func newHarnessWith(tb testing.TB, o harnessOptions) *harness {
 		}
 		h.rdb = rdb.(*redis.Client)
 	default:
-		h.rdb = redis.NewClient(&redis.Options{Addr: h.redis.Addr(), PoolSize: 64, MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
+		// RESP2, as redisstore.Config.Client.
+		h.rdb = redis.NewClient(&redis.Options{Addr: h.redis.Addr(), PoolSize: 64, MaxRetries: -1, DialTimeout: 500 * time.Millisecond, Protocol: 2})
 	}
 	if h.rdb != nil {
 		tb.Cleanup(func() { _ = h.rdb.Close() })

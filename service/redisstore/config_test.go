@@ -129,3 +129,46 @@ func TestClientNeverRetries(t *testing.T) {
 		}
 	}
 }
+
+// TestClientSpeaksRESP2: every client Config.Client builds speaks RESP2
+// (protocol), on a single node, Sentinel and Cluster alike, unless the
+// URL asks for another protocol. The service's harness speaks RESP2 too,
+// so every conformance case runs over it.
+func TestClientSpeaksRESP2(t *testing.T) {
+	t.Parallel()
+	protocolOf := func(t *testing.T, c Config) int {
+		t.Helper()
+		rdb, err := c.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rdb.Close()
+		switch r := rdb.(type) {
+		case *redis.Client:
+			return r.Options().Protocol
+		case *redis.ClusterClient:
+			return r.Options().Protocol
+		}
+		t.Fatalf("client %T", rdb)
+		return 0
+	}
+	for _, tt := range []struct {
+		name string
+		c    func(*Config)
+		want int
+	}{
+		{"url", func(c *Config) { c.URL = "redis://127.0.0.1:6379/0" }, 2},
+		{"url asking for RESP3", func(c *Config) { c.URL = "redis://127.0.0.1:6379/0?protocol=3" }, 3},
+		{"addrs", func(c *Config) { c.Addrs = []string{"127.0.0.1:6379"} }, 2},
+		{"sentinel", func(c *Config) { c.Addrs, c.MasterName = []string{"127.0.0.1:26379"}, "mymaster" }, 2},
+		{"cluster", func(c *Config) { c.Addrs, c.Cluster = []string{"127.0.0.1:7000"}, true }, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.c(&c)
+			if got := protocolOf(t, c); got != tt.want {
+				t.Errorf("protocol %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
