@@ -196,6 +196,12 @@ end
 local function code_names(U)
   return {U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g'}
 end
+-- Reads usage U's kept codes after the first into r, a table of the
+-- record at key's fields. Kept codes (keep_previous) fill p1, p2... in
+-- order: without p1, none, and the caller has read p1.
+local function more_kept(key, r, U)
+  for i = 2, ` + keepMax + ` do r[U .. 'p' .. i] = redis.call('HGET', key, U .. 'p' .. i) or nil end
+end
 -- The fields of usage U's code and cooldown, and the fields named after
 -- U, as a table read from the record at key: what a send or a
 -- verification needs, read in one HMGET however many other fields the
@@ -207,10 +213,7 @@ local function code_of(key, U, ...)
   for i, f in ipairs(names) do
     if v[i] then r[f] = v[i] end
   end
-  -- Kept codes (keep_previous) fill p1, p2... in order: without p1, none.
-  if r[U .. 'p1'] then
-    for i = 2, ` + keepMax + ` do r[U .. 'p' .. i] = redis.call('HGET', key, U .. 'p' .. i) or nil end
-  end
+  if r[U .. 'p1'] then more_kept(key, r, U) end
   return r
 end
 -- Keeps the record at key at least ms more; fresh: it had no fields
@@ -707,16 +710,23 @@ return 1
 var verifyScript = newScript(guarded + helpers + keptLua + `
 local ip = migrate(ARGV[9]) >= 2
 local R, U, aid = KEYS[1], ARGV[10], ARGV[5]
-local r = code_of(R, U, event('V', aid), event('T', aid))
+-- The code's fields, read in one HMGET into r (as code_of, without the
+-- cooldown, which a verification never reads), and kept as locals for
+-- the checks below.
+local Fh, Fi, Fe, Fa, Fc, Fo, Fg, Fp = U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'p1'
+local Ve, Te = event('V', aid), event('T', aid)
+local v = redis.call('HMGET', R, Fh, Fi, Fe, Fa, Fc, Fo, Fg, Fp, Ve, Te)
+local r = {[Fh] = v[1] or nil, [Fi] = v[2] or nil, [Fe] = v[3] or nil, [Fa] = v[4] or nil, [Fc] = v[5] or nil,
+  [Fo] = v[6] or nil, [Fg] = v[7] or nil, [Fp] = v[8] or nil}
+if v[8] then more_kept(R, r, U) end
 local now = clock(ARGV[1])
-local nows = int(now)
-if undone(r, aid, now) then return {5, 0, 0, 0} end
+if (tonumber(v[10]) or 0) > now then return {5, 0, 0, 0} end
 if over(r, U, now) then drop_code(R, r, U) end
--- OK, with the code's send: its verification id and conversion subject.
-local function ok() return {0, 0, 0, 0, r[U .. 'i'] or '', r[U .. 'c'] or ''} end
--- A re-run of this attempt answers what the first run decided.
-if r[U .. 'o'] == aid then return ok() end
-if r[event('V', aid)] then return {1, tonumber(r[U .. 'a']) or 0, 0, 0} end
+-- A re-run of this attempt answers what the first run decided: OK with
+-- the code's send (its verification id and conversion subject), as a
+-- right code below, or MISMATCH.
+if r[Fo] == aid then return {0, 0, 0, 0, r[Fi] or '', r[Fc] or ''} end
+if v[9] then return {1, tonumber(r[Fa]) or 0, 0, 0} end
 local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
 if ip then
   local retry = window_full(KEYS[2], now, tonumber(ARGV[8]), tonumber(ARGV[7]))
@@ -726,13 +736,16 @@ if limit > 0 then
   local retry = log_full(R, r, 'V', now, window, limit)
   if retry then return {4, 0, retry, 1} end
 end
-if not r[U .. 'h'] or r[U .. 'o'] then
+local nows = int(now)
+local h = r[Fh]
+if not h or r[Fo] then
   -- No live code: counted against the IP too, or probing who has a
   -- pending code would be free (a re-run adds the same member again).
   if ip then window_add(KEYS[2], nows, ARGV[8], aid) end
   return {2, 0, 0, 0}
 end
-if tonumber(r[U .. 'a']) <= 0 then return {3, 0, 0, 0} end
+local a = tonumber(r[Fa])
+if a <= 0 then return {3, 0, 0, 0} end
 -- Constant time: Lua strings are interned, so == compares two pointers,
 -- whatever the bytes. The only byte comparison is the interning's, against
 -- strings of equal length and hash, and it runs on HMAC-SHA256 outputs
@@ -745,23 +758,25 @@ if tonumber(r[U .. 'a']) <= 0 then return {3, 0, 0, 0} end
 -- and so does every earlier code kept valid beside the latest one (none
 -- expires later than the latest, checked above). The first right code
 -- consumes them all: they share the record.
-local right = r[U .. 'h'] == ARGV[2]
-for i = 11, #ARGV do right = right or r[U .. 'h'] == ARGV[i] end
-for _, e in ipairs(kept(r, U, now)) do
-  right = right or e[2] == ARGV[2]
-  for i = 11, #ARGV do right = right or e[2] == ARGV[i] end
+local right = h == ARGV[2]
+for i = 11, #ARGV do right = right or h == ARGV[i] end
+if r[Fp] then
+  for _, e in ipairs(kept(r, U, now)) do
+    right = right or e[2] == ARGV[2]
+    for i = 11, #ARGV do right = right or e[2] == ARGV[i] end
+  end
 end
 if right then
   -- Consumed, not deleted: kept for the grace, marked with the attempt,
   -- so that a re-run of it answers OK again and an undo can restore it.
   -- Every other attempt finds no live code.
-  redis.call('HSET', R, U .. 'o', aid, U .. 'g', now + math.min(tonumber(ARGV[6]), tonumber(r[U .. 'e']) - now))
-  return ok()
+  redis.call('HSET', R, Fo, aid, Fg, now + math.min(tonumber(ARGV[6]), tonumber(r[Fe]) - now))
+  return {0, 0, 0, 0, r[Fi] or '', r[Fc] or ''}
 end
 -- One attempt less, and the attempt's V event: in the window, and the
 -- mark that answers its re-run.
-local left = tonumber(r[U .. 'a']) - 1
-redis.call('HSET', R, U .. 'a', int(left), event('V', aid), nows)
+local left = a - 1
+redis.call('HSET', R, Fa, int(left), Ve, nows)
 if limit > 0 then
   extend(R, window)
 else
