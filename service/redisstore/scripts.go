@@ -199,22 +199,13 @@ end
 -- Reads usage U's kept codes after the first into r, a table of the
 -- record at key's fields. Kept codes (keep_previous) fill p1, p2... in
 -- order: without p1, none, and the caller has read p1.
+--
+-- A send and a verification read the fields they need, of the code, its
+-- cooldown and the call's own events, in one HMGET however many other
+-- fields the record has, into locals and a table r built at once: a list
+-- of the names and a loop over them cost Redis about 3 µs more per call.
 local function more_kept(key, r, U)
   for i = 2, ` + keepMax + ` do r[U .. 'p' .. i] = redis.call('HGET', key, U .. 'p' .. i) or nil end
-end
--- The fields of usage U's code and cooldown, and the fields named after
--- U, as a table read from the record at key: what a send or a
--- verification needs, read in one HMGET however many other fields the
--- record has.
-local function code_of(key, U, ...)
-  local names = code_names(U)
-  for _, f in ipairs({U .. 'd', U .. 'p1', ...}) do names[#names + 1] = f end
-  local v, r = redis.call('HMGET', key, unpack(names)), {}
-  for i, f in ipairs(names) do
-    if v[i] then r[f] = v[i] end
-  end
-  if r[U .. 'p1'] then more_kept(key, r, U) end
-  return r
 end
 -- Keeps the record at key at least ms more; fresh: it had no fields
 -- before this script, so no expiry to keep. GT sets a later expiry only;
@@ -541,15 +532,21 @@ return conv_credit(KEYS[1], KEYS[2], clock(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
 var sendScript = newScript(guarded + helpers + keptLua + `
 local slots = (migrate(ARGV[12]) - 2) / 2
 local R, U, id = KEYS[1], ARGV[15], ARGV[7]
-local r = code_of(R, U, event('S', id), event('T', id))
+-- The code's and the cooldown's fields, the send's event and its
+-- tombstone, read in one HMGET into r (see more_kept) and v.
+local Fh, Fi, Fe, Fa, Fc, Fo, Fg, Fd, Fp = U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'd', U .. 'p1'
+local Se = event('S', id)
+local v = redis.call('HMGET', R, Fh, Fi, Fe, Fa, Fc, Fo, Fg, Fd, Fp, Se, event('T', id))
+local r = {[Fh] = v[1] or nil, [Fi] = v[2] or nil, [Fe] = v[3] or nil, [Fa] = v[4] or nil, [Fc] = v[5] or nil,
+  [Fo] = v[6] or nil, [Fg] = v[7] or nil, [Fd] = v[8] or nil, [Fp] = v[9] or nil, [Se] = v[10] or nil}
+if v[9] then more_kept(R, r, U) end
 local now = clock(ARGV[1])
-local nows = int(now)
-if undone(r, id, now) then return {7, 0} end
-if r[U .. 'i'] == id then return {0, 0} end
+if (tonumber(v[11]) or 0) > now then return {7, 0} end
+if v[2] == id then return {0, 0} end
 local deliver = ARGV[8] == ''
 if deliver then
   if cooldown_owner(r, U) == id then return {0, 0} end
-  if r[event('S', id)] then return {0, 0} end
+  if v[10] then return {0, 0} end
   if ARGV[9] == '1' and redis.call('HGET', KEYS[2], 'id') == id then return {0, 0} end
 end
 if ARGV[9] == '1' then
@@ -577,19 +574,20 @@ for i = 1, slots do
   if retry then return {6, retry, i} end
 end
 local cooldown = tonumber(ARGV[4])
-if cooldown > 0 then
+if cooldown > 0 and v[8] then
   local until_ms = cooldown_end(r, U)
   if until_ms > now then return {1, until_ms - now} end
 end
 -- Every check passed: what the send takes goes in one HSET (w) and one
 -- expiry (need).
 local size = redis.call('HLEN', R)
+local nows = int(now)
 local w, need = {}, 0
 local limit, window = tonumber(ARGV[5]), tonumber(ARGV[6])
 if limit > 0 then
   local retry = log_full(R, r, 'S', now, window, limit, size)
   if retry then return {2, retry} end
-  w[#w + 1] = event('S', id); w[#w + 1] = nows
+  w[1] = Se; w[2] = nows
   need = window
 end
 for i = 1, slots do
@@ -598,32 +596,32 @@ end
 if cooldown > 0 then
   -- A code's cooldown is owned by the code's send (its i) unless it
   -- says otherwise: a delivery's names its id.
-  w[#w + 1] = U .. 'd'
+  w[#w + 1] = Fd
   w[#w + 1] = deliver and int(now + cooldown) .. ':' .. id or int(now + cooldown)
   need = math.max(need, cooldown)
-elseif not deliver and r[U .. 'd'] and not string.find(r[U .. 'd'], ':') and r[U .. 'i'] then
+elseif not deliver and r[Fd] and not string.find(r[Fd], ':') and r[Fi] then
   -- The new code's id must not become the owner of an earlier send's
   -- cooldown.
-  w[#w + 1] = U .. 'd'; w[#w + 1] = r[U .. 'd'] .. ':' .. r[U .. 'i']
+  w[#w + 1] = Fd; w[#w + 1] = r[Fd] .. ':' .. r[Fi]
 end
 if not deliver then
-  local ttl, n = tonumber(ARGV[2]), tonumber(ARGV[13])
-  local code = {U .. 'h', ARGV[8], U .. 'i', id, U .. 'e', int(now + ttl)}
+  local ttl, n, credit = tonumber(ARGV[2]), tonumber(ARGV[13]), ARGV[14]
+  local k = #w
+  w[k + 1] = Fh; w[k + 2] = ARGV[8]; w[k + 3] = Fi; w[k + 4] = id; w[k + 5] = Fe; w[k + 6] = int(now + ttl)
   if n > 0 and live(r, U, now) then
     -- The live code and the newest of those it kept stay, with the
     -- attempts left.
-    local list = {{tonumber(r[U .. 'e']), r[U .. 'h']}}
+    local list = {{tonumber(r[Fe]), r[Fh]}}
     for _, e in ipairs(kept(r, U, now)) do list[#list + 1] = e end
-    if ARGV[14] == '' and r[U .. 'c'] then redis.call('HDEL', R, U .. 'c') end
+    if credit == '' and r[Fc] then redis.call('HDEL', R, Fc) end
     keep(R, r, U, list, n)
   else
     -- The old code, if any, goes whole: its consumed mark and attempt
     -- count with it.
-    if r[U .. 'h'] then drop_code(R, r, U, {[U .. 'h'] = true, [U .. 'i'] = true, [U .. 'e'] = true, [U .. 'a'] = true, [U .. 'c'] = ARGV[14] ~= ''}) end
-    code[#code + 1] = U .. 'a'; code[#code + 1] = ARGV[3]
+    if r[Fh] then drop_code(R, r, U, {[Fh] = true, [Fi] = true, [Fe] = true, [Fa] = true, [Fc] = credit ~= ''}) end
+    w[#w + 1] = Fa; w[#w + 1] = ARGV[3]
   end
-  if ARGV[14] ~= '' then code[#code + 1] = U .. 'c'; code[#code + 1] = ARGV[14] end
-  for _, v in ipairs(code) do w[#w + 1] = v end
+  if credit ~= '' then w[#w + 1] = Fc; w[#w + 1] = credit end
   need = math.max(need, ttl)
 end
 if #w > 0 then redis.call('HSET', R, unpack(w)) end
@@ -710,9 +708,9 @@ return 1
 var verifyScript = newScript(guarded + helpers + keptLua + `
 local ip = migrate(ARGV[9]) >= 2
 local R, U, aid = KEYS[1], ARGV[10], ARGV[5]
--- The code's fields, read in one HMGET into r (as code_of, without the
--- cooldown, which a verification never reads), and kept as locals for
--- the checks below.
+-- The code's fields (not the cooldown, which a verification never
+-- reads), the attempt's event and its tombstone, read in one HMGET into r
+-- (see more_kept) and v.
 local Fh, Fi, Fe, Fa, Fc, Fo, Fg, Fp = U .. 'h', U .. 'i', U .. 'e', U .. 'a', U .. 'c', U .. 'o', U .. 'g', U .. 'p1'
 local Ve, Te = event('V', aid), event('T', aid)
 local v = redis.call('HMGET', R, Fh, Fi, Fe, Fa, Fc, Fo, Fg, Fp, Ve, Te)
