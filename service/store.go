@@ -92,6 +92,14 @@ type ConversionRule struct {
 	Record bool
 }
 
+// LateCopyTTL is how long a copy of a call can still reach a store after
+// its sender gave up on it: longer than Linux keeps retransmitting a
+// request written before the network failed (about 15 minutes with
+// tcp_retries2 = 15). An undone call's tombstone lives that long, and so
+// does a wrong attempt's mark when no verify window keeps it: a re-run
+// of the attempt (its answer lost) answers MISMATCH and counts nothing.
+const LateCopyTTL = 15 * time.Minute
+
 // ConversionBuckets is how many parts a conversion slot's window is cut
 // into for its verified count: a verification leaves the count when its
 // part of the window has passed, up to Window/ConversionBuckets late.

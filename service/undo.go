@@ -37,10 +37,8 @@ const (
 	// lives.
 	consumedGrace = undoLifetime + time.Minute
 	// tombstoneTTL is how long the store refuses a late copy of an undone
-	// call: longer than Linux keeps retransmitting a request written before
-	// the network failed (about 15 minutes with tcp_retries2 = 15), the
-	// longest a copy can arrive after its sender gave up.
-	tombstoneTTL = 15 * time.Minute
+	// call: as long as a copy can arrive.
+	tombstoneTTL = LateCopyTTL
 	// maxUndos bounds the undos in flight; beyond it an undo is dropped
 	// and logged.
 	maxUndos = 1024

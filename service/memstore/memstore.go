@@ -26,6 +26,11 @@ type Store struct {
 	// undone holds the tombstones of undone sends and attempts, by
 	// recipient/id, with their expiry in ms.
 	undone map[string]int64
+	// wrong holds the wrong attempts of each recipient, by recipient id and
+	// attempt id, with their expiry in ms: on the recipient, not its code,
+	// as the Redis store's V events, so that a re-run of one answers
+	// MISMATCH after a resend too.
+	wrong map[string]map[string]int64
 	// verified holds the verified counts of conversion slots, by slot key.
 	verified  map[string]*counts
 	lastSweep time.Time
@@ -62,13 +67,11 @@ type code struct {
 	// keep (ms) for a re-run of that attempt or its undo.
 	okBy string
 	keep int64
-	// wrong holds the attempts counted as wrong.
-	wrong map[string]bool
 	// credit is SendParams.Credit of the send that stored the code.
 	credit string
 	// kept are the earlier codes kept valid beside this one
-	// (SendParams.KeepPrevious), newest first; they share used, max, okBy
-	// and wrong.
+	// (SendParams.KeepPrevious), newest first; they share used, max and
+	// okBy.
 	kept []keptCode
 }
 
@@ -119,6 +122,7 @@ func New() *Store {
 		cooldowns: map[string]expiring{},
 		idem:      map[string]*idemRecord{},
 		undone:    map[string]int64{},
+		wrong:     map[string]map[string]int64{},
 	}
 }
 
@@ -366,6 +370,16 @@ func (s *Store) migrate(r service.Recipient, usage string, idem service.Idempote
 		}
 		s.moveWindow(sendsKey(old), sendsKey(r.ID))
 		s.moveWindow(verifiesKey(old), verifiesKey(r.ID))
+		if marks := s.wrong[old]; marks != nil {
+			delete(s.wrong, old)
+			if s.wrong[r.ID] == nil {
+				s.wrong[r.ID] = marks
+			} else {
+				for a, exp := range marks {
+					s.wrong[r.ID][a] = max(exp, s.wrong[r.ID][a])
+				}
+			}
+		}
 		if idem.ID != "" && i < len(idem.Previous) {
 			from, to := idemKey(old, idem.Previous[i]), idemKey(r.ID, idem.ID)
 			if rec := s.idem[from]; rec != nil {
@@ -484,7 +498,7 @@ func (s *Store) BeginSend(ctx context.Context, p service.SendParams) (service.Se
 		// A live code and the newest it kept stay valid, with the
 		// attempts used so far; a dead one is replaced whole.
 		if old := s.codes[ck]; p.KeepPrevious > 0 && old != nil && old.live(now) {
-			c.used, c.wrong = old.used, old.wrong
+			c.used = old.used
 			c.kept = append([]keptCode{{hash: old.hash, expires: old.expires}}, old.liveKept(now)...)
 			c.kept = c.kept[:min(len(c.kept), p.KeepPrevious)]
 		}
@@ -618,8 +632,12 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 	switch {
 	case c != nil && c.okBy == p.AttemptID:
 		return service.VerifyResult{Status: service.VerifyOK, VerificationID: c.id, Credit: c.credit}, nil
-	case c != nil && c.wrong[p.AttemptID]:
-		return service.VerifyResult{Status: service.VerifyMismatch, AttemptsRemaining: c.max - c.used}, nil
+	case s.wrong[p.Recipient.ID][p.AttemptID] > now:
+		left := 0
+		if c != nil {
+			left = c.max - c.used
+		}
+		return service.VerifyResult{Status: service.VerifyMismatch, AttemptsRemaining: left}, nil
 	}
 	if p.PerIP != nil {
 		if _, retry := s.full("slot:"+p.PerIP.Key, now, p.PerIP.Window); retry > 0 {
@@ -658,10 +676,16 @@ func (s *Store) Verify(ctx context.Context, p service.VerifyParams) (service.Ver
 		return service.VerifyResult{Status: service.VerifyOK, VerificationID: c.id, Credit: c.credit}, nil
 	}
 	c.used++
-	if c.wrong == nil {
-		c.wrong = map[string]bool{}
+	// The attempt's mark lives as long as the verify window keeps its
+	// event, or as long as a late copy can come.
+	mark := service.LateCopyTTL
+	if p.PerRecipient.Enabled() {
+		mark = max(mark, p.PerRecipient.Window)
 	}
-	c.wrong[p.AttemptID] = true
+	if s.wrong[p.Recipient.ID] == nil {
+		s.wrong[p.Recipient.ID] = map[string]int64{}
+	}
+	s.wrong[p.Recipient.ID][p.AttemptID] = now + mark.Milliseconds()
 	if p.PerRecipient.Enabled() {
 		s.take(vk, now, p.PerRecipient, p.AttemptID)
 	}
@@ -754,6 +778,16 @@ func (s *Store) sweep(now time.Time) {
 	for k, exp := range s.undone {
 		if exp <= ms {
 			delete(s.undone, k)
+		}
+	}
+	for rid, marks := range s.wrong {
+		for a, exp := range marks {
+			if exp <= ms {
+				delete(marks, a)
+			}
+		}
+		if len(marks) == 0 {
+			delete(s.wrong, rid)
 		}
 	}
 	for k, cd := range s.cooldowns {

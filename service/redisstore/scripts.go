@@ -303,9 +303,9 @@ var keepMax = strconv.Itoa(service.MaxKeepPrevious)
 
 // markWindow is how long, in ms, a wrong attempt's V event stays in a
 // record whose verify window is off (verify_per_recipient count 0): long
-// enough to answer a re-run of the attempt (a lost answer retried), as
-// the attempt's tombstone is kept. With the window on, its events serve.
-var markWindow = strconv.Itoa(15 * 60 * 1000)
+// enough to answer a re-run of the attempt (a lost answer retried),
+// service.LateCopyTTL. With the window on, its events serve.
+var markWindow = strconv.FormatInt(service.LateCopyTTL.Milliseconds(), 10)
 
 // migrateLua moves state from a rotated secret's keys to the current
 // secret's before a script decides anything, so that codes, cooldowns,

@@ -104,6 +104,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"SendRerunIsIdempotent", testSendRerun},
 		{"ConcurrentSendRerunsCountOnce", testConcurrentSendReruns},
 		{"VerifyRerunIsIdempotent", testVerifyRerun},
+		{"VerifyRerunAfterResend", testVerifyRerunAfterResend},
 		{"TombstonesStopLateCopies", testTombstones},
 		{"UndoVerifyRestoresItsCode", testUndoVerify},
 		{"VerifyPerIP", testVerifyPerIP},
@@ -620,6 +621,37 @@ func testVerifyRerun(t *testing.T, s service.Store) {
 	next.Cooldown = 0
 	mustBegin(t, s, next, service.SendAccepted)
 	mustVerify(t, s, verify(rid, "sign_in", wrong, t0.Add(4*time.Second)), service.VerifyOK)
+}
+
+// A wrong attempt is marked on the recipient, not on its code: run again
+// after a resend replaced the code (its first answer was lost on the way),
+// it answers MISMATCH and takes nothing from the new code, whether the
+// verify window per recipient is on or off.
+func testVerifyRerunAfterResend(t *testing.T, s service.Store) {
+	for _, perRecipient := range []service.Window{{Count: 20, Window: time.Hour}, {}} {
+		rid := id("r")
+		mustBegin(t, s, send(rid, "sign_in", right, t0), service.SendAccepted)
+		w := verify(rid, "sign_in", wrong, t0.Add(time.Second))
+		w.PerRecipient = perRecipient
+		if res := mustVerify(t, s, w, service.VerifyMismatch); res.AttemptsRemaining != 2 {
+			t.Fatalf("wrong attempt: %d attempts left, want 2", res.AttemptsRemaining)
+		}
+		resend := send(rid, "sign_in", right, t0.Add(2*time.Second))
+		resend.Cooldown = 0
+		mustBegin(t, s, resend, service.SendAccepted)
+		w.Now = t0.Add(3 * time.Second)
+		if res := mustVerify(t, s, w, service.VerifyMismatch); res.AttemptsRemaining != 3 {
+			t.Fatalf("window %v: the wrong attempt run again after a resend: %d attempts left, want the new code's 3", perRecipient, res.AttemptsRemaining)
+		}
+		next := verify(rid, "sign_in", wrong, t0.Add(4*time.Second))
+		next.PerRecipient = perRecipient
+		if res := mustVerify(t, s, next, service.VerifyMismatch); res.AttemptsRemaining != 2 {
+			t.Fatalf("window %v: a new wrong attempt on the new code: %d attempts left, want 2", perRecipient, res.AttemptsRemaining)
+		}
+		ok := verify(rid, "sign_in", right, t0.Add(5*time.Second))
+		ok.PerRecipient = perRecipient
+		mustVerify(t, s, ok, service.VerifyOK)
+	}
 }
 
 func wantUndone(tb testing.TB, what string, err error) {
