@@ -13,6 +13,7 @@ import (
 
 	"github.com/nyaruka/phonenumbers"
 
+	"github.com/otpd/otpd/internal/ipprefix"
 	"github.com/otpd/otpd/otp"
 )
 
@@ -218,8 +219,8 @@ func (f Fraud) validate() error {
 		}
 	}
 	for i, s := range f.AlwaysAllow.ClientIPs {
-		if _, err := parseNet(s); err != nil {
-			add(fmt.Sprintf("always_allow.client_ips[%d]", i), "%q is not a CIDR such as 203.0.113.0/24 or an IP address", s)
+		if _, err := ipprefix.Parse(s); err != nil {
+			add(fmt.Sprintf("always_allow.client_ips[%d]", i), "%q is not a CIDR such as 203.0.113.0/24 or an IP address: %v", s, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -249,19 +250,6 @@ func parseAllowedRecipient(s string) (phone, email string, err error) {
 		return "", "", fmt.Errorf("%q is not an E.164 prefix (+44), an email address or an email domain (@example.com)", s)
 	}
 	return "", emailKey(r.addr), nil
-}
-
-// parseNet reads a CIDR or a single address.
-func parseNet(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap().WithZone("")
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // fraudGuard is Fraud compiled for the send path.
@@ -305,7 +293,7 @@ func newFraudGuard(f Fraud) *fraudGuard {
 		}
 	}
 	for _, s := range f.AlwaysAllow.ClientIPs {
-		if p, err := parseNet(s); err == nil {
+		if p, err := ipprefix.Parse(s); err == nil {
 			g.nets = append(g.nets, p)
 		}
 	}

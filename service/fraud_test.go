@@ -329,6 +329,7 @@ func TestFraudConfigValidate(t *testing.T) {
 			c.Fraud.AlwaysAllow.Recipients = []string{"+44", "@example.com", "qa@example.com", "44"}
 		}, `fraud.always_allow.recipients[3]: "44" is not an E.164 prefix`},
 		{"allowed ip", func(c *service.Config) { c.Fraud.AlwaysAllow.ClientIPs = []string{"10.0.0.0/8", "::1", "10.0.0.0/33"} }, `fraud.always_allow.client_ips[2]: "10.0.0.0/33" is not a CIDR`},
+		{"allowed ip, v4-mapped prefix", func(c *service.Config) { c.Fraud.AlwaysAllow.ClientIPs = []string{"::ffff:10.0.0.0/104"} }, `fraud.always_allow.client_ips[0]: "::ffff:10.0.0.0/104" is not a CIDR such as 203.0.113.0/24 or an IP address: an IPv4-mapped prefix never matches`},
 		{"test recipients", func(c *service.Config) {
 			c.TestRecipients = []service.TestRecipient{{Recipient: "+15555550100", Code: "123456"}, {Recipient: "a@example.com", Code: "654321"}}
 		}, ""},

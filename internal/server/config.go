@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/otpd/otpd/internal/ipprefix"
 )
 
 // Config is what the server owns of otpd.yaml: the listen, shutdown and
@@ -64,32 +66,11 @@ func (l LogtoHook) ignored() ipFilter { return parsePrefixes(l.IgnoreIPs) }
 func parsePrefixes(list []string) ipFilter {
 	var ps []netip.Prefix
 	for _, s := range list {
-		if p, err := parseIPOrPrefix(s); err == nil {
+		if p, err := ipprefix.Parse(s); err == nil {
 			ps = append(ps, p)
 		}
 	}
 	return ps
-}
-
-// parseIPOrPrefix reads "10.0.0.0/8" or a single address ("203.0.113.7",
-// "2001:db8::1") as a prefix.
-func parseIPOrPrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(s))
-		if err != nil {
-			return netip.Prefix{}, err
-		}
-		if p.Addr().Is4In6() {
-			return netip.Prefix{}, errors.New("IPv4-mapped prefix")
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(strings.TrimSpace(s))
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap().WithZone("")
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // Listen is the listen block. Its connection keys bound what a peer can
@@ -224,8 +205,8 @@ func (c Config) Validate() error {
 		ips  []string
 	}{{"logto", c.Hooks.Logto.IgnoreIPs}, {"supabase", c.Hooks.Supabase.IgnoreIPs}} {
 		for i, ip := range h.ips {
-			if _, err := parseIPOrPrefix(ip); err != nil {
-				bad(fmt.Sprintf("hooks.%s.ignore_ips[%d]", h.name, i), "%q is not an IP address or a CIDR prefix (such as 10.0.0.0/8)", ip)
+			if _, err := ipprefix.Parse(ip); err != nil {
+				bad(fmt.Sprintf("hooks.%s.ignore_ips[%d]", h.name, i), "%q is not an IP address or a CIDR prefix (such as 10.0.0.0/8): %v", ip, err)
 			}
 		}
 	}
