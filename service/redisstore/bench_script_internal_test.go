@@ -135,9 +135,9 @@ func benchVerify(b *testing.B, s *Store, sc *script) func(int) (*script, []strin
 func benchSend(b *testing.B, s *Store, sc *script) func(int) (*script, []string, []any) {
 	b.Helper()
 	ctx := context.Background()
-	for k := 0; k < 100; k++ {
+	for k := range 100 {
 		pipe := s.rdb.Pipeline()
-		for j := 0; j < 1000; j++ {
+		for j := range 1000 {
 			m := redis.Z{Score: float64(time.Now().UnixMilli()), Member: fmt.Sprintf("x%021d", k*1000+j)}
 			pipe.ZAdd(ctx, s.windowKey("", "cc:1"), m)
 			pipe.ZAdd(ctx, s.windowKey("", "cv:cc:1"), m)
