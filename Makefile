@@ -205,6 +205,14 @@ bench: ## Go benchmarks of the hot paths
 bench-memory: redis-server ## Redis bytes per live code: 100,000 sends on a single node and on a Cluster (BenchmarkLiveCodeMemory)
 	OTPD_REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench LiveCodeMemory -benchtime 1x ./service/
 
+.PHONY: bench-scripts
+bench-scripts: redis-server ## Redis CPU per verification and send script vs the same commands with the least Lua and the floor's script: 5 interleaved runs, medians (BenchmarkScriptRedisCPU)
+	@for i in 1 2 3 4 5; do \
+		OTPD_REQUIRE_REDIS=1 $(GO) test -run '^$$' -bench ScriptRedisCPU -benchtime 20000x ./service/redisstore/ | grep '^Benchmark' || exit 1; \
+	done | awk '{ name = $$1; sub(/-[0-9]+$$/, "", name); sub(/^BenchmarkScriptRedisCPU\//, "", name); print name, $$5 }' | sort -k1,1 -k2,2n | \
+		awk '{ v[$$1] = v[$$1] " " $$2; n[$$1]++ } \
+		END { for (k in v) { split(substr(v[k], 2), a, " "); printf "%-22s median %6.1f redis-us/op  (sorted:%s)\n", k, a[int((n[k] + 1) / 2)], v[k] } }' | sort
+
 load: redis-server $(GHZ) ## ghz load test of otpd next to the baseline, same settings (deploy/ghz; LOAD_STRICT=1 fails on a missed target)
 	deploy/ghz/load.sh
 
