@@ -258,10 +258,11 @@ end
 local function event(W, id)
   return W .. string.sub(id, -8)
 end
--- Whether the id's tombstone (its T event, valued with its end) in r is
--- there at now: its call was undone after its answer was lost.
-local function undone(r, id, now)
-  return (tonumber(r[event('T', id)]) or 0) > now
+-- Whether a call's tombstone, its T event's value (its end, or false
+-- when absent), is there at now: the call was undone after its answer was
+-- lost.
+local function undone(tomb, now)
+  return (tonumber(tomb) or 0) > now
 end
 -- Leaves the id's tombstone in the record at key for ms.
 local function bury(key, id, now, ms)
@@ -541,7 +542,7 @@ local r = {[Fh] = v[1] or nil, [Fi] = v[2] or nil, [Fe] = v[3] or nil, [Fa] = v[
   [Fo] = v[6] or nil, [Fg] = v[7] or nil, [Fd] = v[8] or nil, [Fp] = v[9] or nil, [Se] = v[10] or nil}
 if v[9] then more_kept(R, r, U) end
 local now = clock(ARGV[1])
-if (tonumber(v[11]) or 0) > now then return {7, 0} end
+if undone(v[11], now) then return {7, 0} end
 if v[2] == id then return {0, 0} end
 local deliver = ARGV[8] == ''
 if deliver then
@@ -718,7 +719,7 @@ local r = {[Fh] = v[1] or nil, [Fi] = v[2] or nil, [Fe] = v[3] or nil, [Fa] = v[
   [Fo] = v[6] or nil, [Fg] = v[7] or nil, [Fp] = v[8] or nil}
 if v[8] then more_kept(R, r, U) end
 local now = clock(ARGV[1])
-if (tonumber(v[10]) or 0) > now then return {5, 0, 0, 0} end
+if undone(v[10], now) then return {5, 0, 0, 0} end
 if over(r, U, now) then drop_code(R, r, U) end
 -- A re-run of this attempt answers what the first run decided: OK with
 -- the code's send (its verification id and conversion subject), as a
@@ -758,11 +759,9 @@ if a <= 0 then return {3, 0, 0, 0} end
 -- consumes them all: they share the record.
 local right = h == ARGV[2]
 for i = 11, #ARGV do right = right or h == ARGV[i] end
-if r[Fp] then
-  for _, e in ipairs(kept(r, U, now)) do
-    right = right or e[2] == ARGV[2]
-    for i = 11, #ARGV do right = right or e[2] == ARGV[i] end
-  end
+for _, e in ipairs(kept(r, U, now)) do
+  right = right or e[2] == ARGV[2]
+  for i = 11, #ARGV do right = right or e[2] == ARGV[i] end
 end
 if right then
   -- Consumed, not deleted: kept for the grace, marked with the attempt,
