@@ -3,10 +3,10 @@ package service_test
 import (
 	"context"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/otpd/otpd/internal/redistest"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 	"github.com/otpd/otpd/service"
 )
@@ -31,7 +31,7 @@ func BenchmarkRedisCPU(b *testing.B) {
 	b.Run("SendCode", func(b *testing.B) {
 		h := newHarnessOn(b, nil, loadConfig)
 		h.logs.discard = true
-		defer reportRedisCPU(b, h)()
+		defer redistest.ReportCPU(b, h.rdb)()
 		for i := 0; b.Loop(); i++ {
 			to := "+1415" + strconv.Itoa(2000000+i)
 			if _, err := h.svc.SendCode(ctx, &otpv1.SendCodeRequest{Recipient: to, UsageType: signIn, ClientIp: clientIP(i)}); err != nil {
@@ -50,7 +50,7 @@ func BenchmarkRedisCPU(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		defer reportRedisCPU(b, h)()
+		defer redistest.ReportCPU(b, h.rdb)()
 		for i := 0; b.Loop(); i++ {
 			if _, err := h.svc.VerifyCode(ctx, &otpv1.VerifyCodeRequest{
 				Recipient: numbers[i%recipients], UsageType: signIn, Code: "000000", ClientIp: clientIP(1<<20 + i),
@@ -59,36 +59,4 @@ func BenchmarkRedisCPU(b *testing.B) {
 			}
 		}
 	})
-}
-
-// reportRedisCPU reports h's redis-server CPU time per op from now to the
-// returned func's call.
-func reportRedisCPU(b *testing.B, h *harness) func() {
-	b.Helper()
-	start := redisCPU(b, h)
-	return func() {
-		b.ReportMetric(float64(redisCPU(b, h)-start)/float64(time.Microsecond)/float64(b.N), "redis-us/op")
-	}
-}
-
-// redisCPU is the CPU time redis-server has used, user and system.
-func redisCPU(b *testing.B, h *harness) time.Duration {
-	b.Helper()
-	info, err := h.rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total time.Duration
-	for _, line := range strings.Split(info, "\n") {
-		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || (name != "used_cpu_user" && name != "used_cpu_sys") {
-			continue
-		}
-		s, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += time.Duration(s * float64(time.Second))
-	}
-	return total
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/otpd/otpd/internal/benchcpu"
+	"github.com/otpd/otpd/internal/redistest"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 	"github.com/otpd/otpd/service"
 	"github.com/otpd/otpd/service/memstore"
@@ -41,7 +42,7 @@ func BenchmarkSendCode(b *testing.B) {
 	b.SetParallelism(25) // 50 calls in flight on 2 cores, as in the ghz load test
 	b.ResetTimer()
 	defer benchcpu.Report(b)()
-	defer reportRedisCPU(b, h)()
+	defer redistest.ReportCPU(b, h.rdb)()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
@@ -68,7 +69,7 @@ func BenchmarkVerifyCode(b *testing.B) {
 	b.SetParallelism(25) // 50 calls in flight on 2 cores, as in the ghz load test
 	b.ResetTimer()
 	defer benchcpu.Report(b)()
-	defer reportRedisCPU(b, h)()
+	defer redistest.ReportCPU(b, h.rdb)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
