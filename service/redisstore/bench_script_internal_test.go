@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,10 +32,13 @@ import (
 // floor is the floor's script (../shared/bench/floor: INCR and PEXPIRE on
 // a new key), in the same harness.
 //
-// Each sub-benchmark starts from an empty redis-server and runs its calls
-// in pipelines of 50, as the batcher sends them under load. The machine
-// drifts: run the benchmark several times (-count repeats each
-// sub-benchmark back to back; a loop interleaves them) and take medians:
+// Each call goes through the store as a real one does (Store.verify and
+// Store.beginSend build its keys and arguments; a same-commands variant
+// stands in for the script), from 50 goroutines, so that the batcher
+// pipelines them as under load. Each sub-benchmark starts from an empty
+// redis-server. The machine drifts: run the benchmark several times
+// (-count repeats each sub-benchmark back to back; make bench-scripts
+// interleaves five runs) and take medians:
 //
 //	for i in 1 2 3 4 5; do go test ./service/redisstore -run '^$' -bench ScriptRedisCPU -benchtime 20000x; done
 func BenchmarkScriptRedisCPU(b *testing.B) {
@@ -42,97 +46,81 @@ func BenchmarkScriptRedisCPU(b *testing.B) {
 	rdb := srv.Client()
 	s := New(rdb, "")
 	for _, bc := range []struct {
-		name  string
-		setup func(b *testing.B) func(i int) (*script, []string, []any)
+		name   string
+		script **script // the script the store runs, replaced by with
+		with   *script
+		setup  func(b *testing.B, s *Store) func(ctx context.Context, i int) error
 	}{
-		{"verify", func(b *testing.B) func(int) (*script, []string, []any) { return benchVerify(b, s, verifyScript) }},
-		{"verify/same-commands", func(b *testing.B) func(int) (*script, []string, []any) {
-			return benchVerify(b, s, sameCommandsVerify)
-		}},
-		{"send", func(b *testing.B) func(int) (*script, []string, []any) { return benchSend(b, s, sendScript) }},
-		{"send/same-commands", func(b *testing.B) func(int) (*script, []string, []any) {
-			return benchSend(b, s, sameCommandsSend)
-		}},
-		{"floor", func(b *testing.B) func(int) (*script, []string, []any) {
-			loadScript(b, s, floorScript)
-			return func(i int) (*script, []string, []any) {
-				return floorScript, []string{"floor:{r" + strconv.Itoa(i) + "}"}, []any{600000}
-			}
-		}},
+		{"verify", &verifyScript, verifyScript, benchVerify},
+		{"verify/same-commands", &verifyScript, sameCommandsVerify, benchVerify},
+		{"send", &sendScript, sendScript, benchSend},
+		{"send/same-commands", &sendScript, sameCommandsSend, benchSend},
+		{"floor", &floorScript, floorScript, benchFloor},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := context.Background()
 			if err := rdb.FlushAll(ctx).Err(); err != nil {
 				b.Fatal(err)
 			}
-			call := bc.setup(b)
-			start := redisCPU(b, rdb)
+			call := bc.setup(b, s)
+			orig := *bc.script
+			*bc.script = bc.with
+			defer func() { *bc.script = orig }()
+			defer redistest.ReportCPU(b, rdb)()
 			b.ResetTimer()
-			for i := 0; i < b.N; i += 50 {
-				pipe := rdb.Pipeline()
-				cmds := make([]*redis.Cmd, 0, 50)
-				for j := i; j < min(i+50, b.N); j++ {
-					sc, keys, args := call(j)
-					cmds = append(cmds, pipe.EvalSha(ctx, sc.hash, keys, args...))
-				}
-				if _, err := pipe.Exec(ctx); err != nil {
-					b.Fatal(err)
-				}
-				for _, c := range cmds {
-					v, _ := c.Result()
-					if a, _ := v.([]any); len(a) < 1 || a[0] != int64(wantStatus(bc.name)) {
-						b.Fatalf("%s answered %v", bc.name, v)
+			var (
+				wg   sync.WaitGroup
+				next atomic.Int64
+			)
+			for range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := int(next.Add(1)) - 1; i < b.N; i = int(next.Add(1)) - 1 {
+						if err := call(ctx, i); err != nil {
+							b.Error(err)
+							return
+						}
 					}
-				}
+				}()
 			}
+			wg.Wait()
 			b.StopTimer()
-			b.ReportMetric(float64(redisCPU(b, rdb)-start)/float64(time.Microsecond)/float64(b.N), "redis-us/op")
 		})
 	}
 }
 
-// wantStatus is what each call of the benchmark must answer first:
-// MISMATCH for a verification, accepted for a send, 1 for the floor's
-// first INCR.
-func wantStatus(name string) int {
-	switch {
-	case strings.HasPrefix(name, "verify"):
-		return int(service.VerifyMismatch)
-	case name == "floor":
-		return 1
-	}
-	return int(service.SendAccepted)
-}
-
 // benchVerify stores a live code for each of 2000 recipients and returns
 // the i-th call: a wrong code for one of them, from a client IP of its
-// own.
-func benchVerify(b *testing.B, s *Store, sc *script) func(int) (*script, []string, []any) {
+// own, which must answer MISMATCH.
+func benchVerify(b *testing.B, s *Store) func(context.Context, int) error {
 	b.Helper()
-	ctx := context.Background()
 	const pool = 2000
-	recs := make([]string, pool)
+	recs := make([]service.Recipient, pool)
 	for i := range recs {
-		r := service.Recipient{Bucket: strconv.Itoa(i % 4096), ID: fmt.Sprintf("r%021d", i)}
-		p := service.SendParams{Recipient: r, Usage: "sign_in", CodeHash: []byte("0123456789abcdef"), VerificationID: fmt.Sprintf("v%021d", i),
+		recs[i] = service.Recipient{Bucket: strconv.Itoa(i % 4096), ID: fmt.Sprintf("r%021d", i)}
+		p := service.SendParams{Recipient: recs[i], Usage: "sign_in", CodeHash: []byte("0123456789abcdef"), VerificationID: fmt.Sprintf("v%021d", i),
 			Now: time.Now(), TTL: 10 * time.Minute, MaxAttempts: 100, Cooldown: time.Minute,
 			PerRecipient: service.Window{Count: 5, Window: 10 * time.Minute}, Credit: "0123456789abcdef012345678"}
-		if _, err := s.beginSend(ctx, p, nil); err != nil {
+		if _, err := s.beginSend(context.Background(), p, nil); err != nil {
 			b.Fatal(err)
 		}
-		recs[i] = s.keysOf(r, service.IdempotencyKey{}).rec
 	}
-	loadScript(b, s, sc)
-	return func(i int) (*script, []string, []any) {
-		ip := s.windowKey(strconv.Itoa(i%4096), "vip:"+strconv.Itoa(i))
-		return sc, []string{recs[i%pool], ip}, []any{0, "wrong-code-hash!", 1000000000, 3600000, fmt.Sprintf("a%021d", i), 60000, 100, 3600000, "", "s"}
+	return func(ctx context.Context, i int) error {
+		ip := &service.Slot{Key: "vip:" + strconv.Itoa(i), Bucket: strconv.Itoa(i % 4096), Window: service.Window{Count: 100, Window: time.Hour}}
+		res, err := s.verify(ctx, service.VerifyParams{Recipient: recs[i%pool], Usage: "sign_in", CodeHash: []byte("wrong-code-hash!"), Now: time.Now(),
+			PerRecipient: service.Window{Count: 1000000000, Window: time.Hour}, PerIP: ip, AttemptID: fmt.Sprintf("a%021d", i), Grace: time.Minute}, true)
+		if err == nil && res.Status != service.VerifyMismatch {
+			err = fmt.Errorf("verify answered %+v, want a mismatch", res)
+		}
+		return err
 	}
 }
 
 // benchSend fills the country's two windows with 100,000 events each, as
 // the load test leaves them, and returns the i-th call: a send to a new
-// recipient from a new client IP.
-func benchSend(b *testing.B, s *Store, sc *script) func(int) (*script, []string, []any) {
+// recipient from a new client IP, which must be accepted.
+func benchSend(b *testing.B, s *Store) func(context.Context, int) error {
 	b.Helper()
 	ctx := context.Background()
 	for k := range 100 {
@@ -146,60 +134,37 @@ func benchSend(b *testing.B, s *Store, sc *script) func(int) (*script, []string,
 			b.Fatal(err)
 		}
 	}
-	loadScript(b, s, sc)
 	rule := &service.ConversionRule{MinUnverified: 1000000000, Ratio: 0.2}
-	return func(i int) (*script, []string, []any) {
-		bucket, ip := strconv.Itoa(i%4096), "ip:"+strconv.Itoa(i)
+	return func(ctx context.Context, i int) error {
+		bucket, ip, id := strconv.Itoa(i%4096), "ip:"+strconv.Itoa(i), fmt.Sprintf("v%021d", i)
 		slots := []service.Slot{
 			{Key: ip, Bucket: bucket, Window: service.Window{Count: 20, Window: time.Hour}},
 			{Key: "cc:1", Window: service.Window{Count: 1000000000, Window: time.Hour}},
 			{Key: "cv:cc:1", Window: service.Window{Window: 24 * time.Hour}, Conversion: rule},
 			{Key: "cv" + ip, Bucket: bucket, Window: service.Window{Window: 24 * time.Hour}, Conversion: rule},
 		}
-		id := fmt.Sprintf("v%021d", i)
-		k := s.keysOf(service.Recipient{Bucket: bucket, ID: "r" + id}, service.IdempotencyKey{})
-		keys := []string{k.rec, k.idem}
-		args := []any{0, 600000, 100, 60000, 5, 600000, id, "0123456789abcdef", "0", "", 20000, "", 0, bucket + "0123456789abcdef0123", "s"}
-		for _, sl := range slots {
-			keys = append(keys, s.slotKey(sl), s.verifiedKey(sl.Bucket, sl.Key))
-			args = append(args, ms(sl.Window.Window), slotLimit(sl), ratio(sl), record(sl))
+		res, err := s.beginSend(ctx, service.SendParams{Recipient: service.Recipient{Bucket: bucket, ID: "r" + id}, Usage: "sign_in",
+			CodeHash: []byte("0123456789abcdef"), VerificationID: id, Now: time.Now(), TTL: 10 * time.Minute, MaxAttempts: 100,
+			Cooldown: time.Minute, PerRecipient: service.Window{Count: 5, Window: 10 * time.Minute}, Credit: bucket + "0123456789abcdef0123"}, slots)
+		if err == nil && res.Status != service.SendAccepted {
+			err = fmt.Errorf("send answered %+v, want accepted", res)
 		}
-		return sc, keys, args
+		return err
 	}
 }
 
-func loadScript(b *testing.B, s *Store, sc *script) {
+// benchFloor returns the i-th call of the floor's script, on a new key.
+func benchFloor(b *testing.B, s *Store) func(context.Context, int) error {
 	b.Helper()
-	if err := s.rdb.ScriptLoad(context.Background(), sc.src).Err(); err != nil {
-		b.Fatal(err)
+	return func(ctx context.Context, i int) error {
+		_, err := s.run(ctx, floorScript, []string{"floor:{r" + strconv.Itoa(i) + "}"}, 600000)
+		return err
 	}
-}
-
-// redisCPU is the CPU time redis-server has used, user and system.
-func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
-	b.Helper()
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var total time.Duration
-	for _, line := range strings.Split(info, "\n") {
-		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok || (name != "used_cpu_user" && name != "used_cpu_sys") {
-			continue
-		}
-		sec, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += time.Duration(sec * float64(time.Second))
-	}
-	return total
 }
 
 // sameCommandsVerify runs verifyScript's commands for a wrong code, with
 // the least Lua around them: no re-run, tombstone, kept code or previous
-// secret, no helper.
+// secret, no helper. Its arguments are verifyScript's.
 var sameCommandsVerify = newScript(guarded + `
 local R, aid = KEYS[1], ARGV[5]
 local v = redis.call('HMGET', R, 'sh', 'si', 'se', 'sa', 'sc', 'so', 'sg', 'sp1', 'V' .. string.sub(aid, -8), 'T' .. string.sub(aid, -8))
@@ -219,7 +184,7 @@ return {1, left, 0, 0}
 
 // sameCommandsSend runs sendScript's commands for a send to a new
 // recipient with its shared slots (KEYS[3..], a window and a count each),
-// with the least Lua around them.
+// with the least Lua around them. Its arguments are sendScript's.
 var sameCommandsSend = newScript(guarded + `
 local R, id = KEYS[1], ARGV[7]
 local v = redis.call('HMGET', R, 'sh', 'si', 'se', 'sa', 'sc', 'so', 'sg', 'sd', 'sp1', 'S' .. string.sub(id, -8), 'T' .. string.sub(id, -8))
@@ -239,10 +204,9 @@ redis.call('PEXPIRE', R, ARGV[2])
 return {0, 0, 0}
 `)
 
-// floorScript is the floor's, answering its count in an array as the
-// others answer their status.
+// floorScript is the floor's.
 var floorScript = newScript(`
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {n}
+return n
 `)
