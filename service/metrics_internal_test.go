@@ -1,11 +1,12 @@
 package service
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/otpd/otpd/internal/promtest"
 )
 
 // TestMetricSeriesCache: the cached series of sends and verifications are
@@ -27,23 +28,17 @@ func TestMetricSeriesCache(t *testing.T) {
 	}
 	countries := []string{"1", "86", "44"}
 	const workers, rounds = 8, 50
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for range rounds {
-				for _, l := range sent {
-					m.sentCounter(l[0], l[1], l[2], l[3], l[4]).Inc()
-				}
-				for _, l := range verified {
-					m.verifiedCounter(l[0], l[1], l[2]).Inc()
-				}
-				for _, c := range countries {
-					m.smsCountryCounter(c).Inc()
-				}
-			}
-		})
-	}
-	wg.Wait()
+	promtest.Concurrently(workers, rounds, func() {
+		for _, l := range sent {
+			m.sentCounter(l[0], l[1], l[2], l[3], l[4]).Inc()
+		}
+		for _, l := range verified {
+			m.verifiedCounter(l[0], l[1], l[2]).Inc()
+		}
+		for _, c := range countries {
+			m.smsCountryCounter(c).Inc()
+		}
+	})
 	for _, l := range sent {
 		if c := m.sent.WithLabelValues(l[:]...); m.sentCounter(l[0], l[1], l[2], l[3], l[4]) != c || testutil.ToFloat64(c) != workers*rounds {
 			t.Errorf("sent %v: %v, want the vector's series at %d", l, testutil.ToFloat64(c), workers*rounds)

@@ -2,13 +2,13 @@ package promcache_test
 
 import (
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/otpd/otpd/internal/promcache"
+	"github.com/otpd/otpd/internal/promtest"
 )
 
 type labels struct {
@@ -24,17 +24,11 @@ func TestCounters(t *testing.T) {
 	c := promcache.New(vec, func(l labels) []string { return []string{l.method, strconv.Itoa(l.code)} })
 	keys := []labels{{"send", 0}, {"send", 3}, {"verify", 0}}
 	const workers, rounds = 8, 100
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for range rounds {
-				for _, k := range keys {
-					c.Get(k).Inc()
-				}
-			}
-		})
-	}
-	wg.Wait()
+	promtest.Concurrently(workers, rounds, func() {
+		for _, k := range keys {
+			c.Get(k).Inc()
+		}
+	})
 	if n := testutil.CollectAndCount(vec); n != len(keys) {
 		t.Errorf("%d series, want %d", n, len(keys))
 	}

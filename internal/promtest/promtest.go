@@ -2,6 +2,7 @@
 package promtest
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,4 +37,20 @@ func Sum(tb testing.TB, g prometheus.Gatherer, name string, labels map[string]st
 		}
 	}
 	return sum
+}
+
+// Concurrently runs round workers times over, in each of workers
+// goroutines at once, and returns when all are done: what a test of a
+// cache of series runs before it checks that every increment landed
+// (workers × rounds in each series).
+func Concurrently(workers, rounds int, round func()) {
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range rounds {
+				round()
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 
+	"github.com/otpd/otpd/internal/promtest"
 	otpv1 "github.com/otpd/otpd/proto/otp/v1"
 )
 
@@ -168,17 +169,11 @@ func TestCallCountersMatchVector(t *testing.T) {
 		{"anonymous", "/otp.v1.OtpService/VerifyCode", codes.Code(42), "grpc"},
 	}
 	const workers, rounds = 8, 100
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for range rounds {
-				for _, k := range calls {
-					c.Get(k).Inc()
-				}
-			}
-		})
-	}
-	wg.Wait()
+	promtest.Concurrently(workers, rounds, func() {
+		for _, k := range calls {
+			c.Get(k).Inc()
+		}
+	})
 	if n := testutil.CollectAndCount(vec); n != len(calls) {
 		t.Errorf("%d series, want %d", n, len(calls))
 	}
