@@ -381,18 +381,13 @@ func (s *Service) checkFraud(ctx context.Context, r sendRequest, log callLog) er
 // taken over the threshold too, and the store says so (SendResult.Over).
 // credit is what the send stores with its code for the verification that
 // credits it: the client IP's subject, in 25 characters.
-func (s *Service) conversionSlots(r sendRequest) (slots []Slot, credit string) {
-	c := s.fraud.conversion
-	if c.Window <= 0 || r.deliver || r.rcpt.channel != otp.SMS {
-		return nil, ""
+func (s *Service) conversionSlots(r sendRequest, slots []Slot) (_ []Slot, credit string) {
+	if !s.converts(r) {
+		return slots, ""
 	}
+	c := s.fraud.conversion
 	rule := &ConversionRule{MinUnverified: c.MinUnverified, Ratio: c.Ratio,
 		Record: s.fraud.record || s.fraud.allowed(r.rcpt, r.clientAddr)}
-	n := 1
-	if r.ip != "" {
-		n = 2
-	}
-	slots = make([]Slot, 0, n)
 	slots = append(slots, s.countryConversion(r.rcpt.country, rule))
 	if r.ip != "" {
 		sl := s.ipSlot(conversionIP, conversionPrefix, r.ip, Window{Window: c.Window})
@@ -402,6 +397,16 @@ func (s *Service) conversionSlots(r sendRequest) (slots []Slot, credit string) {
 	}
 	return slots, credit
 }
+
+// converts reports whether the conversion rule counts send r: an SMS code
+// of otpd's, the rule on.
+func (s *Service) converts(r sendRequest) bool {
+	return s.fraud.conversion.Window > 0 && !r.deliver && r.rcpt.channel == otp.SMS
+}
+
+// maxConversionSlots is how many slots conversionSlots appends at most:
+// the country's and the client IP's.
+const maxConversionSlots = 2
 
 // conversionPrefix tells a client IP's conversion slot from its windows
 // (ipSlot).

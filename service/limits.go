@@ -89,17 +89,21 @@ func (l Limits) validate() error {
 	return errors.Join(errs...)
 }
 
-// sendSlots lists the shared limits a send counts against, then more (the
-// conversion rule's slots), in one allocation.
-func (s *Service) sendSlots(r sendRequest, more []Slot) []Slot {
+// sendSlots lists the shared limits a send counts against, with room for
+// the conversion rule's slots, which conversionSlots appends: one
+// allocation for all of them.
+func (s *Service) sendSlots(r sendRequest) []Slot {
 	perIP := r.ip != "" && s.cfg.Limits.PerIP.Enabled()
 	perCountry := r.rcpt.channel == otp.SMS && s.cfg.Limits.PerCountry.Enabled()
-	n := len(more)
+	n := 0
 	if perIP {
 		n++
 	}
 	if perCountry {
 		n++
+	}
+	if s.converts(r) {
+		n += maxConversionSlots
 	}
 	if n == 0 {
 		return nil
@@ -111,7 +115,7 @@ func (s *Service) sendSlots(r sendRequest, more []Slot) []Slot {
 	if perCountry {
 		slots = append(slots, Slot{Limit: limitPerCountry, Key: "cc:" + r.rcpt.country, Window: s.cfg.Limits.PerCountry})
 	}
-	return append(slots, more...)
+	return slots
 }
 
 // verifySlot is the client IP's verify window, nil when the caller gave no

@@ -266,7 +266,12 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		code = newCode(s.cfg.Code.Length)
 		codeHash = s.keys.codeHash(rid.ID, r.usageKey, code)
 	}
-	conversion, credit := s.conversionSlots(r)
+	// The shared limits' slots, then the conversion rule's, which a failed
+	// delivery releases (abort).
+	slots := s.sendSlots(r)
+	shared := len(slots)
+	slots, credit := s.conversionSlots(r, slots)
+	conversion := slots[shared:]
 	params := SendParams{
 		Recipient:      rid,
 		Usage:          r.usageKey,
@@ -282,7 +287,7 @@ func (s *Service) send(ctx context.Context, r sendRequest) (*otpv1.SendCodeRespo
 		IdempotencyKey: idemID,
 		Fingerprint:    fingerprint,
 		PendingTTL:     s.cfg.SendTimeout + 5*time.Second,
-		Slots:          s.sendSlots(r, conversion),
+		Slots:          slots,
 		Credit:         credit,
 	}
 	var res SendResult
