@@ -10,9 +10,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// UsedCPU is the CPU time the redis-server behind rdb has used, user and
+// usedCPU is the CPU time the redis-server behind rdb has used, user and
 // system (INFO cpu).
-func UsedCPU(tb testing.TB, rdb redis.Cmdable) time.Duration {
+func usedCPU(tb testing.TB, rdb redis.Cmdable) time.Duration {
 	tb.Helper()
 	info, err := rdb.Info(context.Background(), "cpu").Result()
 	if err != nil {
@@ -37,8 +37,8 @@ func UsedCPU(tb testing.TB, rdb redis.Cmdable) time.Duration {
 // (redis-us/op) from now until the returned func is called: defer it.
 func ReportCPU(b *testing.B, rdb redis.Cmdable) func() {
 	b.Helper()
-	start := UsedCPU(b, rdb)
+	start := usedCPU(b, rdb)
 	return func() {
-		b.ReportMetric(float64(UsedCPU(b, rdb)-start)/float64(time.Microsecond)/float64(b.N), "redis-us/op")
+		b.ReportMetric(float64(usedCPU(b, rdb)-start)/float64(time.Microsecond)/float64(b.N), "redis-us/op")
 	}
 }
